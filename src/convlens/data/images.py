@@ -1,0 +1,74 @@
+"""Opening untrusted image files safely, and converting any mode to grey or RGB."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from ..errors import BadImage
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                    ".ppm", ".pgm", ".pbm")
+
+# PIL's decompression-bomb limit (about 89 megapixels) unless the caller sets another.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode an image file, or raise `BadImage` saying why it cannot be used.
+
+    Refused: unreadable paths, empty files, files that are not images, truncated or corrupt
+    data, and images of more than `max_pixels` pixels (a decompression bomb guard, checked
+    from the header before any pixel is decoded).
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    path = os.fspath(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise BadImage("empty file (0 bytes)")
+    except OSError as e:
+        raise BadImage(f"cannot read: {e.strerror or e}") from None
+    # Truncated data must fail, whatever another library set globally.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            w, h = img.size
+            if w * h > limit:
+                raise BadImage(f"too large: {w}x{h} = {w * h} pixels > limit {limit}")
+            img.load()
+    except BadImage:
+        raise
+    except UnidentifiedImageError:
+        raise BadImage("not an image (unknown format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"too large (decompression bomb guard): {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise BadImage(f"truncated or corrupt: {e}") from None
+    return img
+
+
+def to_channels(img: Image.Image, channels: int) -> Image.Image:
+    """Convert any PIL mode to 8-bit grey (``channels=1``) or RGB (``channels=3``).
+
+    16- and 32-bit integer images are scaled from their full range to 8 bits (PIL's own
+    conversion would clip them); palette and alpha images lose their alpha; CMYK goes to RGB.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif img.mode == "P":
+        img = img.convert("RGBA")
+    if channels == 1:
+        return img if img.mode == "L" else img.convert("RGB").convert("L")
+    if channels == 3:
+        return img if img.mode == "RGB" else img.convert("RGB")
+    raise BadImage(f"the model takes {channels} channels; only 1 (grey) and 3 (RGB) are supported")

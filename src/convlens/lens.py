@@ -1,0 +1,204 @@
+"""`Lens`: a classifier together with its preprocessing and class labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import ConvlensError
+from .hooks import find_module, preserved
+from .receptive import Field, dry_run
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One named module: its type, output shape (without batch) and receptive field."""
+
+    name: str
+    type: str
+    shape: tuple[int, ...] | None
+    field: Field | None
+
+    def row(self) -> dict:
+        """A flat dict for tables (CSV, JSON, the report)."""
+        d = {"name": self.name, "type": self.type,
+             "shape": None if self.shape is None else "x".join(map(str, self.shape))}
+        if self.field is None:
+            d.update(rf_size=None, rf_stride=None, rf_center=None)
+        else:
+            d.update(self.field.describe())
+            if self.field.is_global:
+                d["rf_size"] = "global"
+        return d
+
+
+class Lens(nn.Module):
+    """A model plus what it takes to feed it: preprocessing (mean, std, input size, raw pixel
+    range) and class labels.
+
+    ``x`` everywhere in convlens is a *normalised* batch ``(N, C, H, W)``:
+    ``x = (raw - mean) / std`` where ``raw`` is in ``value_range`` (e.g. ``(0, 1)``).
+
+    Args:
+        model: any `nn.Module` mapping ``(N, C, H, W)`` to class scores ``(N, K)`` (before softmax).
+        mean, std: per input channel, in raw pixel units.
+        input_size: ``(C, H, W)`` the model expects.
+        labels: class names (``K`` of them); default ``"0" .. "K-1"``.
+        value_range: range of raw pixels that `mean`/`std` refer to.
+
+    Example::
+
+        lens = Lens(net, mean=(0.5,), std=(0.5,), input_size=(1, 28, 28), labels=names)
+        lens.layers()[0].field.size
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 input_size: Sequence[int], labels: Sequence[str] | None = None,
+                 value_range: tuple[float, float] = (0.0, 1.0), name: str | None = None):
+        super().__init__()
+        self.model = model
+        self.input_size = tuple(int(v) for v in input_size)
+        if len(self.input_size) != 3:
+            raise ConvlensError(f"input_size must be (C, H, W), got {tuple(input_size)}")
+        c = self.input_size[0]
+        self.mean = _per_channel(mean, c, "mean")
+        self.std = _per_channel(std, c, "std")
+        if any(s <= 0 for s in self.std):
+            raise ConvlensError(f"std must be positive, got {self.std}")
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.labels = list(labels) if labels is not None else None
+        self.name = name or type(model).__name__
+        self._layers: list[LayerInfo] | None = None
+
+    # -- the network -------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def layer(self, name: str) -> nn.Module:
+        """The module called `name`; an unknown name raises an error naming close matches."""
+        return find_module(self.model, name)
+
+    def layer_names(self) -> list[str]:
+        return [n for n, _ in self.model.named_modules() if n]
+
+    def layers(self) -> list[LayerInfo]:
+        """Every named module: name, type, output shape and receptive field (one dry run)."""
+        if self._layers is None:
+            names = self.layer_names()
+            try:
+                with preserved(self.model):
+                    self.model.eval()
+                    found = dry_run(self.model, self.example_input(), names)
+            except ConvlensError as e:  # scripted modules take no hooks: names and types only
+                if "hooks" not in str(e):
+                    raise
+                found = {}
+            self._layers = [
+                LayerInfo(n, getattr(m, "original_name", type(m).__name__),
+                          *found.get(n, (None, None)))
+                for n, m in self.model.named_modules() if n]
+        return self._layers
+
+    def example_input(self, n: int = 1) -> torch.Tensor:
+        """A batch of mean images (zeros after normalisation) of the model's input size."""
+        p = next(iter(self.model.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+        return torch.zeros((n, *self.input_size), device=device)
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.labels) if self.labels is not None else None
+
+    def label(self, k: int) -> str:
+        """Name of class `k`."""
+        if self.labels is None or not 0 <= k < len(self.labels):
+            return str(k)
+        return self.labels[k]
+
+    # -- pixels ------------------------------------------------------------------------
+    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1) if x.dim() == 4 else (-1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return mean, std
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw pixels (in `value_range`) to model input: ``(raw - mean) / std``."""
+        mean, std = self._stats(raw)
+        return (raw - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input back to raw pixels: ``x * std + mean``."""
+        mean, std = self._stats(x)
+        return x * std + mean
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input to pixels in [0, 1] for display (clipped)."""
+        lo, hi = self.value_range
+        return ((self.denormalize(x) - lo) / (hi - lo)).clamp(0, 1)
+
+    def bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel lowest and highest valid model input (the raw range, normalised)."""
+        lo, hi = self.value_range
+        mean, std = self._stats(like)
+        return (lo - mean) / std, (hi - mean) / std
+
+    def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        """A PIL image (any mode) to a normalised ``(C, H, W)`` tensor of the input size.
+
+        The shorter side is resized to the input size and the centre cropped (the torchvision
+        convention, which keeps the aspect ratio); images already of the input size pass as they
+        are. Alpha is dropped, 16-bit images are scaled to 8 bits, and the image is converted to
+        grey or RGB as the model's channel count asks.
+        """
+        from .data.images import to_channels  # local: data imports lens for its types
+
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        c, h, w = self.input_size
+        image = to_channels(image, c)
+        if image.size != (w, h):
+            scale = max(w / image.width, h / image.height)
+            size = (max(w, round(image.width * scale)), max(h, round(image.height * scale)))
+            image = image.resize(size, Image.BILINEAR)
+            left, top = (image.width - w) // 2, (image.height - h) // 2
+            image = image.crop((left, top, left + w, top + h))
+        arr = np.asarray(image, dtype=np.float32) / 255.0
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        t = torch.from_numpy(arr.transpose(2, 0, 1).copy())
+        lo, hi = self.value_range
+        return self.normalize(t * (hi - lo) + lo)
+
+    def extra_repr(self) -> str:
+        return (f"input_size={self.input_size}, mean={self.mean}, std={self.std}, "
+                f"value_range={self.value_range}, classes={self.num_classes}")
+
+
+def _per_channel(v, c: int, what: str) -> tuple[float, ...]:
+    v = (float(v),) if isinstance(v, (int, float)) else tuple(float(a) for a in v)
+    if len(v) == 1:
+        v = v * c
+    if len(v) != c:
+        raise ConvlensError(f"{what} has {len(v)} values but the input has {c} channels")
+    return v
+
+
+def format_layers(infos: list[LayerInfo]) -> str:
+    """The layer table as aligned text."""
+    head = ["name", "type", "output", "rf size", "rf stride", "rf center (y, x)"]
+    rows = []
+    for info in infos:
+        r = info.row()
+        center = r["rf_center"]
+        rows.append([r["name"], r["type"], r["shape"] or "?",
+                     "?" if r["rf_size"] is None else str(r["rf_size"]),
+                     "-" if r["rf_stride"] is None else str(r["rf_stride"]),
+                     "-" if center is None else f"({center[0]:g}, {center[1]:g})"])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    return "\n".join(lines)

@@ -1,0 +1,247 @@
+"""Receptive field of every named layer, from the conv/pool arithmetic of one dry run.
+
+For each tensor of the forward pass we track, per spatial axis (y, x):
+
+- ``size``: how many input pixels one output position sees (theoretical field, not clipped
+  at the border),
+- ``stride`` (the "jump"): how many input pixels apart two neighbouring output positions are,
+- ``center``: the input pixel coordinate of the centre of output position 0 (pixel centres
+  at 0, 1, ...; it can be negative where padding makes the field hang over the border).
+
+A convolution or pooling with kernel ``k``, stride ``s``, padding ``p`` and dilation ``d``
+maps ``(size, jump, center)`` to (Dumoulin & Visin 2016; Araujo et al., Distill 2019)::
+
+    k_eff  = d * (k - 1) + 1
+    size'  = size + (k_eff - 1) * jump
+    jump'  = jump * s
+    center' = center + ((k_eff - 1) / 2 - p) * jump
+
+The tracking runs under a `TorchFunctionMode`, so it sees functional calls (`F.conv2d`,
+`F.max_pool2d`, `F.pad`, ...) as well as modules, Sequential chains and residual nets alike.
+Where several tensors meet (``a + b``, ``torch.cat`` on channels) the field is the **union**
+of their fields: the smallest window that holds every path's field, which for the nested
+fields of a ResNet block is the largest field over the paths. Pointwise operations (ReLU,
+batch norm, dropout, ...) keep the field. Anything that mixes all positions (``flatten``,
+``linear``, a global pooling) gives a *global* field: every output sees the whole image. An
+operation we cannot reason about that changes the spatial size (interpolation, transposed
+convolution, ...) gives an unknown field (``None``) from there on, never a wrong one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .hooks import forward_hooks
+
+Pair = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Field:
+    """Receptive field of one layer: per axis (y, x); ``is_global`` when it is the whole image."""
+
+    size: tuple[int, int]
+    stride: tuple[int, int] | None
+    center: Pair | None
+    is_global: bool = False
+
+    def box(self, y: int, x: int) -> tuple[float, float, float, float]:
+        """Input-pixel box ``(x0, y0, x1, y1)`` (inclusive pixel centres) of output (y, x)."""
+        if self.is_global or self.stride is None or self.center is None:
+            raise ValueError("a global field has no per-position box")
+        cy = self.center[0] + y * self.stride[0]
+        cx = self.center[1] + x * self.stride[1]
+        hy, hx = (self.size[0] - 1) / 2, (self.size[1] - 1) / 2
+        return (cx - hx, cy - hy, cx + hx, cy + hy)
+
+    def describe(self) -> dict[str, Any]:
+        """Flat values for a table: square fields as single numbers."""
+        def one(p):
+            if p is None:
+                return None
+            return p[0] if p[0] == p[1] else f"{p[0]}x{p[1]}"
+        return {"rf_size": one(self.size), "rf_stride": None if self.is_global else one(self.stride),
+                "rf_center": None if self.is_global or self.center is None else tuple(self.center)}
+
+
+IDENTITY = lambda: Field((1, 1), (1, 1), (0.0, 0.0))  # noqa: E731  the input image
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[-1])) if len(v) >= 1 else (1, 1)
+    return (int(v), int(v))
+
+
+def through_window(f: Field, kernel, stride, padding, dilation=1) -> Field:
+    """The field after a conv/pool window with these (per-axis) parameters."""
+    if f.is_global:
+        return f
+    k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    size, jump, center = [], [], []
+    for a in range(2):
+        keff = d[a] * (k[a] - 1) + 1
+        size.append(f.size[a] + (keff - 1) * f.stride[a])
+        center.append(f.center[a] + ((keff - 1) / 2 - p[a]) * f.stride[a])
+        jump.append(f.stride[a] * s[a])
+    return Field(tuple(size), tuple(jump), tuple(center))
+
+
+def union(fields: list[Field]) -> Field | None:
+    """The smallest field holding all of `fields` (they must share their stride)."""
+    if any(f.is_global for f in fields):
+        return next(f for f in fields if f.is_global)
+    if len({f.stride for f in fields}) != 1:
+        return None  # different grids meet: no single answer
+    size, center = [], []
+    for a in range(2):
+        lo = min(f.center[a] - (f.size[a] - 1) / 2 for f in fields)
+        hi = max(f.center[a] + (f.size[a] - 1) / 2 for f in fields)
+        size.append(int(round(hi - lo + 1)))
+        center.append((lo + hi) / 2)
+    return Field(tuple(size), fields[0].stride, tuple(center))
+
+
+# Positional argument order of the functional ops we read parameters from.
+_SIGNATURES = {
+    "conv2d": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+    "max_pool2d": ("input", "kernel_size", "stride", "padding", "dilation"),
+    "max_pool2d_with_indices": ("input", "kernel_size", "stride", "padding", "dilation"),
+    "avg_pool2d": ("input", "kernel_size", "stride", "padding"),
+    "lp_pool2d": ("input", "norm_type", "kernel_size", "stride"),
+    "adaptive_avg_pool2d": ("input", "output_size"),
+    "adaptive_max_pool2d": ("input", "output_size"),
+    "pad": ("input", "pad", "mode", "value"),
+}
+_GLOBAL_OPS = {"linear", "flatten", "matmul", "mm", "bmm", "addmm", "view", "reshape",
+               "mean", "sum", "amax", "max", "einsum"}
+
+
+def _bind(name: str, args, kwargs) -> dict[str, Any]:
+    out = dict(zip(_SIGNATURES[name], args))
+    out.update(kwargs)
+    return out
+
+
+class _FieldMode(TorchFunctionMode):
+    """Annotates every tensor of a forward pass with its receptive field."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.image_hw = tuple(image.shape[-2:])
+        self.fields: dict[int, Field | None] = {id(image): IDENTITY()}
+        self._alive: list[torch.Tensor] = [image]  # keep ids unique during the run
+
+    def global_field(self) -> Field:
+        return Field(self.image_hw, None, None, is_global=True)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        outs = [o for o in outs if isinstance(o, torch.Tensor)]
+        if not outs:
+            return out
+        inputs = [t for t in _tensors(args, kwargs) if id(t) in self.fields]
+        if not inputs:
+            return out  # constants, parameters: not part of the image's path
+        field = self._rule(getattr(func, "__name__", ""), args, kwargs, inputs, outs[0])
+        for o in outs:
+            self.fields[id(o)] = field
+            self._alive.append(o)
+        return out
+
+    def _rule(self, name, args, kwargs, inputs, out) -> Field | None:
+        in_fields = [self.fields[id(t)] for t in inputs]
+        if any(f is None for f in in_fields):
+            return None
+        f = in_fields[0] if len(in_fields) == 1 else union(in_fields)
+        if f is None:
+            return None
+        if out.dim() < 3:
+            return self.global_field()  # no spatial axes left
+        name = name.rstrip("_") if name.endswith("_") and not name.endswith("__") else name
+        x = inputs[0]
+        try:
+            if name == "conv2d":
+                a = _bind(name, args, kwargs)
+                pad = a.get("padding", 0)
+                k = tuple(a["weight"].shape[-2:])
+                dil = _pair(a.get("dilation", 1))
+                if isinstance(pad, str):  # "same" / "valid"
+                    pad = (0, 0) if pad == "valid" else tuple(
+                        (dil[i] * (k[i] - 1)) // 2 for i in range(2))
+                return through_window(f, k, a.get("stride", 1), pad, dil)
+            if name in ("max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "lp_pool2d"):
+                a = _bind(name, args, kwargs)
+                k = a["kernel_size"]
+                s = a.get("stride") or k
+                return through_window(f, k, s, a.get("padding", 0), a.get("dilation", 1))
+            if name in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
+                hin, win = x.shape[-2:]
+                hout, wout = out.shape[-2:]
+                if (hout, wout) == (1, 1):
+                    return self.global_field() if (hin, win) != (1, 1) else f
+                if hin % hout or win % wout:
+                    return None  # uneven adaptive windows: no single field per position
+                s = (hin // hout, win // wout)
+                return through_window(f, s, s, 0)
+            if name == "pad":
+                a = _bind(name, args, kwargs)
+                p = list(a["pad"]) + [0] * 4
+                if f.is_global:
+                    return f
+                left, top = p[0], p[2]
+                return Field(f.size, f.stride,
+                             (f.center[0] - top * f.stride[0], f.center[1] - left * f.stride[1]))
+        except (KeyError, TypeError, IndexError):
+            return None
+        if name in _GLOBAL_OPS and tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
+            return self.global_field()
+        if x.dim() >= 3 and tuple(out.shape[-2:]) == tuple(x.shape[-2:]):
+            return f  # pointwise, or a channel-wise op: same grid, same field
+        if f.is_global:
+            return f
+        return None  # changes the grid in a way we do not know
+
+
+def _tensors(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (tuple, list)):
+            yield from (t for t in a if isinstance(t, torch.Tensor))
+
+
+def dry_run(model: nn.Module, x: torch.Tensor, names: list[str]
+            ) -> dict[str, tuple[tuple[int, ...], Field | None]]:
+    """Run `model` on `x` once; per named module: (output shape without batch, field).
+
+    A module called several times keeps its last call (as `capture` does).
+    """
+    result: dict[str, tuple[tuple[int, ...], Field | None]] = {}
+    mode = _FieldMode(x)
+
+    def record(name, module, out):
+        f = mode.fields.get(id(out))
+        result[name] = (tuple(out.shape[1:]), f)
+
+    with forward_hooks(model, names, record), mode, torch.no_grad():
+        model(x)
+    return result
+
+
+def field_at(field: Field, shape_hw: tuple[int, int], y: int, x: int,
+             image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Integer box ``(x0, y0, x1, y1)``, end exclusive, of output (y, x), clipped to the image."""
+    if field.is_global:
+        return (0, 0, image_hw[1], image_hw[0])
+    bx0, by0, bx1, by1 = field.box(y, x)
+    x0 = max(0, math.floor(bx0 + 1e-6)); y0 = max(0, math.floor(by0 + 1e-6))
+    x1 = min(image_hw[1], math.floor(bx1 + 1e-6) + 1); y1 = min(image_hw[0], math.floor(by1 + 1e-6) + 1)
+    return (x0, y0, x1, y1)

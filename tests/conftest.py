@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny hand-weighted networks with answers worked out by hand."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convlens import Lens
+
+
+class HandNet(nn.Module):
+    """conv(1->1, 2x2, weights 1, bias -14) -> ReLU(inplace) -> sum of F.relu(3 - h): 1 logit.
+
+    On the 3x3 input [[1,2,3],[4,5,6],[7,8,9]] (worked out by hand):
+    conv = [[-2, 2], [10, 14]]; ReLU: h = [[0, 2], [10, 14]]; relu(3 - h) = [[3, 1], [0, 0]];
+    logit 4. d logit/d h = -[3 - h > 0] = [[-1, -1], [0, 0]];
+    d logit/d conv = that times [conv > 0] = [[0, -1], [0, 0]].
+    """
+
+    def __init__(self, inplace: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 2, bias=True)
+        self.act = nn.ReLU(inplace=inplace)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.conv.bias.fill_(-14.0)
+
+    def forward(self, x):
+        h = self.act(self.conv(x))
+        h = F.relu(3.0 - h)
+        return h.flatten(1).sum(1, keepdim=True)
+
+
+def all_hooks(model: nn.Module) -> int:
+    """Number of hooks of any kind left on any module."""
+    n = 0
+    for m in model.modules():
+        for d in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                  "_backward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks"):
+            n += len(getattr(m, d, {}) or {})
+    return n
+
+
+@pytest.fixture
+def hand_lens():
+    return Lens(HandNet(), mean=(0.0,), std=(1.0,), input_size=(1, 3, 3), labels=["sum"])
+
+
+def snapshot(model: nn.Module):
+    """Everything a technique must leave as it found it."""
+    return {
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "params": [p.detach().clone() for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "hooks": all_hooks(model),
+    }
+
+
+def assert_unchanged(model: nn.Module, before) -> None:
+    after = snapshot(model)
+    assert after["training"] == before["training"]
+    assert after["requires_grad"] == before["requires_grad"]
+    assert after["hooks"] == before["hooks"]
+    for a, b in zip(after["params"], before["params"]):
+        assert torch.equal(a, b)
+    for a, b in zip(after["grads"], before["grads"]):
+        assert (a is None and b is None) or torch.equal(a, b)

@@ -1,0 +1,72 @@
+"""The command line: tables, --help, one-line errors with exit code 2."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from convlens.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "convlens.cli", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_layers_vgg16_field_of_conv5_3():
+    r = run("layers", "--model", "torchvision:vgg16", "--layer", "features.29")
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("features.29"))
+    assert row.split()[:5] == ["features.29", "ReLU", "512x14x14", "196", "16"]
+
+
+def test_layers_formats(capsys):
+    assert main(["layers", "--model", "builtin:tiny", "--format", "json"]) == 0
+    import json
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[1]["name"] == "features.0" and rows[1]["rf_size"] == 3
+    assert main(["layers", "--model", "builtin:tiny", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("name,type,shape,rf_size")
+
+
+def test_evil_weights_refused_and_code_not_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    torch.save(Evil(), tmp_path / "evil.pt")
+    r = run("layers", "--model", "torchvision:alexnet", "--weights", str(tmp_path / "evil.pt"))
+    assert r.returncode == 2
+    assert r.stderr.startswith("convlens: error: refusing to load")
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["layers", "--model", "builtin:tiny", "--layer", "features.9"], "did you mean"),
+    (["layers", "--model", "nonsense"], "cannot understand model spec"),
+    (["layers", "--model", "builtin:tiny", "--weights", "/no/such.pt"], "not found"),
+    (["data", "--data", "/no/such/folder"], "data not found"),
+])
+def test_user_errors_are_one_line_exit_2(args, msg, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convlens: error:") and msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_debug_shows_traceback():
+    r = run("--debug", "layers", "--model", "nonsense")
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", [[], ["layers"], ["data"]])
+def test_help(cmd):
+    r = run(*cmd, "--help")
+    assert r.returncode == 0 and "usage: convlens" in r.stdout
+
+
+def test_no_command_prints_help():
+    r = run()
+    assert r.returncode == 2 and "COMMAND" in r.stdout
