@@ -89,6 +89,17 @@ def lens_from(args):
                       input_size=args.input_size, labels=labels)
 
 
+def output_options(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--out", metavar="DIR", default=default,
+                   help=f"folder for manifest.json, arrays, tables and pictures (default: {default})")
+
+
+def save_result(result, args, lens=None) -> None:
+    """Save `result` into ``args.out`` with the command line in its manifest; say where."""
+    out = result.save(args.out, lens=lens, command=["convlens"] + sys.argv[1:])
+    print(f"wrote {out}/manifest.json")
+
+
 def data_from(args, lens=None):
     from .data import load_data
     return load_data(args.data, lens=lens, max_pixels=getattr(args, "max_pixels", None))
@@ -162,9 +173,69 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _evaluate_opts(p):
+    model_options(p)
+    data_options(p)
+    p.add_argument("--limit", type=int, default=None, help="only the first N items")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+@command("evaluate", "top-1 / top-5 and per-class accuracy of a model on labelled data")
+@options(_evaluate_opts)
+def cmd_evaluate(args) -> int:
+    """Accuracy of --model on --data: top-1, top-5 and per class."""
+    from dataclasses import asdict
+
+    from .evaluate import evaluate
+
+    lens = lens_from(args)
+    ev = evaluate(lens, data_from(args, lens), batch_size=args.batch_size,
+                  workers=args.workers, limit=args.limit)
+    print(json.dumps(asdict(ev), indent=1) if args.json else f"{lens.name} on {args.data}: " + ev.summary())
+    return 0
+
+
+def _train_opts(p):
+    p.add_argument("model", metavar="builtin:NAME",
+                   help="the built-in model to retrain from scratch (fashion-net, shapes-net)")
+    p.add_argument("--out", metavar="FILE", help="where to save the state dict (default: NAME.pt)")
+    p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--history", metavar="FILE", help="also save the per-epoch log as JSON")
+
+
+@command("train", "retrain a built-in model from scratch with its recipe (deterministic)")
+@options(_train_opts)
+def cmd_train(args) -> int:
+    """Retrain builtin:fashion-net or builtin:shapes-net from scratch with the recipe in
+    docs/models.md, seeded, and save the weights; use them with --weights FILE."""
+    from .models.train import train_builtin
+
+    name = args.model.removeprefix("builtin:")
+    out = args.out or f"{name}.pt"
+    _, result = train_builtin(name, out=out, seed=args.seed, epochs=args.epochs)
+    if args.history:
+        with open(args.history, "w", encoding="utf-8") as f:
+            json.dump(result.to_dict(), f, indent=1)
+    print(f"{name}: test accuracy {result.test_accuracy:.4f} after {len(result.history)} epochs "
+          f"in {result.seconds:.0f} s; weights saved to {out}")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------
+def _import_commands() -> None:
+    import importlib
+    import pkgutil
+
+    from . import commands
+    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"{commands.__name__}.{mod}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+
+    _import_commands()
 
     parser = argparse.ArgumentParser(
         prog="convlens",

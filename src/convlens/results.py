@@ -1,0 +1,165 @@
+"""Results on disk: ``DIR/manifest.json`` beside ``.npy`` arrays, ``.parquet`` tables and ``.png``
+pictures.
+
+A technique returns a `Result` (tensors on the CPU plus metadata). ``result.save(dir)`` writes
+its arrays, tables and pictures and a manifest that says what was run, with which versions, and
+which file holds what. `read_manifest` / `SavedResult` read them back without torch, for the
+report.
+
+A subclass implements ``arrays()``, and optionally ``tables()``, ``pictures()`` and ``info()``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a layer or item name (``features.3`` stays, ``a/b`` → ``a_b``)."""
+    return _SAFE.sub("_", str(name)).strip("._") or "x"
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if hasattr(v, "tolist"):  # torch tensors without importing torch
+        return v.tolist()
+    return str(v)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("convlens", "torch", "torchvision", "numpy"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def lens_info(lens) -> dict[str, Any]:
+    """What the manifest says about a model."""
+    if lens is None:
+        return {}
+    return {"name": lens.name, "input_size": list(lens.input_size), "mean": list(lens.mean),
+            "std": list(lens.std), "value_range": list(lens.value_range),
+            "labels": lens.labels}
+
+
+def as_numpy(a) -> np.ndarray:
+    """A tensor (detached, on the CPU) or array-like as a numpy array."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu()
+        if str(a.dtype) == "torch.bfloat16":
+            a = a.float()
+        a = a.numpy()
+    return np.asarray(a)
+
+
+class Result:
+    """Base of every result: what to save and how."""
+
+    kind: str = "result"
+
+    def arrays(self) -> dict[str, Any]:
+        return {}
+
+    def tables(self) -> dict[str, Any]:  # name -> pandas DataFrame
+        return {}
+
+    def pictures(self) -> dict[str, np.ndarray | Callable[[str], None]]:
+        """name -> uint8 image, or a function that writes the PNG to the path it is given."""
+        return {}
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    def save(self, out: str | os.PathLike, lens=None, command: list[str] | None = None,
+             pictures: bool = True) -> Path:
+        """Write arrays, tables, pictures and ``manifest.json`` into `out`; returns the folder."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        manifest: dict[str, Any] = {
+            "kind": self.kind,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+            "command": command,
+            "model": lens_info(lens),
+            "info": _jsonable(self.info()),
+            "arrays": {}, "tables": {}, "pictures": {},
+        }
+        for name, a in self.arrays().items():
+            f = f"{safe_name(name)}.npy"
+            np.save(out / f, as_numpy(a), allow_pickle=False)
+            manifest["arrays"][name] = f
+        for name, df in self.tables().items():
+            f = f"{safe_name(name)}.parquet"
+            df.to_parquet(out / f, index=False)
+            df.to_csv(out / f"{safe_name(name)}.csv", index=False)
+            manifest["tables"][name] = f
+        if pictures:
+            from .draw import save_png
+            for name, pic in self.pictures().items():
+                f = f"{safe_name(name)}.png"
+                if callable(pic):
+                    pic(str(out / f))
+                else:
+                    save_png(out / f, pic)
+                manifest["pictures"][name] = f
+        tmp = out / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, out / MANIFEST)  # a reader never sees half a manifest
+        return out
+
+
+class SavedResult:
+    """A saved result read back (no torch): ``.manifest``, ``.array(name)``, ``.table(name)``."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        path = self.folder / MANIFEST
+        if not path.is_file():
+            from .errors import ConvlensError
+            raise ConvlensError(f"{self.folder} holds no {MANIFEST}: not a convlens result")
+        self.manifest = json.loads(path.read_text())
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.get("kind", "?")
+
+    @property
+    def info(self) -> dict:
+        return self.manifest.get("info", {})
+
+    def array(self, name: str, mmap: bool = False) -> np.ndarray:
+        return np.load(self.folder / self.manifest["arrays"][name],
+                       mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def table(self, name: str):
+        import pandas as pd
+        return pd.read_parquet(self.folder / self.manifest["tables"][name])
+
+    def picture(self, name: str) -> Path:
+        return self.folder / self.manifest["pictures"][name]
+
+
+def read_manifest(folder: str | os.PathLike) -> SavedResult:
+    return SavedResult(folder)

@@ -1,0 +1,1 @@
+"""One module per technique family; each technique is a function ``f(lens, x, ...) -> Result``."""
