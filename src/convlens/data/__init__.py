@@ -52,5 +52,13 @@ def load_data(spec: str | os.PathLike, lens=None, max_pixels: int | None = None)
                         ".csv/.parquet manifest")
 
 
+def _register_builtins() -> None:
+    from . import fashion, procedural
+    register_data("fashion-mnist")(fashion._factory)
+    register_data("shapes")(procedural._factory)
+
+
+_register_builtins()
+
 __all__ = ["load_data", "register_data", "BUILTIN_DATA", "ImageDataset", "Item", "Batch",
            "Skipped", "Loader", "collate", "SkippedImageWarning", "ImageFolder", "Manifest"]

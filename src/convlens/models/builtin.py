@@ -65,3 +65,40 @@ register_model("tiny", BuiltinModel(
     build=_tiny, mean=(0.5,), std=(0.5,), input_size=(1, 28, 28),
     labels=[str(k) for k in range(10)],
     description="untrained 2-conv net for 28x28 grey input (tests, quick checks)"))
+
+
+# -- the shipped, trained models -------------------------------------------------------------
+def _fashion_data(recipe):
+    from ..data.fashion import load_arrays
+    return load_arrays("train"), load_arrays("test")
+
+
+def _shapes_data(recipe):
+    from ..data import shapes
+    n = recipe.train_items or 100_000
+    train = shapes.render_batch(shapes.TRAIN_SEED, range(n))
+    test = shapes.render_batch(shapes.TEST_SEED, range(10_000))
+    return train, test
+
+
+def _register_trained() -> None:
+    from ..data import fashion, shapes
+    from .nets import fashion_net, shapes_net
+    from .train import Recipe
+
+    register_model("fashion-net", BuiltinModel(
+        build=fashion_net, mean=(fashion.MEAN,), std=(fashion.STD,), input_size=(1, 28, 28),
+        labels=list(fashion.CLASSES), weights="fashion-net.pt",
+        description="AlexNet-shaped ConvNet trained on Fashion-MNIST (docs/models.md)",
+        extra={"recipe": Recipe(epochs=24, batch_size=128, lr=2e-3, shift=2, flip=True),
+               "train_data": _fashion_data}))
+    register_model("shapes-net", BuiltinModel(
+        build=shapes_net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 64, 64),
+        labels=list(shapes.SHAPE_CLASSES), weights="shapes-net.pt",
+        description="AlexNet-shaped ConvNet trained on builtin:shapes (docs/models.md)",
+        extra={"recipe": Recipe(epochs=10, batch_size=128, lr=2e-3, shift=0, flip=True,
+                                train_items=100_000),
+               "train_data": _shapes_data}))
+
+
+_register_trained()
