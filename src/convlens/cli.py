@@ -202,6 +202,12 @@ def _train_opts(p):
     p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--history", metavar="FILE", help="also save the per-epoch log as JSON")
+    p.add_argument("--monitor", metavar="DIR",
+                   help="where the training monitor (dead filters, sparsity, filter noise on "
+                        "512 test images, every --monitor-every steps) saves its table and plots "
+                        "(default: NAME-monitor)")
+    p.add_argument("--monitor-every", type=int, default=None, metavar="STEPS",
+                   help="monitor every STEPS optimiser steps (default: once per epoch)")
 
 
 @command("train", "retrain a built-in model from scratch with its recipe (deterministic)")
@@ -213,7 +219,11 @@ def cmd_train(args) -> int:
 
     name = args.model.removeprefix("builtin:")
     out = args.out or f"{name}.pt"
-    _, result = train_builtin(name, out=out, seed=args.seed, epochs=args.epochs)
+    _, result = train_builtin(name, out=out, seed=args.seed, epochs=args.epochs, monitor=True,
+                              monitor_every=args.monitor_every)
+    mon = result.monitor.result(f"{name}, seed {args.seed}").save(
+        args.monitor or f"{name}-monitor", command=["convlens"] + sys.argv[1:])
+    print(f"training monitor: {mon}/monitor.png")
     if args.history:
         with open(args.history, "w", encoding="utf-8") as f:
             json.dump(result.to_dict(), f, indent=1)

@@ -1,0 +1,117 @@
+"""`convlens activations`, `convlens stats`, `convlens filters` (the seed's §1)."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..cli import (command, data_from, data_options, lens_from, model_options, options,
+                   output_options, save_result)
+from ..errors import ConvlensError
+
+
+def layer_option(p, help_: str) -> None:
+    p.add_argument("--layer", action="append", metavar="NAME", help=help_)
+
+
+def load_images(args, lens, limit: int = 8) -> torch.Tensor:
+    """The batch named by --image FILE (repeatable) or the first --n items of --data."""
+    from ..data import Loader
+    from ..data.images import open_image
+
+    if getattr(args, "image", None):
+        return torch.stack([lens.preprocess(open_image(p)) for p in args.image])
+    if getattr(args, "data", None):
+        n = getattr(args, "n", None) or limit
+        ds = data_from(args, lens)
+        batches = list(Loader(ds, batch_size=n, indices=range(min(n, len(ds)))))
+        if not batches:
+            raise ConvlensError(f"no readable images in {args.data}")
+        return batches[0].images
+    raise ConvlensError("give --image FILE or --data SPEC")
+
+
+def _activations_opts(p):
+    model_options(p)
+    g = p.add_argument_group("input")
+    g.add_argument("--image", action="append", metavar="FILE", help="an image file (repeatable)")
+    g.add_argument("--data", metavar="SPEC", help="or a data spec: its first --n items")
+    g.add_argument("--n", type=int, default=4, help="images taken from --data (default 4)")
+    g.add_argument("--max-pixels", type=int, default=None, help=argparse.SUPPRESS)
+    layer_option(p, "layer to show (repeatable); default every ReLU (post-ReLU maps)")
+    output_options(p, "convlens-out/activations")
+
+
+@command("activations", "activation maps of images, one tile grid per image and layer")
+@options(_activations_opts)
+def cmd_activations(args) -> int:
+    """Show the activation maps of a forward pass: per image and layer, every channel as a grey
+    tile on one shared scale per layer (per-tile scaling would hide dead channels). The tensor
+    is the output of the named module: a ReLU module gives post-ReLU maps."""
+    from ..techniques.activations import activations
+
+    lens = lens_from(args)
+    x = load_images(args, lens)
+    res = activations(lens, x, args.layer)
+    save_result(res, args, lens)
+    return 0
+
+
+def _stats_opts(p):
+    model_options(p)
+    data_options(p)
+    layer_option(p, "layer (repeatable); default every ReLU")
+    p.add_argument("--threshold", type=float, default=0.99,
+                   help="a channel is dead when its map is all zero on at least this share of "
+                        "inputs (default 0.99)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N items")
+    output_options(p, "convlens-out/stats")
+
+
+@command("stats", "dead filters and sparsity of every layer over a dataset")
+@options(_stats_opts)
+def cmd_stats(args) -> int:
+    """Stream a dataset through the model and report, per channel, the share of inputs whose map
+    is all zero, sparsity (share of exact zeros), mean and max; per layer, the share of dead
+    channels. Writes channels/layers tables (Parquet and CSV) and a bar plot per layer."""
+    from ..techniques.activations import activation_stats
+
+    lens = lens_from(args)
+    res = activation_stats(lens, data_from(args, lens), args.layer, threshold=args.threshold,
+                           batch_size=args.batch_size, workers=args.workers, limit=args.limit)
+    print(res.layers.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    save_result(res, args, lens)
+    return 0
+
+
+def _filters_opts(p):
+    model_options(p)
+    layer_option(p, "conv layer, or linear layer that sees the image (repeatable); "
+                    "default the first conv layer")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="noise score above which a filter is called noisy (default 0.65)")
+    output_options(p, "convlens-out/filters")
+
+
+@command("filters", "filter weights as pictures, with a noise score and verdict per filter")
+@options(_filters_opts)
+def cmd_filters(args) -> int:
+    """Show the weights: the first conv layer as RGB (or grey) tiles, deeper conv layers as grids
+    of input-channel slices, a linear layer that sees the image reshaped to the image. Each
+    filter gets a noise score (share of spectral energy above half Nyquist) and a verdict."""
+    from pathlib import Path
+
+    from ..techniques.filters import NOISE_THRESHOLD, filters
+
+    lens = lens_from(args)
+    threshold = NOISE_THRESHOLD if args.threshold is None else args.threshold
+    layers = args.layer or [None]
+    out = args.out
+    for layer in layers:
+        res = filters(lens, layer, threshold=threshold)
+        print(f"{res.layer}: {res.verdict} (median noise score {res.info()['median_score']:.3f}, "
+              f"{res.info()['noisy_filters']}/{len(res.scores)} filters noisy, threshold {threshold})")
+        if len(layers) > 1:
+            args.out = str(Path(out) / res.layer)
+        save_result(res, args, lens)
+    return 0

@@ -1,0 +1,1 @@
+"""The static HTML report, built from saved results only. Never imports torch."""
