@@ -5,7 +5,14 @@ PIP    := $(PY) -m pip
 # On machines where these wheels lie on disk, installing the pair first stops pip looking further.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test venv install clean
+.PHONY: demo test venv install clean data
+
+# Fashion-MNIST from Debian's package, where apt exists and we may use it; otherwise a hint.
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || [ -n "$$CONVLENS_DATA" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
+	else echo "note: Fashion-MNIST not found; install dataset-fashion-mnist or set CONVLENS_DATA (tests that need it are skipped)"; fi
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -22,10 +29,10 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 
 venv: $(VENV)/.installed
 
-demo: $(VENV)/.installed
-	$(VENV)/bin/convlens layers --model builtin:tiny
+demo: $(VENV)/.installed data
+	$(VENV)/bin/convlens layers --model builtin:fashion-net
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test data
 	$(PY) -m pytest -q
 
 clean:

@@ -5,23 +5,43 @@ The public API: load a model and data, then call one function per view.
 Example::
 
     import convlens
-    lens = convlens.load_model("builtin:tiny")
+    lens = convlens.load_model("builtin:fashion-net")
     for info in lens.layers():
         print(info.name, info.shape, info.field)
+
+Names are imported on first use, so that ``convlens.report`` (which never needs torch) can be
+used without importing torch.
 """
-from .data import load_data
-from .errors import ConvlensError
-from .evaluate import evaluate
-from .hooks import capture
-from .lens import LayerInfo, Lens
-from .models import load_model
-from .receptive import Field
-from .techniques.activations import activation_stats, activations
-from .techniques.filters import filters
-from .techniques.monitor import TrainingMonitor
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Lens", "LayerInfo", "Field", "capture", "load_model", "load_data", "ConvlensError",
-           "evaluate", "activations", "activation_stats", "filters", "TrainingMonitor",
-           "__version__"]
+# public name -> module that defines it
+_EXPORTS = {
+    "Lens": "lens", "LayerInfo": "lens", "Field": "receptive", "capture": "hooks",
+    "load_model": "models", "load_data": "data", "ConvlensError": "errors",
+    "evaluate": "evaluate",
+    "activations": "techniques.activations", "activation_stats": "techniques.activations",
+    "filters": "techniques.filters", "TrainingMonitor": "techniques.monitor",
+    "relu_rule": "hooks",
+    "saliency": "techniques.gradients", "deconvnet": "techniques.gradients",
+    "guided_backprop": "techniques.gradients", "grad_cam": "techniques.gradients",
+    "guided_grad_cam": "techniques.gradients", "smoothgrad": "techniques.gradients",
+    "integrated_gradients": "techniques.gradients", "Unit": "techniques.gradients",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'convlens' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -112,6 +112,7 @@ def _layers_opts(p):
                    help="show only this layer (repeatable); default: every named module")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format (default: an aligned table)")
+    p.add_argument("--out", metavar="DIR", help="also save the table as a result (for the report)")
 
 
 @command("layers", "list every layer: type, output shape, receptive field size/stride/centre")
@@ -138,6 +139,9 @@ def cmd_layers(args) -> int:
         w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["name"])
         w.writeheader()
         w.writerows(rows)
+    if args.out:
+        from .lens import LayersResult
+        LayersResult(infos).save(args.out, lens=lens, command=["convlens"] + sys.argv[1:])
     return 0
 
 

@@ -88,10 +88,14 @@ class Capture:
     one entry per call, in call order: ``cap.all(name)``. ``cap[name]`` is the last call, as
     in torch-cam and Captum. Tensors are detached copies, taken when the module returned, so a
     later in-place operation (``ReLU(inplace=True)`` after a conv) does not change them.
+    With a `reduce` function, each entry is instead ``reduce(name, output)``, computed on the
+    live output inside the hook (nothing is copied; see `capture`).
     """
 
-    def __init__(self, names: Sequence[str]):
+    def __init__(self, names: Sequence[str],
+                 reduce: Callable[[str, torch.Tensor], object] | None = None):
         self.names = list(names)
+        self._reduce = reduce
         self._acts: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._grads: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
         self._tensor_handles: list = []
@@ -132,7 +136,10 @@ class Capture:
     # -- filled by the hooks ------------------------------------------------------------
     def _record(self, name: str, grads: bool, module: nn.Module, out: torch.Tensor) -> None:
         call = len(self._acts[name])
-        self._acts[name].append(out.detach().clone())
+        if self._reduce is not None:  # summarise the live tensor now: no copy is kept
+            self._acts[name].append(self._reduce(name, out.detach()))
+        else:
+            self._acts[name].append(out.detach().clone())
         if not grads:
             return
         if not out.requires_grad:
@@ -148,7 +155,8 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False) -> Iterator[Capture]:
+def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False,
+            reduce: Callable[[str, torch.Tensor], object] | None = None) -> Iterator[Capture]:
     """Record the activations of `layers` (and, with ``grads=True``, their gradients).
 
     Args:
@@ -156,6 +164,10 @@ def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False) -
         layers: one name or several, e.g. ``"features.3"`` or ``["conv1", "layer4.1"]``.
         grads: also keep ``dL/dA`` for each recorded activation ``A`` (via
             `Tensor.register_hook`) when a backward pass runs inside the block.
+        reduce: optional ``fn(name, A) -> value`` run inside the forward hook on the live
+            (detached, not copied) output; ``cap[name]`` is then that value. This is how the
+            dataset pass keeps only small summaries (a max per channel) without cloning every
+            activation; `fn` must not keep `A` itself, which a later in-place op may change.
 
     Every hook is removed when the block ends, also on an error. The model's training flags,
     `requires_grad` flags, parameter values and their ``.grad`` are the same afterwards.
@@ -170,7 +182,7 @@ def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False) -
     names = [layers] if isinstance(layers, str) else list(layers)
     for n in names:
         find_module(model, n)  # fail early, naming close matches
-    cap = Capture(names)
+    cap = Capture(names, reduce)
     saved_grads = [(p, None if p.grad is None else p.grad.detach().clone())
                    for p in model.parameters()] if grads else []
     try:
@@ -183,3 +195,196 @@ def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False) -
         cap._tensor_handles.clear()
         for p, g in saved_grads:
             p.grad = g
+
+
+# ------------------------------------------------------------------------------------------
+# relu_rule: a modified backward pass at every ReLU (DeconvNet, guided backpropagation)
+# ------------------------------------------------------------------------------------------
+import warnings  # noqa: E402  (kept with the section that uses it)
+from torch.overrides import TorchFunctionMode  # noqa: E402
+
+RELU_RULES = ("guided", "deconv")
+
+
+class ReluRuleWarning(UserWarning):
+    """`relu_rule` could not apply its rule everywhere (other non-linearities, no ReLU ran)."""
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """ReLU forward; backward ``R_l = [f_l > 0] * max(R_{l+1}, 0)`` (Springenberg et al. 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, inplace: bool):
+        if inplace:
+            out = x.relu_()
+            ctx.mark_dirty(x)
+        else:
+            out = x.relu()
+        ctx.save_for_backward(out)  # the output's sign is the input's: f > 0  <=>  relu(f) > 0
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        r = grad.clamp(min=0)
+        # ReLU's own backward kernel, written into r in place: r where out > 0, else 0. Two
+        # passes over memory and one allocation; about what the plain ReLU gradient costs.
+        return torch.ops.aten.threshold_backward.grad_input(r, out, 0, grad_input=r), None
+
+
+class _DeconvReLU(torch.autograd.Function):
+    """ReLU forward; backward ``R_l = max(R_{l+1}, 0)`` whatever the input's sign (Zeiler &
+    Fergus 2014)."""
+
+    @staticmethod
+    def forward(ctx, x, inplace: bool):
+        if inplace:
+            ctx.mark_dirty(x)
+            return x.relu_()
+        return x.relu()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return grad.clamp(min=0), None
+
+
+# Every Python-level spelling of ReLU: nn.ReLU calls F.relu; the rest are reached directly.
+_RELU_OUT = {torch.nn.functional.relu, torch.relu, torch.Tensor.relu}
+_RELU_INPLACE = {torch.relu_, torch.Tensor.relu_}
+# Non-linearities the rule leaves alone (by function name, trailing "_" stripped).
+_OTHER_NONLINEAR = {"gelu", "silu", "elu", "selu", "celu", "leaky_relu", "rrelu", "prelu",
+                    "hardswish", "hardsigmoid", "hardtanh", "relu6", "mish", "softplus",
+                    "sigmoid", "tanh", "logsigmoid", "softsign", "tanhshrink", "glu",
+                    "threshold"}
+
+
+class ReluRuleStats:
+    """What a `relu_rule` block saw: ReLU calls changed, and other non-linearities by name."""
+
+    def __init__(self, rule: str):
+        self.rule = rule
+        self.relus = 0
+        self.others: dict[str, int] = {}
+
+    def message(self) -> str | None:
+        """A warning text when the rule did not cover every non-linearity, else None."""
+        if self.others:
+            names = ", ".join(sorted(self.others))
+            return (f"relu_rule({self.rule!r}): the model also uses {names}; the rule changes "
+                    f"only ReLU, so the ordinary gradient passes through those: the map is "
+                    f"{'guided backprop' if self.rule == 'guided' else 'DeconvNet'} at the ReLUs "
+                    "and the plain gradient elsewhere")
+        if self.relus == 0:
+            return (f"relu_rule({self.rule!r}): no ReLU ran inside the block (a model without "
+                    "ReLU, ReLUs inside TorchScript, or torch.clamp(x, min=0), which is ordinary "
+                    "arithmetic): the result is the plain gradient")
+        return None
+
+
+class _ReluRuleMode(TorchFunctionMode):
+    def __init__(self, stats: ReluRuleStats, fn: type[torch.autograd.Function]):
+        super().__init__()
+        self.stats, self.fn = stats, fn
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inplace = func in _RELU_INPLACE
+        if (inplace or func in _RELU_OUT) and "out" not in kwargs:
+            x = args[0] if args else kwargs.get("input")
+            if func is torch.nn.functional.relu:
+                inplace = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
+            self.stats.relus += 1
+            if isinstance(x, torch.Tensor) and torch.is_grad_enabled() and x.requires_grad:
+                return self.fn.apply(x, inplace)
+        else:
+            name = getattr(func, "__name__", "").rstrip("_")
+            if name in _OTHER_NONLINEAR:
+                self.stats.others[name] = self.stats.others.get(name, 0) + 1
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def relu_rule(lens: nn.Module | None, rule: str) -> Iterator[ReluRuleStats]:
+    """Change the backward pass of every ReLU run inside the block.
+
+    ``"guided"`` (guided backpropagation, Springenberg et al. 2015, Fig. 1,
+    https://arxiv.org/abs/1412.6806): ``R_l = [f_l > 0] * max(R_{l+1}, 0)``.
+    ``"deconv"`` (DeconvNet, Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901):
+    ``R_l = max(R_{l+1}, 0)``, whatever the sign of the forward input ``f_l``.
+    Everything else (convolutions, max-pooling switches, linear layers) keeps its ordinary
+    gradient, which is what both papers prescribe.
+
+    Every spelling of ReLU is caught, not only modules: ``nn.ReLU`` (``inplace`` or not),
+    ``F.relu``, ``F.relu_``, ``torch.relu``, ``torch.relu_``, ``Tensor.relu``, ``Tensor.relu_``.
+    A `TorchFunctionMode` (thread-local) replaces each call by an autograd function with the
+    rule's backward; in-place calls stay in place. ``torch.clamp(x, min=0)``, ``x.clamp_min(0)``
+    and ``torch.ops.aten.relu`` are ordinary arithmetic and keep the ordinary gradient, as do
+    ReLUs inside TorchScript. The rule is bound when the forward pass runs: run the forward
+    inside the block (the backward may run later). Other non-linearities (GELU, SiLU, sigmoid,
+    tanh, LeakyReLU, ...) keep their ordinary gradient; the block then ends with a
+    `ReluRuleWarning` saying so, as it does when no ReLU ran at all.
+
+    Args:
+        lens: the `Lens` or model the block is for (ReLUs of any module run inside the block
+            are changed); TorchScript sub-modules are refused. May be None.
+        rule: ``"guided"`` or ``"deconv"``.
+
+    Yields a `ReluRuleStats` (ReLU calls changed, other non-linearities seen).
+
+    Example::
+
+        with relu_rule(lens, "guided"):
+            (g,) = torch.autograd.grad(lens(x)[:, 3].sum(), x)
+    """
+    if rule not in RELU_RULES:
+        raise unknown("ReLU rule", rule, RELU_RULES)
+    if lens is not None:
+        for name, m in model_of(lens).named_modules():
+            if isinstance(m, torch.jit.ScriptModule):
+                raise ConvlensError(
+                    f"relu_rule cannot change the ReLUs inside TorchScript module "
+                    f"{name or '(the model)'!r}: load the model as Python code "
+                    "(package.module:factory)")
+    stats = ReluRuleStats(rule)
+    fn = _GuidedReLU if rule == "guided" else _DeconvReLU
+    with _ReluRuleMode(stats, fn):
+        yield stats
+    msg = stats.message()  # not reached on an error: the error is the news then
+    if msg:
+        warnings.warn(msg, ReluRuleWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------------------------------------
+# capture_inputs: what a module reads (e.g. the CNN code, the input of the last nn.Linear)
+# ------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def capture_inputs(lens: nn.Module, layers: str | Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the first tensor input of each named module (its last call), detached.
+
+    A forward pre-hook, removed when the block ends (also on an error). Used for the CNN code
+    when the model feeds its last ``nn.Linear`` through functional code (``F.relu``, flatten).
+
+    Example::
+
+        with capture_inputs(lens, "classifier.7") as got:
+            lens(x)
+        code = got["classifier.7"]     # (N, 256)
+    """
+    model = model_of(lens)
+    names = [layers] if isinstance(layers, str) else list(layers)
+    modules = [(n, find_module(model, n)) for n in names]
+    got: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for name, module in modules:
+            def hook(mod, args, _name=name):
+                t = first_tensor(args)
+                if t is not None:
+                    got[_name] = t.detach().clone()
+            handles.append(module.register_forward_pre_hook(hook))
+        yield got
+    finally:
+        for h in handles:
+            h.remove()

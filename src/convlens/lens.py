@@ -12,6 +12,7 @@ from torch import nn
 from .errors import ConvlensError
 from .hooks import find_module, preserved
 from .receptive import Field, dry_run
+from .results import Result
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,29 @@ def _per_channel(v, c: int, what: str) -> tuple[float, ...]:
     if len(v) != c:
         raise ConvlensError(f"{what} has {len(v)} values but the input has {c} channels")
     return v
+
+
+class LayersResult(Result):
+    """The layer table of a model, saved for the report."""
+
+    kind = "layers"
+
+    def __init__(self, infos: list[LayerInfo]):
+        self.infos = infos
+
+    def tables(self):
+        import pandas as pd
+        rows = []
+        for i in self.infos:
+            r = i.row()
+            r["rf_size"] = None if r["rf_size"] is None else str(r["rf_size"])
+            r["rf_stride"] = None if r["rf_stride"] is None else str(r["rf_stride"])
+            r["rf_center"] = None if r["rf_center"] is None else f"({r['rf_center'][0]:g}, {r['rf_center'][1]:g})"
+            rows.append(r)
+        return {"layers": pd.DataFrame(rows)}
+
+    def info(self):
+        return {"layers": len(self.infos)}
 
 
 def format_layers(infos: list[LayerInfo]) -> str:

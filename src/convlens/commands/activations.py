@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ..cli import (command, data_from, data_options, lens_from, model_options, options,
                    output_options, save_result)
 from ..errors import ConvlensError
@@ -14,8 +12,10 @@ def layer_option(p, help_: str) -> None:
     p.add_argument("--layer", action="append", metavar="NAME", help=help_)
 
 
-def load_images(args, lens, limit: int = 8) -> torch.Tensor:
-    """The batch named by --image FILE (repeatable) or the first --n items of --data."""
+def load_images(args, lens, limit: int = 8):
+    """The batch ``(N, C, H, W)`` named by --image FILE (repeatable) or the first --n items of --data."""
+    import torch
+
     from ..data import Loader
     from ..data.images import open_image
 

@@ -1,0 +1,91 @@
+"""The report: built from saved results only, no torch, escaped, and clean in a real browser."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from browser import broken_images, browser, needs_browser, open_page
+from convlens import Lens, load_data, load_model
+from convlens.lens import LayersResult
+from convlens.techniques.activations import activation_stats, activations
+from convlens.techniques.filters import filters
+
+EVIL = "<script>window.__pwned = 1</script>"
+
+
+class Evil(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 2))
+
+    def forward(self, x):
+        return self.head(self.relu(self.conv(x)))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    lens = load_model("builtin:fashion-net")
+    LayersResult(lens.layers()).save(root / "layers", lens=lens)
+    ds = load_data("builtin:shapes:test:8")  # any images: grey-converted by the lens
+    x = torch.stack([lens.preprocess((ds[i].image.permute(1, 2, 0).numpy() * 255).astype("uint8"))
+                     for i in range(2)])
+    activations(lens, x, ["features.1", "features.4"]).save(root / "activations", lens=lens)
+    filters(lens).save(root / "filters", lens=lens)
+    evil = Lens(Evil(), mean=(0.5,), std=(0.5,), input_size=(1, 28, 28), labels=[EVIL, "b"])
+    activations(evil, x).save(root / EVIL.replace("/", "_"), lens=evil)
+    activation_stats(evil, load_data("builtin:shapes:test:8", lens=evil), progress=False).save(
+        root / "stats", lens=evil)
+    return root
+
+
+def build(results, out):
+    from convlens.report.site import build_site
+    return build_site([results], out)
+
+
+def test_report_never_imports_torch(results, tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from convlens.report.site import build_site
+        build_site([{str(results)!r}], {str(tmp_path / 'site')!r})
+        assert "torch" not in sys.modules, "the report imported torch"
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_every_string_escaped(results, tmp_path):
+    index = build(results, tmp_path / "site")
+    pages = list(index.parent.rglob("*.html"))
+    assert len(pages) >= 6
+    for p in pages:
+        assert EVIL not in p.read_text(), p
+    text = "".join(p.read_text() for p in pages)
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in text
+
+
+@needs_browser
+def test_pages_load_clean_in_chromium(results, tmp_path):
+    index = build(results, tmp_path / "site")
+    pages = sorted(index.parent.rglob("*.html"))
+    with browser() as b:
+        for p in pages:
+            page, errors = open_page(b, p.as_uri())
+            assert errors == [], (p, errors)
+            assert broken_images(page) == [], p
+            assert page.evaluate("() => window.__pwned === undefined")
+            page.close()
+        page, _ = open_page(b, index.as_uri())
+        assert page.locator("#layers").count() == 1
+        assert page.locator("table.runs a").count() >= 5
+        page.locator("table.runs a", has_text="activations").first.click()
+        page.wait_for_load_state("load")
+        assert "activations" in page.title()
