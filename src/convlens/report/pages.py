@@ -1,2 +1,62 @@
-"""Pages for the views that need more than the generic run page."""
+"""Pages for the views that need more than the generic run page, and pages across runs."""
 from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..draw import image_hwc, save_png
+from ..results import safe_name
+
+# result kinds that explain single images with one map each (seed §4 and §5)
+IMAGE_MAP_KINDS = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
+                   "guided_grad_cam", "integrated_gradients")
+
+
+def is_image_map(kind: str) -> bool:
+    return kind in IMAGE_MAP_KINDS or kind.startswith("smoothgrad")
+
+
+def image_pages(runs, site: Path) -> list:
+    """Per model: one page with every image and its maps from every method, side by side."""
+    from .site import Page, copy_file
+
+    by_model: dict[str, list] = {}
+    for r in runs:
+        if is_image_map(r.kind) and "images" in r.result.manifest.get("arrays", {}):
+            by_model.setdefault(r.model_name or "model", []).append(r)
+    pages = []
+    for model, group in by_model.items():
+        # runs on the same inputs line up; the first run's images define them
+        images = group[0].result.array("images")
+        labels = (group[0].result.manifest.get("model") or {}).get("labels") or []
+        slug = safe_name(model)
+        folder = site / "images" / slug
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(len(images)):
+            save_png(folder / f"input_{i}.png", image_hwc(images[i]))
+            cells = []
+            for r in group:
+                if r.result.array("images").shape != images.shape or \
+                        not np.allclose(r.result.array("images")[i], images[i], atol=1e-4):
+                    continue
+                name = f"overlay_{i}"
+                if name in r.result.manifest.get("pictures", {}):
+                    cells.append({"title": r.kind, "href": "../../" + r.href,
+                                  "src": "../../runs/" + r.id + "/" + copy_file(
+                                      r.result.picture(name), site, r.id)})
+            pred = _prediction(group[0].result, i, labels)
+            rows.append({"input": f"input_{i}.png", "prediction": pred, "cells": cells})
+        pages.append(Page(f"images/{slug}/index.html", f"images: {model}", "images.html",
+                          {"rows": rows, "model": model}))
+    return pages
+
+
+def _prediction(result, i: int, labels: list) -> str:
+    arrays = result.manifest.get("arrays", {})
+    for key in ("predicted", "predictions"):
+        if key in arrays:
+            k = int(result.array(key)[i])
+            return labels[k] if 0 <= k < len(labels) else str(k)
+    return ""

@@ -156,11 +156,14 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
         run.pages = builder(run, out) if builder else [generic_page(run, out)]
     env = _env()
     layers = next((r for r in runs if r.kind == "layers"), None)
-    nav = [{"title": r.id, "href": r.href, "kind": r.kind} for r in runs]
+    cross = pages.image_pages(runs, out)
+    nav = [{"title": p.title, "href": p.path, "kind": "pages"} for p in cross]
+    nav += [{"title": r.id, "href": r.href, "kind": r.kind} for r in runs]
     index = Page("index.html", title, "index.html",
-                 {"runs": runs, "layers": table_html_rows(layers.result.table("layers"), 1000)
+                 {"runs": runs, "cross": cross,
+                  "layers": table_html_rows(layers.result.table("layers"), 1000)
                   if layers else None, "layers_model": layers.model_name if layers else ""})
-    for page in [index] + [p for r in runs for p in r.pages]:
+    for page in [index] + cross + [p for r in runs for p in r.pages]:
         depth = page.path.count("/")
         root = "../" * depth
         html = env.get_template(page.template).render(title=page.title, root=root, nav=nav,
