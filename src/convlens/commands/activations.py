@@ -89,7 +89,7 @@ def _filters_opts(p):
     layer_option(p, "conv layer, or linear layer that sees the image (repeatable); "
                     "default the first conv layer")
     p.add_argument("--threshold", type=float, default=None,
-                   help="noise score above which a filter is called noisy (default 0.65)")
+                   help="noise score above which a filter is called noisy (default 0.69)")
     output_options(p, "convlens-out/filters")
 
 

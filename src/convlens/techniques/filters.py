@@ -25,7 +25,7 @@ from ..errors import ConvlensError
 from ..hooks import model_of
 from ..results import Result
 
-NOISE_THRESHOLD = 0.65
+NOISE_THRESHOLD = 0.69
 PAD = 32
 
 
