@@ -30,6 +30,7 @@ _EXPORTS = {
     "guided_backprop": "techniques.gradients", "grad_cam": "techniques.gradients",
     "guided_grad_cam": "techniques.gradients", "smoothgrad": "techniques.gradients",
     "integrated_gradients": "techniques.gradients", "Unit": "techniques.gradients",
+    "tsne_grid": "techniques.embedding", "cnn_codes": "techniques.embedding",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,144 @@
+"""`convlens tsne` (the seed's §3): t-SNE of CNN codes, as a scatter of thumbnails and a grid."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..cli import (command, data_from, data_options, lens_from, model_options, options,
+                   output_options, save_result)
+from ..errors import ConvlensError
+
+
+def _grid(s: str):
+    try:
+        if "x" in s.lower():
+            r, c = s.lower().split("x")
+            return int(r), int(c)
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIDE or ROWSxCOLS, e.g. 50 or 40x60, got {s!r}")
+
+
+def _tsne_opts(p):
+    src = p.add_argument_group("codes", "either a saved scan, or a model and data to run")
+    src.add_argument("--scan", metavar="DIR",
+                     help="a `convlens scan` folder: its codes.npy, code_index.npy and "
+                          "predictions.parquet (thumbnails from the data spec it names)")
+    src.add_argument("--n", type=int, default=None,
+                     help="embed a seeded random sample of N images (default: 5000 with "
+                          "--data; every scanned image with --scan; 0: all)")
+    src.add_argument("--layer", default="auto", metavar="NAME",
+                     help="code layer with --model: 'auto' (default) is the input of the last "
+                          "nn.Linear, e.g. fc7 after its ReLU")
+    model_options(p, required=False)
+    data_options(p, required=False)
+    g = p.add_argument_group("t-SNE and pictures")
+    g.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--pca", type=int, default=50, metavar="DIMS",
+                   help="PCA dimensions before t-SNE (default 50)")
+    g.add_argument("--grid", type=_grid, default=None, metavar="SIDE|RxC",
+                   help="grid size (default 50x50, smaller for fewer than 2500 images)")
+    g.add_argument("--select", choices=("nearest", "sample"), default="nearest",
+                   help="with more images than cells: 'nearest' (default) lets the assignment "
+                        "pick the image nearest each cell; 'sample' takes a uniform sample")
+    g.add_argument("--border", choices=("class", "pred", "correct", "none"), default="class",
+                   help="colour of the thumbnails' frames (default class: the true label)")
+    g.add_argument("--thumb", type=int, default=None, metavar="PX",
+                   help="thumbnail side in pixels (default: the image size, at most 32)")
+    g.add_argument("--canvas", type=int, default=None, metavar="PX",
+                   help="scatter canvas side in pixels (default from the number of images)")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="threads for t-SNE and neighbour search (default 1; -1: all cores)")
+    output_options(p, "convlens-out/tsne")
+
+
+@command("tsne", "t-SNE of CNN codes: scatter of thumbnails, image grid, kNN accuracy")
+@options(_tsne_opts)
+def cmd_tsne(args) -> int:
+    """Embed the CNN codes (the input of the last linear layer) of a set of images in 2-D:
+    PCA to 50 dimensions, then t-SNE (openTSNE, FFT gradients). Writes the embedding
+    (index, label, prediction, correctness, x, y, grid cell), a scatter of thumbnails at their
+    positions (a thumbnail never covers another: the ones that would are drawn as dots) and a
+    grid of images placed by a linear assignment that minimises the total squared move.
+    Prints kNN label accuracy (k=10) in 2-D and in code space, and trustworthiness.
+    Use `--scan DIR` for the codes of a saved scan, or `--model SPEC --data SPEC [--n 5000]`."""
+    from ..techniques.embedding import tsne_grid
+
+    if bool(args.scan) == bool(args.model):
+        raise ConvlensError("give either --scan DIR or --model SPEC --data SPEC")
+    lens = None
+    if args.scan:
+        codes, kwargs = codes_from_scan(args)
+    else:
+        if not args.data:
+            raise ConvlensError("--model needs --data SPEC (the images to embed)")
+        from ..techniques.embedding import cnn_codes
+        lens = lens_from(args)
+        n = 5000 if args.n is None else args.n
+        codes = cnn_codes(lens, data_from(args, lens), n=n or None, layer=args.layer,
+                          batch_size=args.batch_size, workers=args.workers, seed=args.seed,
+                          thumb=args.thumb or 32)
+        kwargs = {}
+    res = tsne_grid(codes, perplexity=args.perplexity, seed=args.seed, pca_dims=args.pca,
+                    grid=args.grid, select=args.select, border=args.border, n_jobs=args.jobs,
+                    canvas=args.canvas, thumb=args.thumb, **kwargs)
+    if args.scan:
+        res.params["scan"] = str(args.scan)
+    print(res.summary())
+    save_result(res, args, lens)
+    out = Path(args.out)
+    print("pictures: " + " ".join(str(out / f"{name}.png") for name in res.pictures()))
+    return 0
+
+
+def codes_from_scan(args):
+    """Codes, labels, predictions and thumbnails of a saved scan (no model is run)."""
+    import pandas as pd
+
+    from ..results import SavedResult
+    from ..techniques.embedding import dataset_thumbnails
+
+    saved = SavedResult(args.scan)
+    arrays, tables = saved.manifest.get("arrays", {}), saved.manifest.get("tables", {})
+    if "codes" not in arrays or "code_index" not in arrays:
+        raise ConvlensError(f"{args.scan} holds a {saved.kind!r} result without codes: run "
+                            "`convlens scan` (it saves codes.npy and code_index.npy)")
+    codes = saved.array("codes", mmap=True)
+    index = saved.array("code_index").astype(np.int64)
+    if len(codes) != len(index):
+        raise ConvlensError(f"{args.scan}: {len(codes)} codes but {len(index)} indices")
+    rows = np.arange(len(index))
+    if args.n and args.n < len(index):
+        rows = np.sort(np.random.default_rng(args.seed).choice(len(index), args.n, replace=False))
+    x = np.asarray(codes[rows], dtype=np.float32)
+    index = index[rows]
+    kwargs = {"index": index}
+    if "predictions" in tables:
+        p = saved.table("predictions").drop_duplicates("index").set_index("index")
+        p = p.reindex(index)
+        if "label" in p:
+            kwargs["labels"] = p["label"].fillna(-1).astype(np.int64).to_numpy()
+        if "pred" in p:
+            kwargs["preds"] = p["pred"].fillna(-1).astype(np.int64).to_numpy()
+        extra = [c for c in p.columns if c not in ("label", "pred", "correct")  # no lists
+                 and not p[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
+        kwargs["meta"] = pd.DataFrame({c: p[c].to_numpy() for c in extra})
+    model = saved.manifest.get("model") or {}
+    kwargs["classes"] = model.get("labels")
+    size = args.thumb or min(32, max((model.get("input_size") or [0, 32, 32])[1:]))
+    if "thumbnails" in arrays:  # saved with the scan: one per code row
+        kwargs["images"] = saved.array("thumbnails", mmap=True)[rows]
+    else:
+        spec = args.data or saved.info.get("data")
+        if spec:
+            from ..data import load_data
+            ds = load_data(spec, max_pixels=args.max_pixels)
+            kwargs["images"] = dataset_thumbnails(ds, index, size)
+        else:
+            import warnings
+            warnings.warn("the scan names no data spec and has no thumbnails: the scatter shows "
+                          "dots only and no grid is drawn; give --data SPEC for pictures")
+    return x, kwargs
