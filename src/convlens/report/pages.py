@@ -60,3 +60,38 @@ def _prediction(result, i: int, labels: list) -> str:
             k = int(result.array(key)[i])
             return labels[k] if 0 <= k < len(labels) else str(k)
     return ""
+
+
+def tsne_pages(run, site: Path) -> list:
+    """The t-SNE run page: an interactive map (pan, zoom, hover shows the image, label and
+    prediction), then the static scatter and grid pictures and the quality measures."""
+    from .site import generic_page
+
+    page = generic_page(run, site)
+    res = run.result
+    t = res.table("embedding")
+    labels = (res.manifest.get("model") or {}).get("labels") or res.info.get("classes") or []
+    sprites = res.info.get("sprites")
+    sprite_src = None
+    if sprites and "sprites" in res.manifest.get("pictures", {}):
+        from .site import copy_file
+        sprite_src = copy_file(res.picture("sprites"), site, run.id)
+    lab = t["label"].astype(int).tolist() if "label" in t else [-1] * len(t)
+    pred = t["pred"].astype(int).tolist() if "pred" in t else [-1] * len(t)
+    points = {"x": [round(float(v), 3) for v in t["x"]], "y": [round(float(v), 3) for v in t["y"]],
+              "label": lab, "pred": pred,
+              "index": t["index"].astype(int).tolist() if "index" in t else list(range(len(t))),
+              "names": [str(n) for n in labels],
+              "sprite": sprite_src, "sprite_size": (sprites or {}).get("size"),
+              "sprite_cols": (sprites or {}).get("cols"), "sprite_count": (sprites or {}).get("count", 0)}
+    page.template = "tsne.html"
+    page.context["points"] = points
+    return [page]
+
+
+def _register() -> None:
+    from .site import PAGE_BUILDERS
+    PAGE_BUILDERS["tsne"] = tsne_pages
+
+
+_register()

@@ -171,7 +171,7 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
         dst = out / page.path
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text(html, encoding="utf-8")
-    for asset in ("style.css", "site.js"):
+    for asset in ("style.css", "site.js", "tsne.js"):
         src = Path(__file__).parent / "static" / asset
         shutil.copy2(src, out / asset)
     return out / "index.html"

@@ -614,6 +614,8 @@ class TsneResult(Result):
         out = {**self.params, **self.metrics}
         if self.thumbs is not None:
             out["scatter_thumbnails"] = int(len(self.scatter_layout()[1]))
+            out["sprites"] = {"size": self.SPRITE_SIZE, "cols": self.SPRITE_COLS,
+                              "count": int(min(len(self.table), self.SPRITE_MAX))}
         return out
 
     def summary(self) -> str:
@@ -628,10 +630,27 @@ class TsneResult(Result):
                 f"{p['grid_method']}, rms move {p['grid_rms_move']:.2f} cells")
 
     # -- drawing -----------------------------------------------------------------------
+    #: thumbnails of the report's interactive map: side (px), per sprite-sheet row, at most
+    SPRITE_SIZE, SPRITE_COLS, SPRITE_MAX = 24, 100, 20_000
+
     def pictures(self):
         if self.thumbs is None:
             return {"scatter": self._scatter}  # dots only
-        return {"scatter": self._scatter, "grid": self._grid}
+        return {"scatter": self._scatter, "grid": self._grid, "sprites": self._sprites}
+
+    def _sprites(self, path: str) -> None:
+        """Every point's thumbnail (table order), SPRITE_COLS per row, for hover in the report."""
+        from ..draw import save_png, tile_grid
+
+        n = min(len(self.table), self.SPRITE_MAX)
+        tiles = np.concatenate([_fit(_rgb(self.thumbs(np.arange(i, min(n, i + 1000)))),
+                                     self.SPRITE_SIZE) for i in range(0, n, 1000)])
+        h, w = tiles.shape[1:3]
+        if (h, w) != (self.SPRITE_SIZE, self.SPRITE_SIZE):  # pad non-square thumbnails
+            pad = np.zeros((len(tiles), self.SPRITE_SIZE, self.SPRITE_SIZE, 3), np.uint8)
+            pad[:, :h, :w] = tiles
+            tiles = pad
+        save_png(path, tile_grid(tiles, cols=self.SPRITE_COLS, pad=0, pad_value=0))
 
     def _thumb_size(self) -> int:
         if self.thumb:
