@@ -20,7 +20,7 @@ $(VENV)/bin/python:
 	$(PIP) install -q $(TORCH)
 
 $(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,ray]'
 	touch $@
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml

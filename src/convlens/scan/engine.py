@@ -1,13 +1,254 @@
-"""Running reducers over a dataset."""
+"""Running reducers over a dataset: the local engine, checkpoints and resume.
+
+`feed` is the inner loop shared by every engine: one forward pass per batch (eval mode, no
+grad), each reducer's map step (`Reducer.summarize`) inside the forward hooks, then its
+`update`. `run_local` streams a dataset through it with a progress bar (images/s) and
+checkpoints the reducers every N batches; `local_pass` is the minimal form of it.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ..data import Loader
+from ..errors import ConvlensError
 from ..hooks import capture, preserved
-from .reducers import Reducer
+from .reducers import Reducer, shared
+
+
+@dataclass
+class PassInfo:
+    """What a pass did: items read (good + skipped), skipped items, where it resumed, time."""
+
+    seen: int = 0
+    skipped: int = 0
+    skipped_sources: list[str] = field(default_factory=list)
+    resumed_from: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of this process (not of data-loader workers)
+
+    @property
+    def images(self) -> int:
+        return self.seen - self.skipped
+
+    def add_skipped(self, sources: Iterable[str]) -> None:
+        for s in sources:
+            self.skipped += 1
+            if len(self.skipped_sources) < 100:  # enough to find the bad files; bounded
+                self.skipped_sources.append(str(s))
+
+    def state(self) -> dict[str, Any]:
+        return {"seen": self.seen, "skipped": self.skipped,
+                "skipped_sources": list(self.skipped_sources)}
+
+
+def model_device(lens) -> torch.device:
+    p = next(iter(lens.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def feed(lens, batches: Iterable, reducers: Sequence[Reducer], device=None,
+         dtype: torch.dtype | None = None, channels_last: bool = False) -> Iterator:
+    """Run each batch through `lens` and update every reducer; yields each batch when done.
+
+    Each reducer's `summarize` runs inside the forward hook on the live activation (no copy),
+    the result is handed to its `update` with the logits. `dtype` (e.g. ``torch.bfloat16``)
+    runs the forward under autocast; `channels_last` feeds NHWC input. The model's training
+    flags are restored afterwards and no hook is left behind.
+    """
+    device = torch.device(device) if device is not None else model_device(lens)
+    users: dict[str, list[tuple[int, Reducer]]] = {}
+    for i, r in enumerate(reducers):
+        for name in r.layers:
+            users.setdefault(name, []).append((i, r))
+    layers = list(users)
+    # A module run several times per forward (torchvision ResNets reuse one ReLU per block)
+    # counts with its last call, as in `capture`. Once a batch has shown how many calls each
+    # layer gets, earlier calls are not summarised at all; a batch with fewer calls than
+    # expected (a dynamic model) is run again with every call summarised.
+    expected: dict[str, int] = {}
+    calls: dict[str, int] = {}
+
+    def reduce(name: str, t: torch.Tensor) -> dict[int, Any] | None:
+        i = calls.get(name, 0)
+        calls[name] = i + 1
+        if i < expected.get(name, 0) - 1:
+            return None
+        try:
+            return {j: r.summarize(name, t) for j, r in users[name]}
+        finally:
+            shared.clear()  # results shared between reducers live for this call only
+
+    amp = (torch.autocast(device.type, dtype=dtype)
+           if dtype is not None and dtype != torch.float32 else contextlib.nullcontext())
+
+    def forward(batch, x):
+        cap.clear()
+        calls.clear()
+        for r in reducers:
+            r.begin(batch)
+        with amp:
+            return lens(x)
+
+    with preserved(lens), torch.no_grad():
+        lens.eval()
+        with capture(lens, layers, reduce=reduce) as cap:
+            for batch in batches:
+                x = batch.images.to(device, non_blocking=True)
+                if channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                logits = forward(batch, x)
+                if any(calls.get(n, 0) < expected.get(n, 0) for n in layers):
+                    expected.clear()
+                    logits = forward(batch, x)
+                expected.update(calls)
+                got = {name: cap[name] for name in layers}
+                for i, r in enumerate(reducers):
+                    r.update(batch, {name: got[name][i] for name in r.layers}, logits)
+                yield batch
+
+
+def progress_bar(total: int, initial: int = 0, desc: str = "scan", enabled: bool = True):
+    """A tqdm bar counting images (rate in images/s), on stderr."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="img", unit_scale=True,
+                disable=not enabled, file=sys.stderr, dynamic_ncols=True, smoothing=0.05,
+                leave=False)
+
+
+# ------------------------------------------------------------------------------------------
+# checkpoints
+# ------------------------------------------------------------------------------------------
+def fingerprint_model(lens) -> str:
+    """A hash of the model's parameters and buffers (resume only with the same weights)."""
+    h = hashlib.sha1()
+    for name, t in list(lens.state_dict().items()):
+        h.update(name.encode())
+        t = t.detach().cpu().contiguous()
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def fingerprint_order(order: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(order, dtype=np.int64).tobytes()).hexdigest()
+
+
+class Checkpoint:
+    """The reducers' states and the pass's position, written atomically to `path`.
+
+    ``save`` asks every reducer for its ``state_dict`` (which also makes its on-disk output
+    durable), then writes ``torch.save`` to a temporary file, fsyncs it and renames it over
+    the old checkpoint: a kill at any moment leaves the previous or the new checkpoint whole.
+    `fingerprint` says what the pass computes; resuming a different pass is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any]):
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, weights_only=True)
+        except Exception as e:  # noqa: BLE001  a damaged file: say so, do not guess
+            raise ConvlensError(f"cannot read checkpoint {self.path} ({e}); delete it or "
+                                "run again without resume") from None
+        if state.get("fingerprint") != self.fingerprint:
+            old = state.get("fingerprint") or {}
+            diff = sorted(k for k in set(old) | set(self.fingerprint)
+                          if old.get(k) != self.fingerprint.get(k))
+            raise ConvlensError(
+                f"{self.path} is the checkpoint of a different scan (differs in: "
+                f"{', '.join(diff)}): use another output folder, or resume=False "
+                "(--no-resume) to start again")
+        return state
+
+    def save(self, position: int, reducers: Sequence[Reducer], info: PassInfo) -> None:
+        state = {"fingerprint": self.fingerprint, "position": int(position),
+                 "info": info.state(), "reducers": [r.state_dict() for r in reducers]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def restore(self, reducers: Sequence[Reducer], info: PassInfo) -> int:
+        """Load the checkpoint (if any) into `reducers` and `info`; returns the position."""
+        state = self.load()
+        if state is None:
+            return 0
+        for r, s in zip(reducers, state["reducers"]):
+            r.load_state_dict(s)
+        i = state["info"]
+        info.seen, info.skipped = int(i["seen"]), int(i["skipped"])
+        info.skipped_sources = list(i["skipped_sources"])
+        info.resumed_from = int(state["position"])
+        return int(state["position"])
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+# ------------------------------------------------------------------------------------------
+# the local engine
+# ------------------------------------------------------------------------------------------
+def run_local(lens, data, reducers: Sequence[Reducer], order: np.ndarray, batch_size: int = 64,
+              workers: int = 0, progress: bool = True, desc: str = "scan",
+              checkpoint: Checkpoint | None = None, checkpoint_every: int = 50, device=None,
+              dtype: torch.dtype | None = None, channels_last: bool = False) -> PassInfo:
+    """Stream the items `order` (dataset indices) of `data` through `lens` into `reducers`.
+
+    With a `checkpoint`, the pass resumes from it (if it exists) and saves one every
+    `checkpoint_every` batches; batches are consecutive runs of `order`, so the position is
+    the number of items done. Memory: the reducers' state plus one batch.
+    """
+    info = PassInfo()
+    start = checkpoint.restore(reducers, info) if checkpoint is not None else 0
+    if data.lens is None:
+        data.with_lens(lens)
+    loader = Loader(data, batch_size=batch_size, workers=workers, progress=False,
+                    indices=order[start:].tolist() if start else order.tolist())
+    t0, c0 = time.perf_counter(), time.process_time()
+    bar = progress_bar(len(order), start, desc, progress)
+    seen_before, skipped_before = info.seen, info.skipped
+    sources_before = list(info.skipped_sources)
+
+    def sync() -> None:  # the loader counts every item read, bad ones too
+        info.seen = seen_before + loader.seen
+        info.skipped = skipped_before + len(loader.skipped)
+        info.skipped_sources = (sources_before + [s.source for s in loader.skipped[:100]])[:100]
+        bar.update(info.seen - bar.n)
+
+    try:
+        batches = 0
+        for batch in feed(lens, loader, reducers, device, dtype, channels_last):
+            batches += 1
+            sync()
+            if batch.skipped:
+                bar.set_postfix(skipped=info.skipped, refresh=False)
+            if checkpoint is not None and batches % max(1, checkpoint_every) == 0:
+                checkpoint.save(start + loader.seen, reducers, info)
+        sync()
+    finally:
+        bar.close()
+    info.seconds = time.perf_counter() - t0
+    info.cpu_seconds = time.process_time() - c0
+    return info
 
 
 @torch.no_grad()
@@ -19,16 +260,8 @@ def local_pass(lens, data, reducers: Sequence[Reducer], batch_size: int = 64, wo
     """
     if data.lens is None:
         data.with_lens(lens)
-    layers = sorted({name for r in reducers for name in r.layers})
     loader = Loader(data, batch_size=batch_size, workers=workers, progress=progress, desc=desc,
                     indices=indices)
-    with preserved(lens):
-        lens.eval()
-        with capture(lens, layers) as cap:
-            for batch in loader:
-                cap.clear()
-                logits = lens(batch.images)
-                acts = {name: cap[name] for name in layers}
-                for r in reducers:
-                    r.update(batch, acts, logits)
+    for _ in feed(lens, loader, reducers):
+        pass
     return loader

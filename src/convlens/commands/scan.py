@@ -1,0 +1,139 @@
+"""`convlens scan` and `convlens units` (the seed's §2: images that maximally activate a unit)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..cli import (command, data_from, data_options, lens_from, model_options, options,
+                   output_options, save_result)
+from ..errors import ConvlensError
+
+
+def _names(s: str) -> list[str] | str:
+    if s in ("relu", "conv"):
+        return s
+    names = [n.strip() for n in s.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected layer names separated by commas")
+    return names
+
+
+def _scan_opts(p):
+    model_options(p)
+    data_options(p)
+    g = p.add_argument_group("scan")
+    g.add_argument("--layers", type=_names, default=None, metavar="L1,L2|relu|conv",
+                   help="layers to rank images for, comma-separated; 'relu' (default: every "
+                        "ReLU, post-ReLU maps) or 'conv' (every conv layer)")
+    g.add_argument("--topk", type=int, default=9, help="images kept per unit (default 9)")
+    g.add_argument("--directions", type=int, default=0, metavar="D",
+                   help="also rank images along D random directions per layer (Szegedy et al.)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    g.add_argument("--codes", default="auto", metavar="LAYER|auto|none",
+                   help="layer whose output is saved as each image's code (default auto: the "
+                        "input of the last linear layer); 'none' for no codes")
+    g.add_argument("--no-predictions", dest="predictions", action="store_false",
+                   help="do not write predictions.parquet")
+    g.add_argument("--no-stats", dest="stats", action="store_false",
+                   help="do not collect activation statistics")
+    g.add_argument("--limit", type=int, default=None, help="only the first N items")
+    g.add_argument("--dtype", default=None, choices=("float32", "bf16", "fp16"),
+                   help="run the forward pass under autocast in this type")
+    g.add_argument("--channels-last", action="store_true", help="feed NHWC input")
+    g.add_argument("--device", default=None, help="e.g. cuda (default: cpu)")
+    r = p.add_argument_group("resume and scale")
+    r.add_argument("--checkpoint-every", type=int, default=50, metavar="N",
+                   help="checkpoint every N batches (default 50)")
+    r.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start again even if --out holds a checkpoint of this scan")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default) or ray (pip install 'convlens[ray]')")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to connect to (default: RAY_ADDRESS, else a local Ray)")
+    r.add_argument("--shard-size", type=int, default=None, help="items per Ray task")
+    output_options(p, "convlens-out/scan")
+
+
+@command("scan", "one pass over a dataset: top-k images per unit, codes, predictions, stats")
+@options(_scan_opts)
+def cmd_scan(args) -> int:
+    """Stream a dataset through the model once and keep, for every unit of the chosen layers,
+    the k images that activate it most (max over positions) with the arg-max position; along
+    the way, per-channel statistics, each image's code (float16, for t-SNE) and predictions
+    with the items' metadata (for accuracy by attribute). Checkpoints as it goes: run the same
+    command again after a crash and it resumes. Then `convlens units --scan DIR --layer L`."""
+    import torch
+
+    from ..techniques.topk import scan
+
+    lens = lens_from(args)
+    if args.device:
+        lens = lens.to(torch.device(args.device))
+    data = data_from(args, lens)
+    data.spec = args.data  # recorded, so that `convlens units` can read the images again
+    codes = None if str(args.codes).lower() == "none" else args.codes
+    res = scan(lens, data, args.layers, topk=args.topk, directions=args.directions, codes=codes,
+               predictions=args.predictions, stats=args.stats, out=args.out,
+               batch_size=args.batch_size, workers=args.workers, engine=args.engine,
+               resume=args.resume, checkpoint_every=args.checkpoint_every, seed=args.seed,
+               limit=args.limit, dtype=args.dtype, channels_last=args.channels_last,
+               shard_size=args.shard_size, ray_address=args.ray_address)
+    m = res.meta
+    rate = f", {m['images_per_s']:.0f} images/s" if m.get("images_per_s") else ""
+    resumed = f", resumed after {m['resumed_from']} items" if m.get("resumed_from") else ""
+    print(f"{lens.name} on {args.data}: {res.images} images scanned, {res.skipped} skipped "
+          f"in {m['seconds']:.1f} s{rate}{resumed}")
+    for layer in res.layers:
+        top = res.topk.get(layer)
+        if top is not None and top["score"].size:
+            best = top["score"][:, 0]
+            print(f"  {layer:<24} {best.shape[0]:>5} units, best score median {float(_median(best)):.3g}")
+    if res.folder is not None and (res.folder / "predictions.parquet").is_file() and res.images:
+        import pyarrow.parquet as pq
+        correct = pq.read_table(res.folder / "predictions.parquet", columns=["correct"])
+        print(f"  top-1 accuracy {correct.column(0).to_numpy().mean():.4f}")
+    save_result(res, args, lens)
+    return 0
+
+
+def _median(a):
+    import numpy as np
+    return np.median(a)
+
+
+def _units_opts(p):
+    p.add_argument("--scan", required=True, metavar="DIR", help="a folder written by convlens scan")
+    p.add_argument("--layer", required=True, metavar="NAME", help="a scanned layer")
+    p.add_argument("--unit", type=int, action="append", metavar="U",
+                   help="unit (channel) to show (repeatable); default the first --max-units")
+    p.add_argument("--max-units", type=int, default=64, help="units shown by default (64)")
+    p.add_argument("--directions", action="store_true",
+                   help="show the random directions' top images instead of the units'")
+    p.add_argument("--data", metavar="SPEC", default=None,
+                   help="the data (default: the spec saved by the scan)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: SCAN/units_LAYER, or SCAN/units_dirs_LAYER)")
+
+
+@command("units", "top-k grids of a scanned layer: receptive-field patches and boxed images")
+@options(_units_opts)
+def cmd_units(args) -> int:
+    """Cut, for each unit of a scanned layer, the patch of every top image under the unit's
+    receptive field at its arg-max (clipped at the border, padded with the mean colour the
+    network saw there), and draw a grid of patches and a grid of the images with the field's
+    box; plus one overview with a row of patches per unit. Re-reads the images from the data
+    spec the scan saved (or --data)."""
+    from ..results import safe_name
+    from ..scan.patches import unit_patches
+
+    if not (Path(args.scan) / "manifest.json").is_file():
+        raise ConvlensError(f"{args.scan} holds no manifest.json: run convlens scan --out DIR first")
+    res = unit_patches(args.scan, args.layer, args.unit, data=args.data,
+                       directions=args.directions, max_units=args.max_units)
+    what = "units_dirs" if args.directions else "units"
+    args.out = args.out or str(Path(args.scan) / f"{what}_{safe_name(args.layer)}")
+    save_result(res, args)
+    print(f"{len(res.units)} {'directions' if args.directions else 'units'} of {args.layer}: "
+          f"patches {res.patches.shape[2]}x{res.patches.shape[3]} px, {res.index.shape[1]} "
+          "images each")
+    return 0
