@@ -89,9 +89,44 @@ def tsne_pages(run, site: Path) -> list:
     return [page]
 
 
+def units_pages(run, site: Path) -> list:
+    """A layer's units: the run page shows every unit's patch grid, each linking to a page
+    with the unit's patches, its top images with the receptive-field box, and their scores."""
+    from .site import Page, copy_file, generic_page
+
+    res = run.result
+    info = res.info
+    layer, units = info.get("layer", ""), info.get("units", [])
+    tag = "dir" if info.get("what") == "random directions" else "unit"
+    pics = res.manifest.get("pictures", {})
+    index, score = res.array("index"), res.array("score")
+    labels = (res.manifest.get("model") or {}).get("labels") or []
+    page = generic_page(run, site)
+    overview_names = [n for n in pics if n.startswith(f"{tag}s_")]
+    page.context["pictures"] = [p for p in page.context["pictures"] if p["name"] in overview_names]
+    cells, pages = [], []
+    for row, u in enumerate(units):
+        name = f"{tag}_{safe_name(layer)}_{u}"
+        if name not in pics:
+            continue
+        src = copy_file(res.picture(name), site, run.id)
+        boxes = copy_file(res.picture(name + "_boxes"), site, run.id) if name + "_boxes" in pics else None
+        href = f"{tag}-{u}.html"
+        cells.append({"unit": u, "src": src, "href": href})
+        top = [{"rank": j + 1, "index": int(index[row, j]), "score": f"{float(score[row, j]):.4g}"}
+               for j in range(index.shape[1]) if index[row, j] >= 0]
+        pages.append(Page(f"runs/{run.id}/{href}", f"{layer} {tag} {u}", "unit.html",
+                          {"run": run, "layer": layer, "unit": u, "patches": src, "boxes": boxes,
+                           "top": top, "tag": tag, "labels": labels}))
+    page.template = "units.html"
+    page.context.update(cells=cells, layer=layer, tag=tag)
+    return [page] + pages
+
+
 def _register() -> None:
     from .site import PAGE_BUILDERS
     PAGE_BUILDERS["tsne"] = tsne_pages
+    PAGE_BUILDERS["units"] = units_pages
 
 
 _register()
