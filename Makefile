@@ -30,7 +30,7 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed data
-	$(VENV)/bin/convlens layers --model builtin:fashion-net
+	$(VENV)/bin/convlens demo --out convlens-demo
 
 test: $(VENV)/.installed-test data
 	$(PY) -m pytest -q

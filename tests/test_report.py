@@ -89,3 +89,81 @@ def test_pages_load_clean_in_chromium(results, tmp_path):
         page.locator("table.runs a", has_text="activations").first.click()
         page.wait_for_load_state("load")
         assert "activations" in page.title()
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory):
+    """The quick demo: every landed view on both built-in models, and its site."""
+    from convlens.demo import run_demo
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, quick=True, progress=False)
+
+
+def test_demo_writes_every_view(demo_site):
+    root = demo_site.parent.parent
+    for model in ("fashion-net", "shapes-net"):
+        for view in ("layers", "activations", "filters", "stats", "saliency", "deconvnet",
+                     "guided_backprop", "grad_cam", "scan", "units_features.4", "tsne"):
+            assert (root / model / view / "manifest.json").is_file(), (model, view)
+
+
+@needs_browser
+def test_demo_site_in_chromium(demo_site):
+    site = demo_site.parent
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 50
+    with browser() as b:
+        for p in pages:
+            page, errors = open_page(b, p.as_uri())
+            assert errors == [], (p, errors)
+            assert broken_images(page) == [], p
+            page.close()
+        # the t-SNE hover shows a tooltip with the image, label and prediction
+        page, _ = open_page(b, (site / "runs" / "tsne" / "index.html").as_uri())
+        assert hover_some_point(page)
+        assert "label:" in page.locator("#tiptext").text_content()
+        # clicking a unit opens its page
+        page, _ = open_page(b, (site / "runs" / "units_features.4" / "index.html").as_uri())
+        page.locator("a.unit").nth(2).click()
+        page.wait_for_load_state("load")
+        assert "unit 2" in page.title() and page.locator("img.big").count() == 2
+
+
+def hover_some_point(page) -> bool:
+    box = page.locator("#tsne").bounding_box()
+    for gx in range(10, int(box["width"]) - 10, 12):
+        for gy in range(10, int(box["height"]) - 10, 12):
+            page.mouse.move(box["x"] + gx, box["y"] + gy)
+            if page.locator("#tooltip").is_visible():
+                return True
+    return False
+
+
+@needs_browser
+def test_10k_point_map_opens_fast(tmp_path):
+    """A t-SNE map of 10,000 images (a fabricated result of the saved format) loads in < 2 s."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from convlens.draw import save_png, tile_grid
+    from convlens.report.site import build_site
+
+    n, rng = 10_000, np.random.default_rng(0)
+    res = tmp_path / "tsne"
+    res.mkdir()
+    pd.DataFrame({"index": np.arange(n), "label": rng.integers(0, 10, n), "pred": rng.integers(0, 10, n),
+                  "correct": rng.random(n) < 0.9, "x": rng.normal(size=n), "y": rng.normal(size=n)}
+                 ).to_parquet(res / "embedding.parquet")
+    save_png(res / "sprites.png", tile_grid(rng.integers(0, 255, (n, 24, 24, 3), dtype=np.uint8), cols=100, pad=0))
+    (res / "manifest.json").write_text(json.dumps({
+        "kind": "tsne", "model": {"name": "m", "labels": [f"c{k}" for k in range(10)]},
+        "info": {"sprites": {"size": 24, "cols": 100, "count": n}},
+        "arrays": {}, "tables": {"embedding": "embedding.parquet"}, "pictures": {"sprites": "sprites.png"}}))
+    index = build_site([res], tmp_path / "site")
+    with browser() as b:
+        page, errors = open_page(b, (index.parent / "runs" / "tsne" / "index.html").as_uri())
+        ms = page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd")
+        assert errors == [] and ms < 2000, ms
+        assert hover_some_point(page)

@@ -1,0 +1,113 @@
+"""`convlens demo`: every landed view on the built-in models and data, then the report.
+
+Two models, offline: builtin:fashion-net on the real Fashion-MNIST test set and builtin:shapes-net
+on procedural shapes. Each step saves a result folder under OUT/<model>/<view>; the site goes to
+OUT/site. `quick` uses fewer images so that the whole demo takes about two minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class Setting:
+    model: str
+    data: str            # the full test split
+    n_scan: int          # images for the dataset pass (stats, scan, t-SNE)
+    n_images: int        # images explained one by one (activations, maps)
+    occlusion: dict
+
+
+def settings(quick: bool) -> list[Setting]:
+    return [
+        Setting("builtin:fashion-net", "builtin:fashion-mnist:test",
+                n_scan=1000 if quick else 10_000, n_images=4 if quick else 8,
+                occlusion={"window": 6, "stride": 2}),
+        Setting("builtin:shapes-net", "builtin:shapes:test:" + ("600" if quick else "5000"),
+                n_scan=600 if quick else 5000, n_images=4 if quick else 8,
+                occlusion={"window": 12, "stride": 4}),
+    ]
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(f"convlens.{module}") is not None
+
+
+def run_demo(out: str | Path = "convlens-demo", quick: bool = False, progress: bool = True) -> Path:
+    """Run the demo; returns the path of the report's index.html."""
+    from .data import Loader, load_data
+    from .lens import LayersResult
+    from .models import load_model
+    from .report.site import build_site
+    from .techniques.activations import activation_stats, activations
+    from .techniques.filters import filters
+
+    out = Path(out)
+    t_start = time.time()
+    steps: list[tuple[str, Callable[[], None]]] = []
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    for s in settings(quick):
+        lens = load_model(s.model)
+        slug = s.model.split(":")[-1]
+        base = out / slug
+        data = load_data(s.data, lens=lens)
+        first = next(iter(Loader(data, batch_size=s.n_images, indices=range(s.n_images))))
+        x = first.images
+        cmd = ["convlens", "demo"]
+
+        def save(res, name, lens=lens, base=base):
+            res.save(base / name, lens=lens, command=cmd)
+
+        log(f"{s.model}: layers")
+        save(LayersResult(lens.layers()), "layers")
+        log(f"{s.model}: activations of {len(x)} images")
+        save(activations(lens, x), "activations")
+        log(f"{s.model}: filters")
+        save(filters(lens), "filters")
+        log(f"{s.model}: dead filters and sparsity over {s.n_scan} images")
+        save(activation_stats(lens, data, limit=s.n_scan, progress=progress), "stats")
+        if _have("techniques.gradients"):
+            from .techniques import gradients as g
+            for fn in (g.saliency, g.deconvnet, g.guided_backprop, g.grad_cam):
+                log(f"{s.model}: {fn.__name__}")
+                save(fn(lens, x, target="auto"), fn.__name__)
+        if _have("techniques.occlusion"):
+            from .techniques.occlusion import occlusion
+            log(f"{s.model}: occlusion")
+            save(occlusion(lens, x, target="auto", **s.occlusion), "occlusion")
+        _scan_steps(lens, s, data, base, save, log, progress)
+    log("report")
+    index = build_site([out], out / "site", title="convlens demo")
+    log(f"done: {index}")
+    return index
+
+
+def _scan_steps(lens, s: Setting, data, base: Path, save, log, progress: bool) -> None:
+    """The dataset pass (top-k images per unit, codes, predictions), unit pages, t-SNE."""
+    from .cli import main as cli
+    from .techniques.topk import scan
+
+    log(f"{s.model}: scan of {s.n_scan} images (top-9 of every ReLU, codes, predictions)")
+    scan(lens, s.data, topk=9, directions=4, limit=s.n_scan, out=base / "scan", progress=progress,
+         resume=False)
+    for layer in ("features.4", "features.11"):
+        log(f"{s.model}: units of {layer}")
+        cli(["units", "--scan", str(base / "scan"), "--layer", layer, "--max-units", "24",
+             "--out", str(base / f"units_{layer}")])
+    log(f"{s.model}: t-SNE of {s.n_scan} codes")
+    cli(["tsne", "--scan", str(base / "scan"), "--out", str(base / "tsne")])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    torch.set_num_threads(2)
+    run_demo(sys.argv[1] if len(sys.argv) > 1 else "convlens-demo", quick="--quick" in sys.argv)
