@@ -31,6 +31,7 @@ _EXPORTS = {
     "guided_grad_cam": "techniques.gradients", "smoothgrad": "techniques.gradients",
     "integrated_gradients": "techniques.gradients", "Unit": "techniques.gradients",
     "tsne_grid": "techniques.embedding", "cnn_codes": "techniques.embedding",
+    "occlusion": "techniques.occlusion", "OcclusionResult": "techniques.occlusion",
     "scan": "techniques.topk", "ScanResult": "scan.result", "unit_patches": "scan.patches",
 }
 

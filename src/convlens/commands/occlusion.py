@@ -1,0 +1,97 @@
+"""``convlens occlusion``: Zeiler & Fergus occlusion maps of one or more image files."""
+from __future__ import annotations
+
+import argparse
+
+from ..cli import command, lens_from, model_options, options, output_options, save_result
+from ..errors import ConvlensError
+
+
+def _pair(s: str) -> tuple[int, int]:
+    try:
+        v = [int(a) for a in s.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {s!r}") from None
+    if len(v) == 1:
+        v = v * 2
+    if len(v) != 2:
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {s!r}")
+    return v[0], v[1]
+
+
+def _opts(p: argparse.ArgumentParser) -> None:
+    model_options(p)
+    p.add_argument("--image", action="append", required=True, metavar="FILE",
+                   help="image file (repeatable); resized and centre-cropped to the model's input")
+    p.add_argument("--target", default="auto", metavar="CLASS|auto",
+                   help="class whose probability is mapped: an index, a label name, or 'auto' "
+                        "(each image's predicted class; default)")
+    p.add_argument("--window", type=_pair, default=(16, 16), metavar="N|H,W",
+                   help="occluder side in pixels (default 16)")
+    p.add_argument("--stride", type=_pair, default=(8, 8), metavar="N|H,W",
+                   help="occluder step in pixels (default 8)")
+    p.add_argument("--fill", default="zero", metavar="zero|gray|mean|blur|VALUE",
+                   help="what the occluder shows: zero (the dataset mean pixel; default), gray "
+                        "(mid raw grey), mean (the image's mean colour), blur (the image blurred), "
+                        "or a raw pixel value")
+    p.add_argument("--mode", default="incremental",
+                   choices=("incremental", "exact", "naive", "approximate"),
+                   help="incremental: exact and fast (default); exact/naive: one full forward pass "
+                        "per position; approximate: Krypton's tau threshold and drill-down")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="occluded copies per pass (default 64)")
+    p.add_argument("--layer", metavar="NAME",
+                   help="also map the total activation of one feature map of this layer")
+    p.add_argument("--channel", type=int, metavar="C",
+                   help="that feature map (default: the strongest in the clean image)")
+    p.add_argument("--tau", type=float, default=0.8,
+                   help="approximate: projective-field threshold in (0, 1]; 1 = off "
+                        "(default 0.8)")
+    p.add_argument("--drill", type=float, default=0.5,
+                   help="approximate: fraction of fine positions computed after the coarse pass "
+                        "(default 0.5)")
+    p.add_argument("--coarse-stride", type=_pair, metavar="N|H,W",
+                   help="approximate: stride of the coarse pass (default 2 x stride)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="approximate: skip the exact map (and the SSIM against it)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels than this (default: PIL's bomb limit)")
+    output_options(p, "occlusion-out")
+
+
+@command("occlusion", "occlusion maps: p(class), most probable class and a feature map's "
+                      "activation per occluder position (Zeiler & Fergus 2014)")
+@options(_opts)
+def cmd_occlusion(args) -> int:
+    """Slide a square occluder over each image and map p(target), the most probable class and,
+    with --layer, the total activation of one feature map (Zeiler & Fergus 2014, Fig. 7). Writes
+    the maps (.npy), a table of positions, overlays (.png) and manifest.json into --out."""
+    import torch
+
+    from ..data.images import open_image
+    from ..techniques.occlusion import occlusion
+
+    lens = lens_from(args)
+    images = []
+    for path in args.image:
+        try:
+            img = open_image(path, max_pixels=args.max_pixels)
+        except ConvlensError as e:
+            raise ConvlensError(f"{path}: {e}") from None
+        images.append(lens.preprocess(img))
+    x = torch.stack(images)
+    target = args.target
+    result = occlusion(lens, x, target=target, window=args.window, stride=args.stride,
+                       fill=args.fill, batch_size=args.batch_size, mode=args.mode,
+                       layer=args.layer, channel=args.channel, tau=args.tau, drill=args.drill,
+                       coarse_stride=args.coarse_stride, reference=not args.no_reference)
+    info = result.info()
+    for k, path in enumerate(args.image):
+        line = (f"{path}: target {info['target_label'][k]} (p = {info['clean_prob'][k]:.3f}), "
+                f"map {info['positions'][0]}x{info['positions'][1]}, "
+                f"lowest p = {float(result.prob[k].min()):.3f}")
+        if result.ssim is not None and result.ssim[k] is not None:
+            line += f", SSIM vs exact = {result.ssim[k]:.3f}"
+        print(line)
+    save_result(result, args, lens)
+    return 0
