@@ -15,12 +15,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 def main(site: Path) -> None:
     out = Path(__file__).parent
-    unit = next(iter(sorted((site / "runs").glob("units_features.4*/unit-3.html"))))
+    unit = next(iter(sorted((site / "runs").glob("*units_features.4/unit-3.html"))))
+    tsne = next(iter(sorted((site / "runs").glob("*tsne/index.html"))))
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
         page = b.new_page(viewport={"width": 1280, "height": 900})
         for url, name in [(site / "index.html", "report-index.png"), (unit, "report-unit.png"),
-                          (site / "runs" / "tsne" / "index.html", "report-tsne.png")]:
+                          (tsne, "report-tsne.png")]:
             page.goto(url.resolve().as_uri())
             page.wait_for_load_state("load")
             page.screenshot(path=str(out / name))

@@ -23,6 +23,8 @@ class Evil(nn.Module):
         self.conv = nn.Conv2d(1, 3, 3, padding=1)
         self.relu = nn.ReLU()
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 2))
+        with torch.no_grad():  # class 0, labelled EVIL, always wins
+            self.head[1].bias.copy_(torch.tensor([100.0, 0.0]))
 
     def forward(self, x):
         return self.head(self.relu(self.conv(x)))
@@ -39,7 +41,8 @@ def results(tmp_path_factory):
     activations(lens, x, ["features.1", "features.4"]).save(root / "activations", lens=lens)
     filters(lens).save(root / "filters", lens=lens)
     evil = Lens(Evil(), mean=(0.5,), std=(0.5,), input_size=(1, 28, 28), labels=[EVIL, "b"])
-    activations(evil, x).save(root / EVIL.replace("/", "_"), lens=evil)
+    activations(evil, x).save(root / EVIL.replace("/", "_"), lens=evil,
+                              command=["convlens", "activations", "--image", EVIL + ".png"])
     activation_stats(evil, load_data("builtin:shapes:test:8", lens=evil), progress=False).save(
         root / "stats", lens=evil)
     return root
@@ -119,11 +122,11 @@ def test_demo_site_in_chromium(demo_site):
             assert broken_images(page) == [], p
             page.close()
         # the t-SNE hover shows a tooltip with the image, label and prediction
-        page, _ = open_page(b, (site / "runs" / "tsne" / "index.html").as_uri())
+        page, _ = open_page(b, (site / "runs" / "fashion-net_tsne" / "index.html").as_uri())
         assert hover_some_point(page)
         assert "label:" in page.locator("#tiptext").text_content()
         # clicking a unit opens its page
-        page, _ = open_page(b, (site / "runs" / "units_features.4" / "index.html").as_uri())
+        page, _ = open_page(b, (site / "runs" / "fashion-net_units_features.4" / "index.html").as_uri())
         page.locator("a.unit").nth(2).click()
         page.wait_for_load_state("load")
         assert "unit 2" in page.title() and page.locator("img.big").count() == 2

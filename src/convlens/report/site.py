@@ -140,12 +140,14 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    roots = [Path(i) for i in inputs]
     folders = find_results(inputs)
     runs: list[Run] = []
     ids: set[str] = set()
     for f in folders:
         res = SavedResult(f)
-        base = safe_name(f.name if f.name not in ("", ".") else res.kind)
+        rel = next((f.relative_to(r) for r in roots if f != r and r in f.parents), Path(f.name))
+        base = safe_name("_".join(rel.parts) if rel.parts and str(rel) != "." else res.kind)
         rid, k = base, 2
         while rid in ids:
             rid, k = f"{base}-{k}", k + 1
@@ -155,14 +157,11 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
         builder = PAGE_BUILDERS.get(run.kind)
         run.pages = builder(run, out) if builder else [generic_page(run, out)]
     env = _env()
-    layers = next((r for r in runs if r.kind == "layers"), None)
     cross = pages.image_pages(runs, out)
     nav = [{"title": p.title, "href": p.path, "kind": "pages"} for p in cross]
-    nav += [{"title": r.id, "href": r.href, "kind": r.kind} for r in runs]
-    index = Page("index.html", title, "index.html",
-                 {"runs": runs, "cross": cross,
-                  "layers": table_html_rows(layers.result.table("layers"), 1000)
-                  if layers else None, "layers_model": layers.model_name if layers else ""})
+    models = [{"name": r.model_name or r.id, "layers": table_html_rows(r.result.table("layers"), 1000)}
+              for r in runs if r.kind == "layers"]
+    index = Page("index.html", title, "index.html", {"runs": runs, "cross": cross, "models": models})
     for page in [index] + cross + [p for r in runs for p in r.pages]:
         depth = page.path.count("/")
         root = "../" * depth
