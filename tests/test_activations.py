@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from convlens import Lens, load_data, load_model
+from convlens import Lens, load_model
 from convlens.techniques.activations import activation_stats, activations
 from convlens.techniques.filters import filters, noise_score
 from convlens.techniques.monitor import TrainingMonitor

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from convlens import ConvlensError, load_data, load_model
-from convlens.data import Loader, fashion
+from convlens.data import fashion
 from convlens.evaluate import evaluate
 
 try:

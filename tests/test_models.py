@@ -1,8 +1,6 @@
 """Model specs and checkpoints: every spec kind, safe loading, clear errors."""
 import os
 import pickle
-import subprocess
-import sys
 import textwrap
 import warnings
 

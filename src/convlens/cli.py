@@ -100,6 +100,40 @@ def save_result(result, args, lens=None) -> None:
     print(f"wrote {out}/manifest.json")
 
 
+def image_options(p: argparse.ArgumentParser) -> None:
+    """--image FILE (repeatable) or --data SPEC with --n: the images a per-image view explains."""
+    g = p.add_argument_group("input")
+    g.add_argument("--image", action="append", metavar="FILE", help="an image file (repeatable)")
+    g.add_argument("--data", metavar="SPEC", help="or a data spec: its first --n items")
+    g.add_argument("--n", type=int, default=4, help="images taken from --data (default 4)")
+    g.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels than this (default: PIL's bomb limit)")
+
+
+def images_from(args, lens) -> tuple:
+    """``(x (N, C, H, W), names)`` from --image FILE... or the first --n items of --data."""
+    import torch
+
+    from .data import Loader
+    from .data.images import open_image
+
+    if getattr(args, "image", None):
+        xs = []
+        for path in args.image:
+            try:
+                xs.append(lens.preprocess(open_image(path, getattr(args, "max_pixels", None))))
+            except ConvlensError as e:
+                raise ConvlensError(f"{path}: {e}") from None
+        return torch.stack(xs), list(args.image)
+    if getattr(args, "data", None):
+        ds = data_from(args, lens)
+        batches = list(Loader(ds, batch_size=args.n, indices=range(min(args.n, len(ds)))))
+        if not batches:
+            raise ConvlensError(f"no readable images in {args.data}")
+        return batches[0].images, [ds.source(int(i)) for i in batches[0].indices]
+    raise ConvlensError("give --image FILE (repeatable) or --data SPEC")
+
+
 def data_from(args, lens=None):
     from .data import load_data
     return load_data(args.data, lens=lens, max_pixels=getattr(args, "max_pixels", None))

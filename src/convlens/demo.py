@@ -11,8 +11,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 import torch
 
 
@@ -51,7 +49,6 @@ def run_demo(out: str | Path = "convlens-demo", quick: bool = False, progress: b
 
     out = Path(out)
     t_start = time.time()
-    steps: list[tuple[str, Callable[[], None]]] = []
 
     def log(msg: str) -> None:
         print(f"[{time.time() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)

@@ -1,43 +1,18 @@
 """`convlens activations`, `convlens stats`, `convlens filters` (the seed's §1)."""
 from __future__ import annotations
 
-import argparse
 
-from ..cli import (command, data_from, data_options, lens_from, model_options, options,
-                   output_options, save_result)
-from ..errors import ConvlensError
+from ..cli import (command, data_from, data_options, image_options, images_from, lens_from,
+                   model_options, options, output_options, save_result)
 
 
 def layer_option(p, help_: str) -> None:
     p.add_argument("--layer", action="append", metavar="NAME", help=help_)
 
 
-def load_images(args, lens, limit: int = 8):
-    """The batch ``(N, C, H, W)`` named by --image FILE (repeatable) or the first --n items of --data."""
-    import torch
-
-    from ..data import Loader
-    from ..data.images import open_image
-
-    if getattr(args, "image", None):
-        return torch.stack([lens.preprocess(open_image(p)) for p in args.image])
-    if getattr(args, "data", None):
-        n = getattr(args, "n", None) or limit
-        ds = data_from(args, lens)
-        batches = list(Loader(ds, batch_size=n, indices=range(min(n, len(ds)))))
-        if not batches:
-            raise ConvlensError(f"no readable images in {args.data}")
-        return batches[0].images
-    raise ConvlensError("give --image FILE or --data SPEC")
-
-
 def _activations_opts(p):
     model_options(p)
-    g = p.add_argument_group("input")
-    g.add_argument("--image", action="append", metavar="FILE", help="an image file (repeatable)")
-    g.add_argument("--data", metavar="SPEC", help="or a data spec: its first --n items")
-    g.add_argument("--n", type=int, default=4, help="images taken from --data (default 4)")
-    g.add_argument("--max-pixels", type=int, default=None, help=argparse.SUPPRESS)
+    image_options(p)
     layer_option(p, "layer to show (repeatable); default every ReLU (post-ReLU maps)")
     output_options(p, "convlens-out/activations")
 
@@ -51,7 +26,7 @@ def cmd_activations(args) -> int:
     from ..techniques.activations import activations
 
     lens = lens_from(args)
-    x = load_images(args, lens)
+    x, _ = images_from(args, lens)
     res = activations(lens, x, args.layer)
     save_result(res, args, lens)
     return 0

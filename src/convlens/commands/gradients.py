@@ -4,36 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from ..cli import command, data_from, lens_from, model_options, options, output_options, save_result
-from ..errors import ConvlensError
-
-
-def _images(args, lens) -> torch.Tensor:
-    """The batch named by --image FILE (repeatable) or the first --n items of --data."""
-    from ..data import Loader
-    from ..data.images import open_image
-
-    if args.image:
-        return torch.stack([lens.preprocess(open_image(p, args.max_pixels)) for p in args.image])
-    if args.data:
-        ds = data_from(args, lens)
-        batches = list(Loader(ds, batch_size=args.n, indices=range(min(args.n, len(ds)))))
-        if not batches:
-            raise ConvlensError(f"no readable images in {args.data}")
-        return batches[0].images
-    raise ConvlensError("give --image FILE (repeatable) or --data SPEC")
+from ..cli import (command, image_options, images_from, lens_from, model_options, options,
+                   output_options, save_result)
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
     model_options(p)
-    g = p.add_argument_group("input")
-    g.add_argument("--image", action="append", metavar="FILE", help="an image file (repeatable)")
-    g.add_argument("--data", metavar="SPEC", help="or a data spec: its first --n items")
-    g.add_argument("--n", type=int, default=4, help="images taken from --data (default 4)")
-    g.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse images with more pixels than this (default: PIL's bomb limit)")
+    image_options(p)
     p.add_argument("--target", default="auto", metavar="CLASS|auto|LAYER:CHANNEL[:Y:X]",
                    help="what to explain: auto (the predicted class, default), a class index or "
                         "name (score before softmax), or one unit of a layer, e.g. "
@@ -51,7 +28,7 @@ def _run(args, fn, **kwargs) -> int:
     from ..techniques.gradients import parse_target
 
     lens = lens_from(args)
-    x = _images(args, lens)
+    x, _ = images_from(args, lens)
     res = fn(lens, x, target=parse_target(lens, args.target), **kwargs)
     save_result(res, args, lens)
     delta = res.params.get("delta")

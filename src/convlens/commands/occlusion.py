@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import command, lens_from, model_options, options, output_options, save_result
-from ..errors import ConvlensError
+from ..cli import (command, image_options, images_from, lens_from, model_options, options,
+                   output_options, save_result)
 
 
 def _pair(s: str) -> tuple[int, int]:
@@ -21,8 +21,7 @@ def _pair(s: str) -> tuple[int, int]:
 
 def _opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
-    p.add_argument("--image", action="append", required=True, metavar="FILE",
-                   help="image file (repeatable); resized and centre-cropped to the model's input")
+    image_options(p)
     p.add_argument("--target", default="auto", metavar="CLASS|auto",
                    help="class whose probability is mapped: an index, a label name, or 'auto' "
                         "(each image's predicted class; default)")
@@ -54,8 +53,6 @@ def _opts(p: argparse.ArgumentParser) -> None:
                    help="approximate: stride of the coarse pass (default 2 x stride)")
     p.add_argument("--no-reference", action="store_true",
                    help="approximate: skip the exact map (and the SSIM against it)")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse images with more pixels than this (default: PIL's bomb limit)")
     output_options(p, "occlusion-out")
 
 
@@ -66,27 +63,17 @@ def cmd_occlusion(args) -> int:
     """Slide a square occluder over each image and map p(target), the most probable class and,
     with --layer, the total activation of one feature map (Zeiler & Fergus 2014, Fig. 7). Writes
     the maps (.npy), a table of positions, overlays (.png) and manifest.json into --out."""
-    import torch
-
-    from ..data.images import open_image
     from ..techniques.occlusion import occlusion
 
     lens = lens_from(args)
-    images = []
-    for path in args.image:
-        try:
-            img = open_image(path, max_pixels=args.max_pixels)
-        except ConvlensError as e:
-            raise ConvlensError(f"{path}: {e}") from None
-        images.append(lens.preprocess(img))
-    x = torch.stack(images)
+    x, names = images_from(args, lens)
     target = args.target
     result = occlusion(lens, x, target=target, window=args.window, stride=args.stride,
                        fill=args.fill, batch_size=args.batch_size, mode=args.mode,
                        layer=args.layer, channel=args.channel, tau=args.tau, drill=args.drill,
                        coarse_stride=args.coarse_stride, reference=not args.no_reference)
     info = result.info()
-    for k, path in enumerate(args.image):
+    for k, path in enumerate(names):
         line = (f"{path}: target {info['target_label'][k]} (p = {info['clean_prob'][k]:.3f}), "
                 f"map {info['positions'][0]}x{info['positions'][1]}, "
                 f"lowest p = {float(result.prob[k].min()):.3f}")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..hooks import capture, model_of, preserved
 from ..results import Result
-from ..scan.reducers import ActivationStats, channel_maps
+from ..scan.reducers import ActivationStats
 
 DEAD_THRESHOLD = 0.99
 
