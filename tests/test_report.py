@@ -169,3 +169,15 @@ def test_10k_point_map_opens_fast(tmp_path):
         ms = page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd")
         assert errors == [] and ms < 2000, ms
         assert hover_some_point(page)
+
+
+def test_results_show_themselves_in_notebooks():
+    """Every result has `_repr_html_` (Jupyter): pictures embedded, strings escaped."""
+    from convlens.techniques.gradients import guided_backprop
+    from convlens.techniques.occlusion import occlusion
+    lens = load_model("builtin:shapes-net")
+    x = torch.stack([load_data("builtin:shapes:test:2", lens=lens)[i].image for i in range(2)])
+    for res in (guided_backprop(lens, x), occlusion(lens, x, window=16, stride=8),
+                activations(lens, x, ["features.1"]), filters(lens)):
+        h = res._repr_html_()
+        assert "<img" in h and "data:image/png;base64," in h

@@ -124,7 +124,7 @@ def test_saved_result(blob_result, tmp_path):
     x, y, res = blob_result
     out = res.save(tmp_path / "t")
     man = json.loads((out / "manifest.json").read_text())
-    assert man["kind"] == "tsne" and set(man["pictures"]) == {"scatter", "grid"}
+    assert man["kind"] == "tsne" and set(man["pictures"]) == {"scatter", "grid", "sprites"}
     table = pd.read_parquet(out / "embedding.parquet")
     assert list(table.columns[:6]) == ["index", "label", "pred", "correct", "x", "y"]
     assert table["correct"].sum() == 270 and (table["label"] == y).all()

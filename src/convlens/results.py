@@ -92,6 +92,37 @@ class Result:
     def info(self) -> dict[str, Any]:
         return {}
 
+    def _repr_html_(self, limit: int = 12) -> str:
+        """Jupyter shows a result as its pictures (the first `limit`) and a few facts."""
+        import html
+        import tempfile
+
+        from PIL import Image
+
+        from .report.inline import pictures_html
+
+        pics = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, pic in list(self.pictures().items())[:limit]:
+                if callable(pic):
+                    path = os.path.join(tmp, "p.png")
+                    pic(path)
+                    pic = np.asarray(Image.open(path).convert("RGB"))
+                pics[name] = pic
+        facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))[:200]}</li>"
+                        for k, v in list(self.info().items())[:8])
+        return (f"<div><b>convlens {html.escape(self.kind)}</b><ul>{facts}</ul>"
+                + pictures_html(pics, limit) + "</div>")
+
+    def show(self) -> None:
+        """Display in a notebook (IPython), or print where there is none."""
+        try:
+            from IPython.display import HTML, display
+        except ImportError:
+            print(f"convlens {self.kind}: {self.info()}")
+            return
+        display(HTML(self._repr_html_()))
+
     def save(self, out: str | os.PathLike, lens=None, command: list[str] | None = None,
              pictures: bool = True) -> Path:
         """Write arrays, tables, pictures and ``manifest.json`` into `out`; returns the folder."""

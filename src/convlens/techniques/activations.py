@@ -215,9 +215,6 @@ class ActivationsResult(Result):
                     pics[f"act_{i}_{layer}"] = self.grid(layer, i)
         return pics
 
-    def _repr_html_(self) -> str:
-        from ..report.inline import pictures_html
-        return pictures_html(self.pictures())
 
 
 def activations(lens, x: torch.Tensor, layers: str | Sequence[str] | None = None) -> ActivationsResult:
