@@ -94,9 +94,10 @@ def output_options(p: argparse.ArgumentParser, default: str) -> None:
                    help=f"folder for manifest.json, arrays, tables and pictures (default: {default})")
 
 
-def save_result(result, args, lens=None) -> None:
-    """Save `result` into ``args.out`` with the command line in its manifest; say where."""
-    out = result.save(args.out, lens=lens, command=["convlens"] + sys.argv[1:])
+def save_result(result, args, lens=None, model: dict | None = None) -> None:
+    """Save `result` into ``args.out`` with the command line in its manifest; say where.
+    `model`: the model entry to record when there is no lens (from a saved result)."""
+    out = result.save(args.out, lens=lens, command=["convlens"] + sys.argv[1:], model=model)
     print(f"wrote {out}/manifest.json")
 
 

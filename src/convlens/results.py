@@ -124,8 +124,11 @@ class Result:
         display(HTML(self._repr_html_()))
 
     def save(self, out: str | os.PathLike, lens=None, command: list[str] | None = None,
-             pictures: bool = True) -> Path:
-        """Write arrays, tables, pictures and ``manifest.json`` into `out`; returns the folder."""
+             pictures: bool = True, model: dict | None = None) -> Path:
+        """Write arrays, tables, pictures and ``manifest.json`` into `out`; returns the folder.
+
+        `model`: the manifest's model entry when there is no `lens` (a view computed from
+        another saved result, e.g. a scan, records that result's model)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, Any] = {
@@ -133,7 +136,7 @@ class Result:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(),
             "command": command,
-            "model": lens_info(lens),
+            "model": lens_info(lens) if lens is not None else (model or {}),
             "info": _jsonable(self.info()),
             "arrays": {}, "tables": {}, "pictures": {},
         }

@@ -132,7 +132,8 @@ def cmd_units(args) -> int:
                        directions=args.directions, max_units=args.max_units)
     what = "units_dirs" if args.directions else "units"
     args.out = args.out or str(Path(args.scan) / f"{what}_{safe_name(args.layer)}")
-    save_result(res, args)
+    from ..results import SavedResult
+    save_result(res, args, model=SavedResult(args.scan).manifest.get("model"))
     print(f"{len(res.units)} {'directions' if args.directions else 'units'} of {args.layer}: "
           f"patches {res.patches.shape[2]}x{res.patches.shape[3]} px, {res.index.shape[1]} "
           "images each")

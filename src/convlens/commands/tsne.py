@@ -88,7 +88,11 @@ def cmd_tsne(args) -> int:
     if args.scan:
         res.params["scan"] = str(args.scan)
     print(res.summary())
-    save_result(res, args, lens)
+    model = None
+    if args.scan:
+        from ..results import SavedResult
+        model = SavedResult(args.scan).manifest.get("model")
+    save_result(res, args, lens, model=model)
     out = Path(args.out)
     print("pictures: " + " ".join(str(out / f"{name}.png") for name in res.pictures()))
     return 0
