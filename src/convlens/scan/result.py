@@ -121,7 +121,7 @@ class ScanResult(Result):
         return self.meta
 
     def save(self, out: str | os.PathLike, lens=None, command: list[str] | None = None,
-             pictures: bool = True) -> Path:
+             pictures: bool = True, model: dict | None = None) -> Path:
         """Write the scan folder (see the module doc). Codes and predictions are copied as
         files (never loaded), and left alone when `out` is where they already are."""
         out = Path(out)
@@ -135,7 +135,7 @@ class ScanResult(Result):
             if not (dst.exists() and os.path.samefile(src, dst)):
                 shutil.copyfile(src, dst)
             big[kind][key] = fname
-        folder = super().save(out, lens=lens, command=command, pictures=pictures)
+        folder = super().save(out, lens=lens, command=command, pictures=pictures, model=model)
         manifest = json.loads((folder / MANIFEST).read_text())
         for kind, entries in big.items():
             manifest[kind].update(entries)
