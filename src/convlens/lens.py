@@ -180,6 +180,26 @@ class Lens(nn.Module):
                 f"value_range={self.value_range}, classes={self.num_classes}")
 
 
+def as_batch(lens: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`x` checked and made ready for the model: ``(N, C, H, W)`` (a single ``(C, H, W)`` image
+    gets a batch axis), on the model's device and float dtype, detached from any graph."""
+    if not isinstance(x, torch.Tensor):
+        raise ConvlensError(f"x must be a tensor (N, C, H, W), got {type(x).__name__}")
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4:
+        raise ConvlensError(f"x must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+    size = getattr(lens, "input_size", None)
+    if size is not None and x.shape[1] != size[0]:
+        raise ConvlensError(f"x has {x.shape[1]} channels; the model takes {size[0]}")
+    p = next(iter(getattr(lens, "model", lens).parameters()), None)
+    if p is not None:
+        x = x.to(p.device)
+        if p.dtype.is_floating_point:
+            x = x.to(p.dtype)
+    return x.detach()
+
+
 def _per_channel(v, c: int, what: str) -> tuple[float, ...]:
     v = (float(v),) if isinstance(v, (int, float)) else tuple(float(a) for a in v)
     if len(v) == 1:

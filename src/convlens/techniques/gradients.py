@@ -56,6 +56,7 @@ from torch import nn
 
 from ..errors import ConvlensError, unknown
 from ..hooks import capture, find_module, forward_hooks, model_of, preserved, relu_rule
+from ..lens import as_batch
 from ..results import Result, as_numpy
 
 
@@ -153,15 +154,7 @@ class _Pass:
 
 def _batch(lens, x: torch.Tensor) -> torch.Tensor:
     """``x`` as a fresh ``(N, C, H, W)`` leaf that requires grad, on the model's device/dtype."""
-    if not isinstance(x, torch.Tensor):
-        raise ConvlensError(f"x must be a tensor (N, C, H, W), got {type(x).__name__}")
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    if x.dim() != 4:
-        raise ConvlensError(f"x must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
-    p = next(iter(model_of(lens).parameters()), None)
-    device, dtype = (p.device, p.dtype) if p is not None else (x.device, torch.float32)
-    return x.detach().to(device=device, dtype=dtype).clone().requires_grad_(True)
+    return as_batch(lens, x).clone().requires_grad_(True)
 
 
 def _check_classes(lens, specs) -> None:

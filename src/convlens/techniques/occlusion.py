@@ -51,6 +51,7 @@ from torch import nn
 
 from ..errors import ConvlensError, unknown
 from ..hooks import capture, find_module, preserved
+from ..lens import as_batch
 from ..results import Result, as_numpy
 
 MODES = ("incremental", "exact", "approximate")
@@ -246,7 +247,7 @@ def occlusion(lens, x: torch.Tensor,
         r.prob.shape      # (N, 27, 27) for 224x224 images
     """
     model = lens.model
-    x = _as_batch(lens, x)
+    x = as_batch(lens, x)
     n, c, h, w = x.shape
     wy, wx = _pair(window, "window")
     ty, tx = _pair(stride, "stride")
@@ -377,23 +378,6 @@ def occlusion(lens, x: torch.Tensor,
 
 
 # -- arguments -------------------------------------------------------------------------------
-def _as_batch(lens, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise ConvlensError(f"x must be a tensor (N, C, H, W), got {type(x).__name__}")
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    if x.dim() != 4:
-        raise ConvlensError(f"x must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[1] != lens.input_size[0]:
-        raise ConvlensError(f"x has {x.shape[1]} channels; the model takes {lens.input_size[0]}")
-    p = next(iter(lens.model.parameters()), None)
-    if p is not None:
-        x = x.to(p.device)
-        if p.dtype.is_floating_point:
-            x = x.to(p.dtype)
-    return x.detach()
-
-
 def _pair(v, what: str) -> tuple[int, int]:
     a = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
     if len(a) != 2 or any(int(u) != u or u < 1 for u in a):
