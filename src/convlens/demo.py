@@ -1,4 +1,4 @@
-"""`convlens demo`: every landed view on the built-in models and data, then the report.
+"""`convlens demo`: every view on the built-in models and data, then the report.
 
 Two models, offline: builtin:fashion-net on the real Fashion-MNIST test set and builtin:shapes-net
 on procedural shapes. Each step saves a result folder under OUT/<model>/<view>; the site goes to
@@ -6,12 +6,10 @@ OUT/site. `quick` uses fewer images so that the whole demo takes about two minut
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-import torch
 
 
 @dataclass
@@ -34,18 +32,16 @@ def settings(quick: bool) -> list[Setting]:
     ]
 
 
-def _have(module: str) -> bool:
-    return importlib.util.find_spec(f"convlens.{module}") is not None
-
-
 def run_demo(out: str | Path = "convlens-demo", quick: bool = False, progress: bool = True) -> Path:
     """Run the demo; returns the path of the report's index.html."""
     from .data import Loader, load_data
     from .lens import LayersResult
     from .models import load_model
     from .report.site import build_site
+    from .techniques import gradients as g
     from .techniques.activations import activation_stats, activations
     from .techniques.filters import filters
+    from .techniques.occlusion import occlusion
 
     out = Path(out)
     t_start = time.time()
@@ -73,23 +69,19 @@ def run_demo(out: str | Path = "convlens-demo", quick: bool = False, progress: b
         save(filters(lens), "filters")
         log(f"{s.model}: dead filters and sparsity over {s.n_scan} images")
         save(activation_stats(lens, data, limit=s.n_scan, progress=progress), "stats")
-        if _have("techniques.gradients"):
-            from .techniques import gradients as g
-            for fn in (g.saliency, g.deconvnet, g.guided_backprop, g.grad_cam):
-                log(f"{s.model}: {fn.__name__}")
-                save(fn(lens, x, target="auto"), fn.__name__)
-        if _have("techniques.occlusion"):
-            from .techniques.occlusion import occlusion
-            log(f"{s.model}: occlusion")
-            save(occlusion(lens, x, target="auto", **s.occlusion), "occlusion")
-        _scan_steps(lens, s, data, base, save, log, progress)
+        for fn in (g.saliency, g.deconvnet, g.guided_backprop, g.grad_cam):
+            log(f"{s.model}: {fn.__name__}")
+            save(fn(lens, x, target="auto"), fn.__name__)
+        log(f"{s.model}: occlusion")
+        save(occlusion(lens, x, target="auto", **s.occlusion), "occlusion")
+        _scan_steps(lens, s, base, log, progress)
     log("report")
     index = build_site([out], out / "site", title="convlens demo")
     log(f"done: {index}")
     return index
 
 
-def _scan_steps(lens, s: Setting, data, base: Path, save, log, progress: bool) -> None:
+def _scan_steps(lens, s: Setting, base: Path, log, progress: bool) -> None:
     """The dataset pass (top-k images per unit, codes, predictions), unit pages, t-SNE."""
     from .cli import main as cli
     from .techniques.topk import scan
@@ -106,5 +98,4 @@ def _scan_steps(lens, s: Setting, data, base: Path, save, log, progress: bool) -
 
 
 if __name__ == "__main__":  # pragma: no cover
-    torch.set_num_threads(2)
     run_demo(sys.argv[1] if len(sys.argv) > 1 else "convlens-demo", quick="--quick" in sys.argv)

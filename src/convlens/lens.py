@@ -219,17 +219,20 @@ class LayersResult(Result):
 
     def tables(self):
         import pandas as pd
-        rows = []
-        for i in self.infos:
-            r = i.row()
-            r["rf_size"] = None if r["rf_size"] is None else str(r["rf_size"])
-            r["rf_stride"] = None if r["rf_stride"] is None else str(r["rf_stride"])
-            r["rf_center"] = None if r["rf_center"] is None else f"({r['rf_center'][0]:g}, {r['rf_center'][1]:g})"
-            rows.append(r)
-        return {"layers": pd.DataFrame(rows)}
+        return {"layers": pd.DataFrame([text_row(i) for i in self.infos])}
 
     def info(self):
         return {"layers": len(self.infos)}
+
+
+def text_row(info: LayerInfo) -> dict:
+    """`LayerInfo.row` with the receptive field as display strings (None where unknown)."""
+    r = info.row()
+    c = r["rf_center"]
+    r["rf_size"] = None if r["rf_size"] is None else str(r["rf_size"])
+    r["rf_stride"] = None if r["rf_stride"] is None else str(r["rf_stride"])
+    r["rf_center"] = None if c is None else f"({c[0]:g}, {c[1]:g})"
+    return r
 
 
 def format_layers(infos: list[LayerInfo]) -> str:
@@ -237,12 +240,9 @@ def format_layers(infos: list[LayerInfo]) -> str:
     head = ["name", "type", "output", "rf size", "rf stride", "rf center (y, x)"]
     rows = []
     for info in infos:
-        r = info.row()
-        center = r["rf_center"]
-        rows.append([r["name"], r["type"], r["shape"] or "?",
-                     "?" if r["rf_size"] is None else str(r["rf_size"]),
-                     "-" if r["rf_stride"] is None else str(r["rf_stride"]),
-                     "-" if center is None else f"({center[0]:g}, {center[1]:g})"])
+        r = text_row(info)
+        rows.append([r["name"], r["type"], r["shape"] or "?", r["rf_size"] or "?",
+                     r["rf_stride"] or "-", r["rf_center"] or "-"])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head] + rows]
     return "\n".join(lines)
