@@ -45,7 +45,8 @@ import torch  # noqa: E402
 
 import convlens  # noqa: E402
 from convlens import Lens  # noqa: E402
-from convlens.techniques import occlusion as occ  # noqa: E402
+from convlens.techniques import occluders as occ  # noqa: E402
+from convlens.techniques.occlusion import occlusion  # noqa: E402
 
 MODELS = {
     "vgg16": ("torchvision:vgg16", 224, 16, 8),
@@ -114,7 +115,7 @@ def bench(name: str, subset: int, captum: str, settings: list[tuple[float, float
     tgt = target[0]
     stats: dict = {"forwards": 0}
     fill = torch.zeros_like(x)
-    naive = occ._naive_runner(lens, x, fill, (window, window), None, None)
+    naive = occ.naive_runner(lens, x, fill, (window, window), None, None)
     log(f"## {name}: {n_pos} positions; {note}")
 
     res: dict = {"model": name, "positions": n_pos, "note": note, "subset": len(sub)}
@@ -123,17 +124,17 @@ def bench(name: str, subset: int, captum: str, settings: list[tuple[float, float
         best = None
         for bs in (8, 16, 32):
             probe = sub[: max(bs, 16)]
-            dt, _ = timed(lambda: occ._evaluate(naive, probe, tgt, bs, stats))
+            dt, _ = timed(lambda: occ.evaluate(naive, probe, tgt, bs, stats))
             per = dt / len(probe)
             log(f"  batched naive, batch {bs}: {per * 1e3:.1f} ms/position")
             if best is None or per < best[1]:
                 best = (bs, per)
         bs = best[0]
         res["batch"] = bs
-        dt, naive_sub = timed(lambda: occ._evaluate(naive, sub, tgt, bs, stats))
+        dt, naive_sub = timed(lambda: occ.evaluate(naive, sub, tgt, bs, stats))
         res["batched"] = dt / len(sub) * n_pos
         one = sub[:: max(1, len(sub) // 16)]
-        dt, _ = timed(lambda: occ._evaluate(naive, one, tgt, 1, stats))
+        dt, _ = timed(lambda: occ.evaluate(naive, one, tgt, 1, stats))
         res["naive-1"] = dt / len(one) * n_pos
 
         if captum != "skip":
@@ -145,7 +146,7 @@ def bench(name: str, subset: int, captum: str, settings: list[tuple[float, float
                 baselines=0.0, target=int(tgt), perturbations_per_eval=bs))
             res["captum"] = dt
 
-    dt, inc = timed(lambda: occ.occlusion(lens, x, target=int(tgt), window=window, stride=stride,
+    dt, inc = timed(lambda: occlusion(lens, x, target=int(tgt), window=window, stride=stride,
                                           mode="incremental", batch_size=64))
     res["incremental"] = dt
     res["mac_fraction"] = inc.stats["mac_fraction"]
@@ -165,7 +166,7 @@ def bench(name: str, subset: int, captum: str, settings: list[tuple[float, float
 
     res["approx"] = []
     for tau, drill in settings:
-        dt, ap = timed(lambda: occ.occlusion(lens, x, target=int(tgt), window=window, stride=stride,
+        dt, ap = timed(lambda: occlusion(lens, x, target=int(tgt), window=window, stride=stride,
                                              mode="approximate", tau=tau, drill=drill,
                                              batch_size=64, reference=False))
         res["approx"].append({"tau": tau, "drill": drill, "seconds": dt,

@@ -29,7 +29,8 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.data import Loader
-from convlens.techniques.gradients import METHODS, energy_in_mask, pointing_game
+from convlens.techniques.localisation import energy_in_mask, pointing_game
+from convlens.techniques.smoothing import METHODS
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["saliency", "smoothgrad", "integrated_gradients", "deconvnet", "guided_backprop",

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from convlens.models.train import Recipe, train_builtin
+from convlens.techniques.monitor import TrainingMonitor
 
 EPOCHS, EVERY = 2, 50
 RATES = {"normal (2e-3)": 2e-3, "10x (2e-2)": 2e-2, "far too high (1e-1)": 1e-1}
@@ -28,7 +29,7 @@ def main() -> None:
     tables = []
     for label, lr in RATES.items():
         t0 = time.time()
-        _, res = train_builtin("fashion-net", recipe=Recipe(epochs=EPOCHS, lr=lr), monitor=True,
+        _, res = train_builtin("fashion-net", recipe=Recipe(epochs=EPOCHS, lr=lr), monitor=TrainingMonitor,
                                monitor_every=EVERY, progress=False)
         t = res.monitor.table()
         t["run"], t["lr"], t["test_accuracy"] = label, lr, res.test_accuracy

@@ -7,7 +7,7 @@ import torch
 
 from convlens import ConvlensError, load_data, load_model
 from convlens.data import fashion
-from convlens.evaluate import evaluate
+from convlens.techniques.evaluate import evaluate
 
 try:
     fashion.find_root()

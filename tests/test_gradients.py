@@ -15,7 +15,11 @@ from torch.overrides import _get_current_function_mode_stack
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.hooks import ReluRuleWarning, relu_rule
-from convlens.techniques import gradients as G
+from convlens.techniques.cam import default_cam_layer, grad_cam, guided_grad_cam
+from convlens.techniques.gradients import deconvnet, guided_backprop, saliency
+from convlens.techniques.localisation import energy_in_mask, pointing_game
+from convlens.techniques.sanity import cascading_randomization
+from convlens.techniques.smoothing import METHODS, integrated_gradients, smoothgrad
 from conftest import all_hooks, assert_unchanged, snapshot
 
 MAP_METHODS = ["saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam",
@@ -92,12 +96,12 @@ X = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
 @pytest.mark.parametrize("form", FORMS[1:])
 def test_every_relu_form_gives_the_module_maps(form):
     ref, other = small("module"), small(form)
-    for fn in (G.guided_backprop, G.deconvnet, G.saliency):
+    for fn in (guided_backprop, deconvnet, saliency):
         a, b = fn(ref, X, target=[0, 1, 2]), fn(other, X, target=[0, 1, 2])
         assert torch.allclose(a.attribution, b.attribution, rtol=0, atol=1e-7), fn.__name__
     # the rules really differ from the gradient here (else the test would prove nothing)
-    g, d = G.saliency(ref, X, 0).attribution, G.deconvnet(ref, X, 0).attribution
-    assert not torch.allclose(g, G.guided_backprop(ref, X, 0).attribution)
+    g, d = saliency(ref, X, 0).attribution, deconvnet(ref, X, 0).attribution
+    assert not torch.allclose(g, guided_backprop(ref, X, 0).attribution)
     assert not torch.allclose(g, d)
 
 
@@ -113,8 +117,8 @@ def test_clamp_stays_ordinary_arithmetic():
     lens = lens_of(seeded(Clamped()), size=(1, 2, 2))
     x = torch.randn(2, 1, 2, 2)
     with pytest.warns(ReluRuleWarning, match="no ReLU ran"):
-        gb = G.guided_backprop(lens, x, 0)
-    assert torch.equal(gb.attribution, G.saliency(lens, x, 0).attribution)
+        gb = guided_backprop(lens, x, 0)
+    assert torch.equal(gb.attribution, saliency(lens, x, 0).attribution)
 
 
 def test_other_nonlinearities_warn():
@@ -128,7 +132,7 @@ def test_other_nonlinearities_warn():
 
     lens = lens_of(seeded(Mixed()), size=(1, 2, 2))
     with pytest.warns(ReluRuleWarning, match="gelu, sigmoid.*plain gradient"):
-        G.guided_backprop(lens, torch.randn(2, 1, 2, 2), 1)
+        guided_backprop(lens, torch.randn(2, 1, 2, 2), 1)
 
 
 def test_relu_rule_is_scoped_and_reversible():
@@ -154,7 +158,7 @@ def test_linear_model_saliency_is_the_weight():
     lin = nn.Linear(3 * 4 * 4, 5)
     lens = lens_of(seeded(nn.Sequential(nn.Flatten(), lin)), size=(3, 4, 4), k=5)
     x = torch.randn(2, 3, 4, 4)
-    r = G.saliency(lens, x, target=[4, "c1"])
+    r = saliency(lens, x, target=[4, "c1"])
     w = lin.weight.detach().view(5, 3, 4, 4)
     assert torch.allclose(r.attribution, torch.stack([w[4], w[1]]), atol=1e-7)
     assert torch.allclose(r.map, torch.stack([w[4], w[1]]).abs().amax(1), atol=1e-7)
@@ -175,14 +179,14 @@ def test_one_relu_net_closed_forms():
     expect = {"saliency": (f > 0) * R, "guided_backprop": (f > 0) * (R > 0) * R,
               "deconvnet": R.clamp(min=0)}
     for name, r_l in expect.items():
-        got = G.METHODS[name](lens, x, target=1).attribution.flatten(1)
+        got = METHODS[name](lens, x, target=1).attribution.flatten(1)
         assert torch.allclose(got, r_l.float() @ W, atol=1e-6), name
 
 
 def test_unit_target_projects_one_activation():
     lens = small()
     net = lens.model
-    r = G.saliency(lens, X, target=("conv2", 3))
+    r = saliency(lens, X, target=("conv2", 3))
     acts = net.conv2(net.pool(F.relu(net.conv1(X))))[:, 3]
     for i in range(len(X)):
         y, x = divmod(int(acts[i].argmax()), acts.shape[-1])   # Zeiler: the strongest position
@@ -191,15 +195,15 @@ def test_unit_target_projects_one_activation():
         a = net.conv2(net.pool(F.relu(net.conv1(xi))))[0, 3, y, x]
         (g,) = torch.autograd.grad(a, xi)
         assert torch.allclose(r.attribution[i], g[0], atol=1e-7)
-    fixed = G.guided_backprop(lens, X, target="conv2:3:1:2")
+    fixed = guided_backprop(lens, X, target="conv2:3:1:2")
     assert fixed.targets == ["unit conv2:3 at (1, 2)"] * 3 and (fixed.classes == -1).all()
     # a ReLU module whose output is changed in place later is still read at its own call
-    assert G.deconvnet(small("module_inplace"), X, target="act2:0").attribution.abs().sum() > 0
+    assert deconvnet(small("module_inplace"), X, target="act2:0").attribution.abs().sum() > 0
 
 
 def test_batch_equals_one_image_at_a_time():
     lens = small()
-    for fn in (G.saliency, G.guided_backprop, G.grad_cam):
+    for fn in (saliency, guided_backprop, grad_cam):
         batch = fn(lens, X, target=[2, 0, 1]).map
         one = torch.cat([fn(lens, X[i:i + 1], target=t).map for i, t in enumerate([2, 0, 1])])
         assert torch.allclose(batch, one, atol=1e-6), fn.__name__
@@ -267,7 +271,7 @@ def literal(net: SmallNet, x: np.ndarray, c: int, rule: str) -> np.ndarray:
 def test_literal_float64_reference(method, rule):
     lens = small("F.relu_inplace", seed=3)
     lens.model.double()
-    got = G.METHODS[method](lens, X.double(), target=[0, 1, 2]).attribution
+    got = METHODS[method](lens, X.double(), target=[0, 1, 2]).attribution
     assert got.dtype == torch.float64
     for i, c in enumerate([0, 1, 2]):
         ref = literal(lens.model, X[i].double().numpy(), c, rule)
@@ -277,44 +281,44 @@ def test_literal_float64_reference(method, rule):
 # -- the other methods ----------------------------------------------------------------------
 def test_grad_cam_by_hand_and_default_layer():
     lens = small()
-    assert G.default_cam_layer(lens) == "act2"  # the last conv, through its ReLU
-    r = G.grad_cam(lens, X, target=1)
+    assert default_cam_layer(lens) == "act2"  # the last conv, through its ReLU
+    r = grad_cam(lens, X, target=1)
     net = lens.model
     x = X.clone().requires_grad_(True)
     a = F.relu(net.conv2(net.pool(F.relu(net.conv1(x)))))
     (g,) = torch.autograd.grad(net.fc2(F.relu(net.fc1(a.flatten(1))))[:, 1].sum(), a)
     cam = F.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
     assert torch.allclose(r.cam, cam.detach(), atol=1e-6) and r.map.shape == (3, 8, 8)
-    gg = G.guided_grad_cam(lens, X, target=1)
+    gg = guided_grad_cam(lens, X, target=1)
     up = F.interpolate(cam.detach()[:, None], size=(8, 8), mode="bilinear", align_corners=False)
-    assert torch.allclose(gg.attribution, G.guided_backprop(lens, X, 1).attribution * up, atol=1e-6)
+    assert torch.allclose(gg.attribution, guided_backprop(lens, X, 1).attribution * up, atol=1e-6)
 
 
 def test_integrated_gradients_completeness_and_chunking():
     lens = small()
-    r = G.integrated_gradients(lens, X, target=[0, 1, 2], steps=64, internal_batch_size=7)
+    r = integrated_gradients(lens, X, target=[0, 1, 2], steps=64, internal_batch_size=7)
     scores = lens.model(X).detach()
     diff = scores[[0, 1, 2], [0, 1, 2]] - lens.model(torch.zeros_like(X))[0, [0, 1, 2]].detach()
     assert np.allclose(r.params["delta"], 0, atol=0.02 * float(diff.abs().max()))
-    one = G.integrated_gradients(lens, X, target=[0, 1, 2], steps=64, internal_batch_size=500)
+    one = integrated_gradients(lens, X, target=[0, 1, 2], steps=64, internal_batch_size=500)
     assert torch.allclose(r.attribution, one.attribution, atol=1e-6)
     # the black baseline and a riemann rule
-    b = G.integrated_gradients(lens, X, target=0, baseline=-1.0, steps=3, method="riemann_right")
+    b = integrated_gradients(lens, X, target=0, baseline=-1.0, steps=3, method="riemann_right")
     assert b.params["method"] == "riemann_right" and b.attribution.shape == X.shape
 
 
 def test_smoothgrad_is_seeded_and_averages():
     lens = small()
-    a = G.smoothgrad(lens, X, target=0, samples=5, sigma=0.2, seed=7, batch_size=4)
-    b = G.smoothgrad(lens, X, target=0, samples=5, sigma=0.2, seed=7, batch_size=15)
+    a = smoothgrad(lens, X, target=0, samples=5, sigma=0.2, seed=7, batch_size=4)
+    b = smoothgrad(lens, X, target=0, samples=5, sigma=0.2, seed=7, batch_size=15)
     assert torch.allclose(a.map, b.map, atol=1e-6) and a.method == "smoothgrad_saliency"
     gen = torch.Generator().manual_seed(7)
     noise = torch.randn((15, 3, 8, 8), generator=gen) * 0.2
     noisy = X.repeat_interleave(5, 0) + noise
-    expect = G.saliency(lens, noisy, 0).map.view(3, 5, 8, 8).mean(1)
+    expect = saliency(lens, noisy, 0).map.view(3, 5, 8, 8).mean(1)
     assert torch.allclose(a.map, expect, atol=1e-6)
-    gb = G.smoothgrad(lens, X, 0, method="guided_backprop", samples=2, sigma=0.0)
-    assert torch.allclose(gb.attribution, G.guided_backprop(lens, X, 0).attribution, atol=1e-7)
+    gb = smoothgrad(lens, X, 0, method="guided_backprop", samples=2, sigma=0.0)
+    assert torch.allclose(gb.attribution, guided_backprop(lens, X, 0).attribution, atol=1e-7)
 
 
 # -- no hooks left, model unchanged, also on errors -----------------------------------------
@@ -326,7 +330,7 @@ def test_model_left_as_found(method):
     net.fc1.weight.requires_grad_(False)
     net.conv1.weight.grad = torch.ones_like(net.conv1.weight)
     before = snapshot(net)
-    fn = G.METHODS[method]
+    fn = METHODS[method]
     r = fn(lens, X, target="auto", **FAST.get(method, {}))
     assert r.map.shape == (3, 8, 8) and torch.isfinite(r.map).all()
     assert_unchanged(net, before)
@@ -341,18 +345,18 @@ def test_model_left_as_found(method):
 def test_dead_unit_and_bad_inputs():
     lens = small()
     with pytest.raises(ConvlensError, match="2 targets for 3 images"):
-        G.saliency(lens, X, target=[0, 1])
+        saliency(lens, X, target=[0, 1])
     with pytest.raises(ConvlensError, match="no spatial positions"):
-        G.saliency(lens, X, target="fc1:0:1:1")
+        saliency(lens, X, target="fc1:0:1:1")
     with pytest.raises(ConvlensError, match="spatial maps"):
-        G.grad_cam(lens, X, layer="fc1")
+        grad_cam(lens, X, layer="fc1")
     with pytest.raises(ConvlensError, match="unknown method"):
-        G.smoothgrad(lens, X, method="salency")
+        smoothgrad(lens, X, method="salency")
 
 
 def test_gradient_maps_save(tmp_path):
     lens = small()
-    r = G.guided_grad_cam(lens, X[:2], target=1)
+    r = guided_grad_cam(lens, X[:2], target=1)
     out = r.save(tmp_path, lens=lens)
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "guided_grad_cam" and m["info"]["params"]["layer"] == "act2"
@@ -365,7 +369,7 @@ def test_gradient_maps_save(tmp_path):
 def test_cascading_randomization_leaves_the_lens_alone():
     lens = small()
     before = snapshot(lens.model)
-    sc = G.cascading_randomization(lens, X, methods=["saliency", "guided_backprop", "grad_cam"],
+    sc = cascading_randomization(lens, X, methods=["saliency", "guided_backprop", "grad_cam"],
                                    keep=2)
     assert_unchanged(lens.model, before)
     assert sc.stages == ["original", "fc2", "fc1", "conv2", "conv1"]
@@ -374,7 +378,7 @@ def test_cascading_randomization_leaves_the_lens_alone():
     assert (sc.spearman[-1] < 0.99).any()
     t = sc.table()
     assert list(t.columns[:3]) == ["stage", "randomised_down_to", "method"] and len(t) == 15
-    again = G.cascading_randomization(lens, X, methods=["saliency"], seed=0)
+    again = cascading_randomization(lens, X, methods=["saliency"], seed=0)
     assert np.allclose(again.spearman[:, 0], sc.spearman[:, 0])
 
 
@@ -385,9 +389,9 @@ def test_pointing_game_and_energy():
     maps[1, 0, 0] = 1.0
     masks = torch.zeros(3, 4, 4, dtype=torch.bool)
     masks[:, 1:3, 1:3] = True
-    assert G.pointing_game(maps, masks).tolist() == [True, False, False]  # all-zero: a miss
-    assert G.pointing_game(maps, masks, tolerance=1).tolist() == [True, True, False]
-    assert torch.allclose(G.energy_in_mask(maps, masks), torch.tensor([2 / 3, 0.0, 0.0]))
+    assert pointing_game(maps, masks).tolist() == [True, False, False]  # all-zero: a miss
+    assert pointing_game(maps, masks, tolerance=1).tolist() == [True, True, False]
+    assert torch.allclose(energy_in_mask(maps, masks), torch.tensor([2 / 3, 0.0, 0.0]))
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -444,21 +448,21 @@ def test_captum_agrees_on_torchvision(torchvision_lenses, name, layer):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sal = G.saliency(lens, x, t)
+        sal = saliency(lens, x, t)
         assert rel(sal.attribution, captum.Saliency(m).attribute(xin(), target=t, abs=False)) < 1e-5
         assert rel(sal.map, captum.Saliency(m).attribute(xin(), target=t).amax(1)) < 1e-5
-        assert rel(G.guided_backprop(lens, x, t).attribution,
+        assert rel(guided_backprop(lens, x, t).attribution,
                    captum.GuidedBackprop(m).attribute(xin(), target=t)) < 1e-5
-        assert rel(G.deconvnet(lens, x, t).attribution,
+        assert rel(deconvnet(lens, x, t).attribution,
                    captum.Deconvolution(m).attribute(xin(), target=t)) < 1e-5
         cam = captum.LayerGradCam(m, lens.layer(layer)).attribute(xin(), target=t,
                                                                    relu_attributions=True)
-        assert rel(G.grad_cam(lens, x, t, layer=layer).cam, cam[:, 0]) < 1e-5
+        assert rel(grad_cam(lens, x, t, layer=layer).cam, cam[:, 0]) < 1e-5
         ig = captum.IntegratedGradients(m).attribute(xin(), target=t, n_steps=4,
                                                      internal_batch_size=8)
-        assert rel(G.integrated_gradients(lens, x, t, steps=4, internal_batch_size=8).attribution,
+        assert rel(integrated_gradients(lens, x, t, steps=4, internal_batch_size=8).attribution,
                    ig) < 1e-5
-        ours = G.smoothgrad(lens, x, t, samples=3, sigma=0.3, seed=5, batch_size=6)
+        ours = smoothgrad(lens, x, t, samples=3, sigma=0.3, seed=5, batch_size=6)
         torch.manual_seed(5)  # Captum draws from the global generator, image by image
         nt = captum.NoiseTunnel(captum.Saliency(m)).attribute(
             xin(), target=t, nt_samples=3, stdevs=0.3, nt_type="smoothgrad", abs=False)
@@ -469,8 +473,8 @@ def test_captum_agrees_on_torchvision(torchvision_lenses, name, layer):
 def test_functional_relu_guided_equals_module_version_captum_does_not():
     captum = pytest.importorskip("captum.attr")
     module, functional = small("module_inplace"), small("F.relu")
-    ours_m = G.guided_backprop(module, X, 0).attribution
-    ours_f = G.guided_backprop(functional, X, 0).attribution
+    ours_m = guided_backprop(module, X, 0).attribution
+    ours_f = guided_backprop(functional, X, 0).attribution
     assert torch.allclose(ours_f, ours_m, atol=1e-7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -478,4 +482,4 @@ def test_functional_relu_guided_equals_module_version_captum_does_not():
         cap_f = captum.GuidedBackprop(functional.model).attribute(X.clone().requires_grad_(True), target=0)
     assert rel(ours_m, cap_m) < 1e-5          # where Captum's hooks apply, we agree
     assert rel(cap_f, ours_f) > 0.05          # Captum misses F.relu: it gives the plain gradient
-    assert torch.allclose(cap_f, G.saliency(functional, X, 0).attribution, atol=1e-6)
+    assert torch.allclose(cap_f, saliency(functional, X, 0).attribution, atol=1e-6)

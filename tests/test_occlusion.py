@@ -416,12 +416,12 @@ def test_cli_user_errors_are_one_line(tmp_path, png, capsys, args, msg):
 
 
 def test_engine_failure_costs_speed_not_the_answer(monkeypatch):
-    from convlens.techniques import occlusion as occ
+    from convlens.incremental import IncrementalEngine
 
     def broken(self, *a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(occ._Engine, "run", broken)
+    monkeypatch.setattr(IncrementalEngine, "run", broken)
     lens = zoo_lens()
     x = torch.randn(1, 3, 20, 20)
     with pytest.warns(UserWarning, match="engine failed: RuntimeError: boom"):

@@ -96,7 +96,7 @@ def test_pages_load_clean_in_chromium(results, tmp_path):
 @pytest.fixture(scope="module")
 def demo_site(tmp_path_factory):
     """The quick demo: every landed view on both built-in models, and its site."""
-    from convlens.demo import run_demo
+    from convlens.commands.demo import run_demo
     out = tmp_path_factory.mktemp("demo")
     return run_demo(out, quick=True, progress=False)
 

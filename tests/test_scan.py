@@ -24,10 +24,11 @@ from convlens import ConvlensError, Lens, capture, load_model
 from convlens.data.base import ImageDataset
 from convlens.errors import BadImage
 from convlens.receptive import Field
-from convlens.scan.patches import cut_patch, unit_patches
-from convlens.scan.reducers import TopK, select_topk
-from convlens.scan.result import ScanResult
-from convlens.techniques.topk import code_layer, scan
+from convlens.techniques.units import cut_patch, unit_patches
+from convlens.techniques.topk import TopK, select_topk
+from convlens.techniques.scan import ScanResult
+from convlens.techniques.codes import code_layer
+from convlens.techniques.scan import scan
 from conftest import assert_unchanged, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -304,7 +305,7 @@ def test_predictions_table_and_manifest(tmp_path):
 
 def _checkpoint(out: Path) -> Path:
     """A checkpoint file of a different scan (topk=2), left as a kill would leave it."""
-    from convlens.scan.engine import Checkpoint, PassInfo
+    from convlens.engine import Checkpoint, PassInfo
     path = out / "checkpoint.pt"
     Checkpoint(path, {"topk": 2}).save(8, [], PassInfo())
     return path
@@ -316,7 +317,7 @@ warnings.simplefilter("ignore")
 sys.path.insert(0, {tests!r})
 os.environ["CONVLENS_TEST_SLOW"] = "1"
 from test_scan import exact_lens, Synthetic, LAYERS
-from convlens.techniques.topk import scan
+from convlens.techniques.scan import scan
 scan(exact_lens(), Synthetic(120), LAYERS, topk=5, directions=2, out={out!r}, batch_size=8,
      checkpoint_every=1, progress=False)
 """

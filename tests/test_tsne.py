@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from convlens.techniques import embedding as E
-from convlens.techniques.embedding import (grid_assign, grid_cost, grid_positions, knn_accuracy,
-                                           tsne_grid)
+from convlens.draw import BORDER_RIGHT, BORDER_WRONG, palette
+from convlens.techniques import tsne as T
+from convlens.techniques.codes import cnn_codes, last_linear
+from convlens.techniques.grid import grid_assign, grid_cost, grid_positions
+from convlens.techniques.tsne import knn_accuracy, tsne_grid
 
 # a shorter optimisation: FFT gradients on a few hundred points cost ~15 ms an iteration
 SHORT = {"n_iter": 150, "early_exaggeration_iter": 100}
@@ -19,8 +21,8 @@ SHORT = {"n_iter": 150, "early_exaggeration_iter": 100}
 
 @pytest.fixture
 def fast_tsne(monkeypatch):
-    original = E.tsne
-    monkeypatch.setattr(E, "tsne", lambda x, p=30.0, seed=0, n_jobs=1, **kw:
+    original = T.tsne
+    monkeypatch.setattr(T, "tsne", lambda x, p=30.0, seed=0, n_jobs=1, **kw:
                         original(x, p, seed, n_jobs, **{**SHORT, **kw}))
 
 
@@ -163,9 +165,9 @@ def test_border_colours(blob_result):
     finally:
         res.border = "class"
     wrong = ~res.table["correct"].to_numpy(bool)
-    assert (c[wrong] == E._WRONG).all() and (c[~wrong] == E._RIGHT).all()
+    assert (c[wrong] == BORDER_WRONG).all() and (c[~wrong] == BORDER_RIGHT).all()
     c = res.colours()
-    assert (c[y == 0] == E.palette(2)[0]).all() and (c[y == 1] == E.palette(2)[1]).all()
+    assert (c[y == 0] == palette(2)[0]).all() and (c[y == 1] == palette(2)[1]).all()
 
 
 def test_bad_inputs():
@@ -189,8 +191,8 @@ def test_codes_are_the_input_of_the_last_linear():
 
     lens = convlens.load_model("builtin:shapes-net")
     data = convlens.load_data("builtin:shapes", lens=lens)
-    c = E.cnn_codes(lens, data, n=12, batch_size=6, progress=False)
-    assert c.layer == f"input of {E.code_layer(lens)}" and c.codes.shape == (12, 256)
+    c = cnn_codes(lens, data, n=12, batch_size=6, progress=False)
+    assert c.layer == f"input of {last_linear(lens)}" and c.codes.shape == (12, 256)
     assert all_hooks(lens) == 0 and c.thumbnails.shape == (12, 32, 32, 3)
     x = torch.stack([data[int(i)].image for i in c.index])
     with torch.no_grad(), capture(lens, "classifier.6") as cap:

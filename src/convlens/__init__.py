@@ -21,18 +21,24 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "Lens": "lens", "LayerInfo": "lens", "Field": "receptive", "capture": "hooks",
-    "load_model": "models", "load_data": "data", "ConvlensError": "errors",
-    "evaluate": "evaluate",
+    "relu_rule": "hooks", "load_model": "models", "load_data": "data",
+    "ConvlensError": "errors", "evaluate": "techniques.evaluate",
+    # §1 activations, dead filters, filters
     "activations": "techniques.activations", "activation_stats": "techniques.activations",
     "filters": "techniques.filters", "TrainingMonitor": "techniques.monitor",
-    "relu_rule": "hooks",
-    "saliency": "techniques.gradients", "deconvnet": "techniques.gradients",
-    "guided_backprop": "techniques.gradients", "grad_cam": "techniques.gradients",
-    "guided_grad_cam": "techniques.gradients", "smoothgrad": "techniques.gradients",
-    "integrated_gradients": "techniques.gradients", "Unit": "techniques.gradients",
-    "tsne_grid": "techniques.embedding", "cnn_codes": "techniques.embedding",
+    # §2 the dataset pass: top-k images per unit, codes, predictions; receptive-field patches
+    "scan": "techniques.scan", "ScanResult": "techniques.scan", "unit_patches": "techniques.units",
+    # §3 t-SNE of CNN codes
+    "cnn_codes": "techniques.codes", "codes_from_scan": "techniques.codes",
+    "tsne_grid": "techniques.tsne",
+    # §4 occlusion
     "occlusion": "techniques.occlusion", "OcclusionResult": "techniques.occlusion",
-    "scan": "techniques.topk", "ScanResult": "scan.result", "unit_patches": "scan.patches",
+    # §5 the data gradient and friends
+    "Unit": "techniques.targets", "saliency": "techniques.gradients",
+    "deconvnet": "techniques.gradients", "guided_backprop": "techniques.gradients",
+    "grad_cam": "techniques.cam", "guided_grad_cam": "techniques.cam",
+    "smoothgrad": "techniques.smoothing", "integrated_gradients": "techniques.smoothing",
+    "cascading_randomization": "techniques.sanity",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

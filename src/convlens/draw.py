@@ -94,3 +94,77 @@ def draw_box(image: np.ndarray, box: Sequence[float], colour=(255, 0, 0), width:
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG."""
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path, optimize=False)
+
+
+#: frame colours of thumbnails: no label, a right and a wrong prediction
+BORDER_GREY = np.array([150, 150, 150], np.uint8)
+BORDER_RIGHT = np.array([44, 160, 44], np.uint8)
+BORDER_WRONG = np.array([214, 39, 40], np.uint8)
+
+
+def palette(n: int) -> np.ndarray:
+    """`n` distinct colours ``(n, 3)`` uint8: tab10 up to 10 classes, tab20 up to 20, else a
+    hue wheel."""
+    import matplotlib
+
+    if n <= 10:
+        cols = matplotlib.colormaps["tab10"](np.arange(max(n, 1)))[:, :3]
+    elif n <= 20:
+        cols = matplotlib.colormaps["tab20"](np.arange(n))[:, :3]
+    else:
+        cols = matplotlib.colormaps["hsv"](np.arange(n) / n)[:, :3]
+    return (cols * 255 + 0.5).astype(np.uint8)
+
+
+def rgb_tiles(tiles: np.ndarray) -> np.ndarray:
+    """Grey tiles ``(n, h, w)`` as RGB ``(n, h, w, 3)``; RGB tiles as they are."""
+    return np.repeat(tiles[..., None], 3, -1) if tiles.ndim == 3 else tiles
+
+
+def fit_tiles(tiles: np.ndarray, size: int) -> np.ndarray:
+    """Tiles ``(n, h, w, 3)`` resized so their longer side is `size` (PIL, bilinear)."""
+    h, w = tiles.shape[1:3]
+    if max(h, w) == size:
+        return tiles
+    s = size / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    return np.stack([np.asarray(Image.fromarray(t).resize((nw, nh), Image.BILINEAR))
+                     for t in tiles])
+
+
+def captioned(img: np.ndarray, lines: Sequence[str],
+              legend: Sequence[tuple[np.ndarray, str]] = ()) -> np.ndarray:
+    """`img` ``(H, W, 3)`` with a white strip below: text `lines`, then a colour legend of
+    ``(colour, name)`` entries wrapped to the width (more than 40 entries: a note instead)."""
+    from PIL import ImageFont
+
+    lines = list(lines)
+    items = list(legend)
+    font_size = int(np.clip(img.shape[1] / 90, 11, 36))
+    try:
+        font = ImageFont.load_default(font_size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        font = ImageFont.load_default()
+    line_h = int(font_size * 1.4)
+    if len(items) > 40:  # a legend of hundreds of classes says nothing
+        lines.append(f"Frame colours: {len(items)} classes on a hue wheel.")
+        items = []
+    width = img.shape[1]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    places, x, y = [], 6, 4 + len(lines) * line_h  # legend entries, wrapped to the width
+    for colour, name in items:
+        w = font_size + 12 + int(measure.textlength(name, font=font))
+        if x > 6 and x + w > width:
+            x, y = 6, y + line_h
+        places.append((x, y, colour, name))
+        x += w
+    height = (y + line_h if items else y) + 4
+    strip = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(strip)
+    for i, line in enumerate(lines):
+        d.text((6, 4 + i * line_h), line, fill="black", font=font)
+    for x, y, colour, name in places:
+        d.rectangle([x, y + 2, x + font_size, y + 2 + font_size],
+                    fill=tuple(int(v) for v in colour))
+        d.text((x + font_size + 4, y), name, fill="black", font=font)
+    return np.concatenate([img, np.asarray(strip)], 0)

@@ -99,8 +99,6 @@ class Result:
 
         from PIL import Image
 
-        from .report.inline import pictures_html
-
         pics = {}
         with tempfile.TemporaryDirectory() as tmp:
             for name, pic in list(self.pictures().items())[:limit]:
@@ -197,3 +195,30 @@ class SavedResult:
 
 def read_manifest(folder: str | os.PathLike) -> SavedResult:
     return SavedResult(folder)
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """An uint8 image as a ``data:image/png;base64,...`` URI."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def pictures_html(pictures: dict, limit: int = 24) -> str:
+    """Notebook HTML: a flex row of titled pictures (arrays only; callables are skipped), every
+    string escaped."""
+    import html
+
+    cells = []
+    for name, pic in list(pictures.items())[:limit]:
+        if callable(pic):
+            continue
+        cells.append(f'<figure style="margin:4px"><img src="{png_data_uri(pic)}" '
+                     f'style="image-rendering:pixelated;max-width:320px"/>'
+                     f'<figcaption style="font-size:11px">{html.escape(str(name))}</figcaption></figure>')
+    return '<div style="display:flex;flex-wrap:wrap">' + "".join(cells) + "</div>"

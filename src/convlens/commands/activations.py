@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from ..cli import (command, data_from, data_options, image_options, images_from, lens_from,
+from .common import (command, data_from, data_options, image_options, images_from, lens_from,
                    model_options, options, output_options, save_result)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import (command, image_options, images_from, lens_from, model_options, options,
+from .common import (command, image_options, images_from, lens_from, model_options, options,
                    output_options, save_result)
 
 
@@ -25,7 +25,7 @@ def _cam_layer(p):
 
 def _run(args, fn, **kwargs) -> int:
     """Load model and images, explain each image's target, save, and say what was explained."""
-    from ..techniques.gradients import parse_target
+    from ..techniques.targets import parse_target
 
     lens = lens_from(args)
     x, _ = images_from(args, lens)
@@ -79,7 +79,7 @@ def _cam_opts(name):
 def cmd_grad_cam(args) -> int:
     """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_k alpha_k A^k), alpha_k the gradient of the
     target averaged over the layer's positions; upsampled bilinearly to the input."""
-    from ..techniques.gradients import grad_cam
+    from ..techniques.cam import grad_cam
     return _run(args, grad_cam, layer=args.layer)
 
 
@@ -87,7 +87,7 @@ def cmd_grad_cam(args) -> int:
 @options(_cam_opts("guided-grad-cam"))
 def cmd_guided_grad_cam(args) -> int:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times Grad-CAM."""
-    from ..techniques.gradients import guided_grad_cam
+    from ..techniques.cam import guided_grad_cam
     return _run(args, guided_grad_cam, layer=args.layer)
 
 
@@ -110,7 +110,7 @@ def _smooth_opts(p):
 def cmd_smoothgrad(args) -> int:
     """SmoothGrad (Smilkov et al. 2017): average --method's maps over --samples copies of each
     image with Gaussian noise of std --noise times the image's value range."""
-    from ..techniques.gradients import smoothgrad
+    from ..techniques.smoothing import smoothgrad
     extra = {"layer": args.layer} if args.method in ("grad-cam", "guided-grad-cam") else {}
     return _run(args, smoothgrad, method=args.method, samples=args.samples,
                 noise_level=args.noise, seed=args.seed, batch_size=args.batch_size, **extra)
@@ -134,7 +134,7 @@ def _ig_opts(p):
 def cmd_integrated_gradients(args) -> int:
     """Integrated gradients (Sundararajan et al. 2017): (x - x') times the gradient averaged
     along the straight path from the baseline x' to x; prints the completeness error."""
-    from ..techniques.gradients import integrated_gradients
+    from ..techniques.smoothing import integrated_gradients
     try:
         baseline: object = float(args.baseline)
     except ValueError:

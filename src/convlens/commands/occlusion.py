@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import (command, image_options, images_from, lens_from, model_options, options,
+from .common import (command, image_options, images_from, lens_from, model_options, options,
                    output_options, save_result)
 
 

@@ -1,7 +1,7 @@
 """`convlens report` and `convlens serve`: the static HTML site."""
 from __future__ import annotations
 
-from ..cli import command, options
+from .common import command, options
 
 
 def _report_opts(p):

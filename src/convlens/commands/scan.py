@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import (command, data_from, data_options, lens_from, model_options, options,
+from .common import (command, data_from, data_options, lens_from, model_options, options,
                    output_options, save_result)
 from ..errors import ConvlensError
 
@@ -64,7 +64,7 @@ def cmd_scan(args) -> int:
     command again after a crash and it resumes. Then `convlens units --scan DIR --layer L`."""
     import torch
 
-    from ..techniques.topk import scan
+    from ..techniques.scan import scan
 
     lens = lens_from(args)
     if args.device:
@@ -124,7 +124,7 @@ def cmd_units(args) -> int:
     box; plus one overview with a row of patches per unit. Re-reads the images from the data
     spec the scan saved (or --data)."""
     from ..results import safe_name
-    from ..scan.patches import unit_patches
+    from ..techniques.units import unit_patches
 
     if not (Path(args.scan) / "manifest.json").is_file():
         raise ConvlensError(f"{args.scan} holds no manifest.json: run convlens scan --out DIR first")

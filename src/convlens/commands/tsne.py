@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 
-from ..cli import (command, data_from, data_options, lens_from, model_options, options,
+from .common import (command, data_from, data_options, lens_from, model_options, options,
                    output_options, save_result)
 from ..errors import ConvlensError
 
@@ -65,26 +64,27 @@ def cmd_tsne(args) -> int:
     grid of images placed by a linear assignment that minimises the total squared move.
     Prints kNN label accuracy (k=10) in 2-D and in code space, and trustworthiness.
     Use `--scan DIR` for the codes of a saved scan, or `--model SPEC --data SPEC [--n 5000]`."""
-    from ..techniques.embedding import tsne_grid
+    from ..techniques.codes import codes_from_scan
+    from ..techniques.tsne import tsne_grid
 
     if bool(args.scan) == bool(args.model):
         raise ConvlensError("give either --scan DIR or --model SPEC --data SPEC")
     lens = None
     if args.scan:
-        codes, kwargs = codes_from_scan(args)
+        codes = codes_from_scan(args.scan, n=args.n, seed=args.seed, data=args.data,
+                                thumb=args.thumb, max_pixels=args.max_pixels)
     else:
         if not args.data:
             raise ConvlensError("--model needs --data SPEC (the images to embed)")
-        from ..techniques.embedding import cnn_codes
+        from ..techniques.codes import cnn_codes
         lens = lens_from(args)
         n = 5000 if args.n is None else args.n
         codes = cnn_codes(lens, data_from(args, lens), n=n or None, layer=args.layer,
                           batch_size=args.batch_size, workers=args.workers, seed=args.seed,
                           thumb=args.thumb or 32)
-        kwargs = {}
     res = tsne_grid(codes, perplexity=args.perplexity, seed=args.seed, pca_dims=args.pca,
                     grid=args.grid, select=args.select, border=args.border, n_jobs=args.jobs,
-                    canvas=args.canvas, thumb=args.thumb, **kwargs)
+                    canvas=args.canvas, thumb=args.thumb)
     if args.scan:
         res.params["scan"] = str(args.scan)
     print(res.summary())
@@ -96,53 +96,3 @@ def cmd_tsne(args) -> int:
     out = Path(args.out)
     print("pictures: " + " ".join(str(out / f"{name}.png") for name in res.pictures()))
     return 0
-
-
-def codes_from_scan(args):
-    """Codes, labels, predictions and thumbnails of a saved scan (no model is run)."""
-    import pandas as pd
-
-    from ..results import SavedResult
-    from ..techniques.embedding import dataset_thumbnails
-
-    saved = SavedResult(args.scan)
-    arrays, tables = saved.manifest.get("arrays", {}), saved.manifest.get("tables", {})
-    if "codes" not in arrays or "code_index" not in arrays:
-        raise ConvlensError(f"{args.scan} holds a {saved.kind!r} result without codes: run "
-                            "`convlens scan` (it saves codes.npy and code_index.npy)")
-    codes = saved.array("codes", mmap=True)
-    index = saved.array("code_index").astype(np.int64)
-    if len(codes) != len(index):
-        raise ConvlensError(f"{args.scan}: {len(codes)} codes but {len(index)} indices")
-    rows = np.arange(len(index))
-    if args.n and args.n < len(index):
-        rows = np.sort(np.random.default_rng(args.seed).choice(len(index), args.n, replace=False))
-    x = np.asarray(codes[rows], dtype=np.float32)
-    index = index[rows]
-    kwargs = {"index": index}
-    if "predictions" in tables:
-        p = saved.table("predictions").drop_duplicates("index").set_index("index")
-        p = p.reindex(index)
-        if "label" in p:
-            kwargs["labels"] = p["label"].fillna(-1).astype(np.int64).to_numpy()
-        if "pred" in p:
-            kwargs["preds"] = p["pred"].fillna(-1).astype(np.int64).to_numpy()
-        extra = [c for c in p.columns if c not in ("label", "pred", "correct")  # no lists
-                 and not p[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
-        kwargs["meta"] = pd.DataFrame({c: p[c].to_numpy() for c in extra})
-    model = saved.manifest.get("model") or {}
-    kwargs["classes"] = model.get("labels")
-    size = args.thumb or min(32, max((model.get("input_size") or [0, 32, 32])[1:]))
-    if "thumbnails" in arrays:  # saved with the scan: one per code row
-        kwargs["images"] = saved.array("thumbnails", mmap=True)[rows]
-    else:
-        spec = args.data or saved.info.get("data")
-        if spec:
-            from ..data import load_data
-            ds = load_data(spec, max_pixels=args.max_pixels)
-            kwargs["images"] = dataset_thumbnails(ds, index, size)
-        else:
-            import warnings
-            warnings.warn("the scan names no data spec and has no thumbnails: the scatter shows "
-                          "dots only and no grid is drawn; give --data SPEC for pictures")
-    return x, kwargs

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -72,3 +73,43 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     if channels == 3:
         return img if img.mode == "RGB" else img.convert("RGB")
     raise BadImage(f"the model takes {channels} channels; only 1 (grey) and 3 (RGB) are supported")
+
+
+def dataset_thumbnails(data, index: Sequence[int], size: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+    """A thumbnail source for `tsne_grid` that opens dataset items only when drawn.
+
+    ``rows -> (len(rows), size, size[, 3])`` uint8: item ``index[row]`` of `data`
+    (``data.load``), its shorter side scaled to `size` and centre-cropped; an unreadable item
+    gives a grey tile.
+    """
+    index = np.asarray(index)
+
+    def one(i: int, mode: str) -> np.ndarray:
+        try:
+            img, _, _ = data.load(int(i))
+        except BadImage:
+            return np.full((size, size) if mode == "L" else (size, size, 3), 128, np.uint8)
+        if isinstance(img, np.ndarray):
+            img = Image.fromarray(img)
+        img = img.convert(mode)
+        s = size / min(img.size)
+        w, h = max(size, round(img.width * s)), max(size, round(img.height * s))
+        img = img.resize((w, h), Image.BILINEAR)
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(img.crop((left, top, left + size, top + size)))
+
+    modes: list[str] = []  # grey or RGB for all, decided by the first item opened
+
+    def fetch(rows: np.ndarray) -> np.ndarray:
+        rows = np.atleast_1d(rows)
+        if not modes:
+            try:
+                first = data.load(int(index[rows[0]]))[0]
+            except BadImage:
+                first = None
+            grey = first is not None and (np.asarray(first).ndim == 2
+                                          if isinstance(first, np.ndarray)
+                                          else first.mode in ("L", "I", "I;16", "1", "F"))
+            modes.append("L" if grey else "RGB")
+        return np.stack([one(index[r], modes[0]) for r in rows])
+    return fetch

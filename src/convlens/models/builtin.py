@@ -10,6 +10,21 @@ from torch import nn
 
 
 @dataclass
+class Recipe:
+    """How a built-in model is trained."""
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 2e-3              # peak of the one-cycle schedule (AdamW)
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    shift: int = 2                # random translation, pixels (zero padding), per image
+    flip: bool = True             # random horizontal flip
+    train_items: int | None = None  # procedural data: how many training items to render
+
+
+
+@dataclass
 class BuiltinModel:
     """How to build one built-in model and feed it."""
 
@@ -84,7 +99,6 @@ def _shapes_data(recipe):
 def _register_trained() -> None:
     from ..data import fashion, shapes
     from .nets import fashion_net, shapes_net
-    from .train import Recipe
 
     register_model("fashion-net", BuiltinModel(
         build=fashion_net, mean=(fashion.MEAN,), std=(fashion.STD,), input_size=(1, 28, 28),

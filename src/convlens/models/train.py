@@ -18,20 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConvlensError
-
-
-@dataclass
-class Recipe:
-    """How a built-in model is trained."""
-
-    epochs: int
-    batch_size: int = 128
-    lr: float = 2e-3              # peak of the one-cycle schedule (AdamW)
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    shift: int = 2                # random translation, pixels (zero padding), per image
-    flip: bool = True             # random horizontal flip
-    train_items: int | None = None  # procedural data: how many training items to render
+from .builtin import BUILTIN_MODELS, Recipe
 
 
 @dataclass
@@ -172,9 +159,12 @@ def train_builtin(name: str, out: str | os.PathLike | None = None, seed: int = 0
                   on_epoch: Callable[[int, nn.Module], None] | None = None,
                   recipe: Recipe | None = None, monitor=None, monitor_every: int | None = None,
                   probe_size: int = 512) -> tuple[nn.Module, TrainResult]:
-    """Retrain built-in model `name` from scratch with its recipe; save the state dict to `out`."""
-    from .builtin import BUILTIN_MODELS
+    """Retrain built-in model `name` from scratch with its recipe; save the state dict to `out`.
 
+    `monitor`: a function ``probe -> monitor`` (e.g. `convlens.TrainingMonitor`) called with the
+    first `probe_size` test images; the monitor is then called during training (see `fit`) and
+    returned as ``result.monitor``.
+    """
     b = BUILTIN_MODELS.get(name)
     if b is None or "train_data" not in b.extra:
         trainable = [n for n, m in BUILTIN_MODELS.items() if "train_data" in m.extra]
@@ -187,12 +177,11 @@ def train_builtin(name: str, out: str | os.PathLike | None = None, seed: int = 0
     train = (to_tensor(xtr, b.mean, b.std), torch.tensor(np.asarray(ytr, dtype=np.int64)))
     test = (to_tensor(xte, b.mean, b.std), torch.tensor(np.asarray(yte, dtype=np.int64)))
     model = b.build()
-    if monitor is True:  # a probe of the first test images
-        from ..techniques.monitor import TrainingMonitor
-        monitor = TrainingMonitor(test[0][:probe_size].contiguous())
+    if monitor is not None:  # the factory gets a probe: the first test images
+        monitor = monitor(test[0][:probe_size].contiguous())
     result = fit(model, train, test, recipe, seed=seed, progress=progress, name=name,
-                 on_epoch=on_epoch, monitor=monitor or None, monitor_every=monitor_every)
-    result.monitor = monitor or None
+                 on_epoch=on_epoch, monitor=monitor, monitor_every=monitor_every)
+    result.monitor = monitor
     if out is not None:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         torch.save(model.state_dict(), out)

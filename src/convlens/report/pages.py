@@ -7,6 +7,7 @@ import numpy as np
 
 from ..draw import image_hwc, save_png
 from ..results import safe_name
+from .common import Page, copy_file, generic_page
 
 # result kinds that explain single images with one map each (seed §4 and §5)
 IMAGE_MAP_KINDS = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
@@ -19,7 +20,6 @@ def is_image_map(kind: str) -> bool:
 
 def image_pages(runs, site: Path) -> list:
     """Per model: one page with every image and its maps from every method, side by side."""
-    from .site import Page, copy_file
 
     by_model: dict[str, list] = {}
     for r in runs:
@@ -65,7 +65,6 @@ def _prediction(result, i: int, labels: list) -> str:
 def tsne_pages(run, site: Path) -> list:
     """The t-SNE run page: an interactive map (pan, zoom, hover shows the image, label and
     prediction), then the static scatter and grid pictures and the quality measures."""
-    from .site import generic_page
 
     page = generic_page(run, site)
     res = run.result
@@ -74,7 +73,6 @@ def tsne_pages(run, site: Path) -> list:
     sprites = res.info.get("sprites")
     sprite_src = None
     if sprites and "sprites" in res.manifest.get("pictures", {}):
-        from .site import copy_file
         sprite_src = copy_file(res.picture("sprites"), site, run.id)
     lab = t["label"].astype(int).tolist() if "label" in t else [-1] * len(t)
     pred = t["pred"].astype(int).tolist() if "pred" in t else [-1] * len(t)
@@ -92,7 +90,6 @@ def tsne_pages(run, site: Path) -> list:
 def units_pages(run, site: Path) -> list:
     """A layer's units: the run page shows every unit's patch grid, each linking to a page
     with the unit's patches, its top images with the receptive-field box, and their scores."""
-    from .site import Page, copy_file, generic_page
 
     res = run.result
     info = res.info
@@ -123,10 +120,5 @@ def units_pages(run, site: Path) -> list:
     return [page] + pages
 
 
-def _register() -> None:
-    from .site import PAGE_BUILDERS
-    PAGE_BUILDERS["tsne"] = tsne_pages
-    PAGE_BUILDERS["units"] = units_pages
-
-
-_register()
+#: kind -> function(run, site) -> its pages (the run's own page first); others get the generic page
+PAGE_BUILDERS = {"tsne": tsne_pages, "units": units_pages}

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import ConvlensError
 from ..hooks import model_of
-from ..results import Result
+from ..results import Result, pictures_html
 
 NOISE_THRESHOLD = 0.69
 PAD = 32
@@ -116,7 +116,6 @@ class FiltersResult(Result):
         return {f"filters_{self.layer}": self.picture()}
 
     def _repr_html_(self) -> str:
-        from ..report.inline import pictures_html
         return (f"<p>{self.layer}: {self.verdict} (median noise score "
                 f"{np.median(self.scores):.3f}, threshold {self.threshold})</p>"
                 + pictures_html(self.pictures()))

@@ -19,8 +19,7 @@ from torch import nn
 
 from ..hooks import capture, model_of, preserved
 from ..results import Result
-from ..scan.reducers import ActivationStats
-from .activations import DEAD_THRESHOLD, channel_table, default_layers
+from .activations import DEAD_THRESHOLD, ActivationStats, channel_table, default_layers
 from .filters import noise_score
 
 

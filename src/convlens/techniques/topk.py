@@ -1,261 +1,285 @@
-"""The dataset pass: images that maximally activate each unit, and codes and predictions.
+"""Images that maximally activate each unit, and each random direction: the top-k reducers.
 
-METHODS.md §2 (Girshick et al., R-CNN 2014, Fig. 4; Szegedy et al. 2014, §3), and the
-collection of CNN codes (§3) and predictions with item attributes (§8) in the same pass.
-`scan` builds the reducers of `convlens.scan.reducers`, runs them with the local or the Ray
-engine, checkpoints as it goes and writes a scan folder (`convlens.scan.result`).
+METHODS.md §2: the score of image ``i`` for unit (layer, channel) is the max over positions of
+``A_l(x_i)[c]``; the k best images are kept with the arg-max position (Girshick et al., R-CNN
+2014, Fig. 4). Directions (Szegedy et al., "Intriguing properties", 2014, §3): the same along a
+random unit vector ``v`` of the channel space, score ``max_p <v, A_l(x_i)[:, p]>``. Both are
+reducers of the dataset pass (`convlens.engine`); `convlens.techniques.scan.scan` runs them.
 """
 from __future__ import annotations
 
-import math
-import os
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any, Sequence
+import zlib
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..errors import ConvlensError, unknown
-from ..hooks import capture, model_of, preserved
-from ..scan.engine import Checkpoint, fingerprint_model, fingerprint_order, run_local
-from ..scan.reducers import (ActivationStats, Codes, Directions, Predictions, Slots, TopK)
-from ..scan.result import ScanResult
-from .activations import DEAD_THRESHOLD, default_layers
+from ..engine import Reducer, channel_maps, shared
 
-WORK = ".convlens-scan"  # working folder inside `out`: checkpoint, partial codes, parts
-ENGINES = ("local", "ray")
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+_LOW = 0xFFFFFFFF
 
 
-def code_layer(lens) -> str:
-    """The layer whose output is the network's code: the input of the last linear layer.
+def topk_keys(score: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """One int64 per entry that orders like ``(score, -index)``: larger key = better entry.
 
-    Walks back from the last `nn.Linear` (in module order) to the nearest leaf module whose
-    output has ``in_features`` values per image (preferring a ReLU or pooling over a
-    dropout/flatten/identity that passes the same values on), and checks on a random input
-    that this output, flattened, is what the linear layer gets. Fashion-net: ``classifier.6``
-    (fc7 after its ReLU); torchvision ResNets: ``avgpool``.
+    The float32 score's bits, made monotonic (negative floats flipped; ``-0.0`` as ``+0.0``,
+    NaN as ``-inf``), fill the high 32 bits; ``2^32 - 1 - index`` the low 32 bits. So one
+    ``topk`` over keys is the top-k by score with ties broken by the smaller image index,
+    whatever order the entries come in. Indices must lie in ``0 .. 2^32 - 1``.
     """
-    model = model_of(lens)
-    mods = [(n, m) for n, m in model.named_modules() if n]
-    linear = [i for i, (_, m) in enumerate(mods) if isinstance(m, nn.Linear)]
-    if not linear:
-        raise ConvlensError("the model has no linear layer, so no default code layer: give "
-                            "codes=LAYER (--codes LAYER), or codes=None")
-    last_name, last = mods[linear[-1]]
-    shapes = {i.name: i.shape for i in lens.layers()}
-    passthrough = (nn.Dropout, nn.Identity, nn.Flatten)
-    fallback = None
-    for name, m in reversed(mods[:linear[-1]]):
-        shape = shapes.get(name)
-        if list(m.children()) or shape is None or math.prod(shape) != last.in_features:
-            continue
-        if isinstance(m, passthrough):
-            fallback = fallback or name
-            continue
-        if _feeds(lens, name, last_name, last):
-            return name
-    if fallback and _feeds(lens, fallback, last_name, last):
-        return fallback
-    raise ConvlensError(f"cannot tell which layer feeds the last linear layer {last_name!r}: "
-                        "give codes=LAYER (--codes LAYER)")
+    inf = float("inf")
+    return _keys(torch.nan_to_num(score.float(), nan=-inf, posinf=inf, neginf=-inf),
+                 low_index(index))
 
 
-def _feeds(lens, name: str, linear_name: str, linear: nn.Linear) -> bool:
-    """Whether ``linear(output of name)`` is the linear layer's output on a random input."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn((2, *lens.input_size), generator=gen).to(lens.example_input().device)
-    with preserved(lens), torch.no_grad():
-        lens.eval()
-        with capture(lens, [name, linear_name]) as cap:
-            lens(x)
-        a, out = cap[name].flatten(1), cap[linear_name]
-        return a.shape[1] == linear.in_features and torch.allclose(
-            linear(a), out, rtol=1e-4, atol=1e-4 * float(out.abs().max()) + 1e-6)
+def _keys(score: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """`topk_keys` from a NaN-free float32 score and the low bits (`low_index`)."""
+    bits = (score + 0.0).contiguous().view(torch.int32)  # + 0.0: -0.0 becomes +0.0
+    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: flip all but the sign
+    return (bits.long() << 32) | low
 
 
-def _resolve_layers(lens, layers) -> list[str]:
-    if layers is None or layers == "relu":
-        return default_layers(lens)
-    if layers == "conv":
-        return [n for n, m in model_of(lens).named_modules() if isinstance(m, nn.Conv2d)]
-    names = [layers] if isinstance(layers, str) else list(layers)
-    for n in names:
-        lens.layer(n)  # an unknown name: error naming the close matches
-    return list(dict.fromkeys(names))
+def low_index(index: torch.Tensor) -> torch.Tensor:
+    """The low 32 bits of `topk_keys`: ``2^32 - 1 - index``."""
+    return _LOW - index.long()
 
 
-def _field_info(lens, layers: Sequence[str]) -> tuple[dict, dict]:
-    infos = {i.name: i for i in lens.layers()}
-    fields, shapes = {}, {}
-    for n in layers:
-        info = infos.get(n)
-        shapes[n] = None if info is None or info.shape is None else list(info.shape)
-        f = None if info is None else info.field
-        fields[n] = None if f is None else {
-            "size": list(f.size), "stride": None if f.stride is None else list(f.stride),
-            "center": None if f.center is None else list(f.center), "is_global": f.is_global}
-    return fields, shapes
+def decode_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(score float32, index int64)`` back from `topk_keys`."""
+    hi = (keys >> 32).int()
+    score = (hi ^ ((hi >> 31) & 0x7FFFFFFF)).view(torch.float32)
+    return score, _LOW - (keys & _LOW)
 
 
-def _dtype(dtype) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise unknown("dtype", str(dtype), DTYPES)
-    return DTYPES[dtype]
+def select_topk(score: torch.Tensor, index: torch.Tensor, pos: torch.Tensor, k: int):
+    """Per row, the `k` best entries by score, ties broken by the smaller image index.
+
+    ``score, index, pos: (C, M)`` → the same, ``(C, min(k, M))``, best first. NaN counts as
+    ``-inf``. The reference form of what `TopK` does with `topk_keys`.
+    """
+    keys = topk_keys(score, index)
+    keys, sel = keys.topk(min(k, keys.shape[1]), dim=1)
+    s, i = decode_keys(keys)
+    return s, i, pos.gather(1, sel)
 
 
-def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
-         directions: int = 0, codes: str | None = "auto", predictions: bool = True,
-         stats: bool = True, out: str | os.PathLike | None = None, batch_size: int = 64,
-         workers: int = 0, engine: str = "local", resume: bool = True,
-         checkpoint_every: int = 50, seed: int = 0, indices: Sequence[int] | None = None,
-         limit: int | None = None, progress: bool = True, dtype=None,
-         channels_last: bool = False, device=None, threshold: float = DEAD_THRESHOLD,
-         shard_size: int | None = None, ray_address: str | None = None,
-         ray_options: dict[str, Any] | None = None) -> ScanResult:
-    """One pass over a dataset: the top-k images of every unit, and codes and predictions.
+class TopK(Reducer):
+    """Per unit (layer, channel): the `k` images with the highest max-over-positions activation.
 
-    For each unit (layer, channel) the score of image ``i`` is ``max_p A_l(x_i)[c, p]``; the
-    `topk` best images are kept with the arg-max position (Girshick et al., R-CNN 2014,
-    https://arxiv.org/abs/1311.2524, Fig. 4). With ``directions=D``, the same for D random
-    unit vectors ``v`` per layer, score ``max_p <v, A_l(x_i)[:, p]>`` (Szegedy et al.,
-    "Intriguing properties of neural networks" 2014, https://arxiv.org/abs/1312.6199, §3).
-    The same pass collects per-channel activation statistics (dead filters, sparsity), the
-    code of every image (float16 on disk) and the predictions with the items' metadata.
+    Girshick et al., R-CNN (CVPR 2014), Fig. 4; METHODS.md §2. The score of image ``i`` for
+    channel ``c`` is ``max_p A_l(x_i)[c, p]``; the arg-max position ``p`` is kept too (the first
+    one where several positions tie). `merge` is exactly the top-k of the union, ties broken by
+    image index, so batch size, order and workers do not change the result.
 
-    The pass is a map-reduce (`convlens.scan.reducers`): results do not depend on the batch
-    size, the order or the number of workers (ties go to the smaller image index). With
-    `out`, it checkpoints every `checkpoint_every` batches into ``out/.convlens-scan``; run
-    again after a crash or a kill and it resumes where the last checkpoint was (``resume``).
-    Memory: O(layers × channels × k) plus one batch, whatever the dataset size.
-
-    Args:
-        lens: the model; the local engine runs it where it is (move it first for a GPU).
-        data: a dataset, or a data spec (``"builtin:fashion-mnist:test"``); the spec is
-            recorded so that ``convlens units`` can cut patches later.
-        layers: names, ``"relu"`` (default: every ReLU, post-ReLU maps) or ``"conv"``.
-        topk: images kept per unit (0: none). directions: random directions per layer.
-        codes: the code layer, ``"auto"`` (the input of the last linear layer), or None.
-        predictions: collect the predictions table. stats: the activation statistics.
-        out: the scan folder (written, with a manifest). None: a temporary folder that
-            lives as long as the result (call ``.save(dir)`` to keep it).
-        batch_size, workers: for the data loader. indices / limit: scan only those items.
-        engine: ``"local"`` or ``"ray"`` (see `convlens.scan.ray_engine`).
-        dtype: e.g. ``"bf16"``: the forward pass under autocast. channels_last: NHWC input.
-        device: where the Ray tasks run the model (default: a GPU if the task got one).
-        threshold: share of all-zero maps that makes a channel dead (statistics).
-        shard_size, ray_address, ray_options: for the Ray engine.
-
-    Returns a `ScanResult` (saved in `out` when given).
+    The map step takes the max over positions of the whole batch (one cheap pass), keeps the
+    batch's own top-k per channel, and finds the arg-max position only for those k images, not
+    for all N×C maps. State per layer: ``keys (C, k)`` int64 (`topk_keys`: score and dataset
+    index in one) and ``pos (C, k)`` int64 (flat position in the ``H×W`` map).
 
     Example::
 
-        res = scan(lens, "builtin:fashion-mnist:test", ["features.4"], topk=9, out="scan/")
-        res.topk["features.4"]["index"][3]        # the 9 images unit 3 likes best
+        tk = TopK(["features.1"], k=9)
+        local_pass(lens, data, [tk])
+        top = tk.finalize()["features.1"]       # {"index": (C, 9), "score": ..., "pos": (C, 9, 2)}
     """
-    if engine not in ENGINES:
-        raise unknown("engine", engine, ENGINES)
-    if topk < 0 or directions < 0:
-        raise ConvlensError("topk and directions must be at least 0")
-    dtype = _dtype(dtype)
-    spec = None
-    if isinstance(data, (str, os.PathLike)):
-        from ..data import load_data
-        spec = os.fspath(data)
-        data = load_data(spec, lens=lens)
-    else:
-        spec = getattr(data, "spec", None)
-    if spec is not None and not str(spec).startswith("builtin:") and os.path.exists(spec):
-        spec = os.path.abspath(spec)  # `convlens units` may run from another folder
-    if data.lens is None:
-        data.with_lens(lens)
-    names = _resolve_layers(lens, layers)
-    code = None
-    if codes:
-        code = code_layer(lens) if codes == "auto" else codes
-        lens.layer(code)
-    if indices is not None:
-        order = np.asarray(list(indices), dtype=np.int64)
-    else:
-        order = np.arange(len(data) if limit is None else min(limit, len(data)), dtype=np.int64)
-    if len(order) and (order.min() < 0 or order.max() >= len(data)):
-        raise ConvlensError(f"indices must lie in 0..{len(data) - 1}")
 
-    # where the pass works: out/.convlens-scan, or a temporary folder
-    keep = None
-    if out is None:
-        keep = tempfile.TemporaryDirectory(prefix="convlens-scan-")
-        folder = Path(keep.name)
-    else:
-        folder = Path(out)
-    work = folder / WORK
-    if not resume and work.exists():
-        shutil.rmtree(work)
+    def __init__(self, layers: Sequence[str], k: int = 9):
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        self.layers, self.k = list(layers), int(k)
+        self.keys: dict[str, torch.Tensor] = {}
+        self.pos: dict[str, torch.Tensor] = {}
+        self.hw: dict[str, tuple[int, int]] = {}
+        self._batch: torch.Tensor | None = None  # low key bits of the batch in flight
+        self._batch_on: dict = {}
 
-    reducers: list = []
-    top = TopK(names, topk) if topk else None
-    dirs = Directions(names, directions, max(topk, 1), seed) if directions else None
-    st = ActivationStats(names) if stats else None
-    cod = Codes(code, Slots.of(order, len(data)), work / "codes.partial.npy") if code else None
-    pred = Predictions(work / "predictions") if predictions else None
-    reducers = [r for r in (top, dirs, st, cod, pred) if r is not None]
+    @property
+    def score(self) -> dict[str, torch.Tensor]:
+        return {n: decode_keys(k)[0] for n, k in self.keys.items()}
 
-    fingerprint = {"model": fingerprint_model(lens), "data": spec or type(data).__name__,
-                   "data_len": len(data), "order": fingerprint_order(order), "layers": names,
-                   "topk": topk, "directions": directions, "seed": seed, "codes": code,
-                   "predictions": bool(predictions), "stats": bool(stats)}
-    # (not the batch size, engine or shards: they do not change the result, so a scan may
-    # resume with others)
-    checkpoint = Checkpoint(work / "checkpoint.pt", fingerprint) if out is not None else None
-    if checkpoint is None or not checkpoint.path.is_file():
-        shutil.rmtree(work, ignore_errors=True)  # leftovers of a run killed before a checkpoint
-    work.mkdir(parents=True, exist_ok=True)
+    @property
+    def index(self) -> dict[str, torch.Tensor]:
+        return {n: decode_keys(k)[1] for n, k in self.keys.items()}
 
-    desc = f"scan {getattr(lens, 'name', 'model')}"
-    if engine == "local":
-        info = run_local(lens, data, reducers, order, batch_size, workers, progress, desc,
-                         checkpoint, checkpoint_every, None, dtype, channels_last)
-    else:
-        from ..scan.ray_engine import run_ray
-        info = run_ray(lens, data, reducers, order, batch_size, workers, progress, desc,
-                       checkpoint, shard_size, ray_address, ray_options,
-                       None if device is None else str(device), dtype, channels_last)
+    # -- map ---------------------------------------------------------------------------
+    def scores(self, layer: str, act: torch.Tensor) -> torch.Tensor:
+        """Per image, per unit and position, the value to maximise: ``(N, C, P)``."""
+        return channel_maps(act)
 
-    # finalize: a kill from here on means a fresh pass (the working files get consumed)
-    if checkpoint is not None:
-        checkpoint.remove()
-    code_dim = None
-    if cod is not None:
-        _, index, code_dim = cod.finalize(folder / "codes.npy")
-        np.save(folder / "code_index.npy", index)
-    if pred is not None:
-        pred.finalize(folder / "predictions.parquet")
-    fields, shapes = _field_info(lens, names)
-    stats_result = None
-    if st is not None:
-        stats_result = st.finalize(threshold)
-        stats_result.skipped = info.skipped
-    meta = {"layers": names, "topk": topk, "directions": directions, "seed": seed,
-            "code_layer": code, "code_dim": code_dim, "predictions": bool(predictions),
-            "images": info.images, "skipped": info.skipped,
-            "skipped_sources": info.skipped_sources, "data": spec, "data_len": len(data),
-            "scanned": len(order), "engine": engine, "batch_size": batch_size,
-            "dtype": str(dtype or torch.float32).removeprefix("torch."),
-            "resumed_from": info.resumed_from, "seconds": round(info.seconds, 3),
-            "cpu_seconds": round(info.cpu_seconds, 3),
-            "images_per_s": round((info.seen - info.resumed_from) / info.seconds, 1)
-            if info.seconds > 0 else None,
-            "stats_threshold": threshold, "fields": fields, "shapes": shapes,
-            "labels": list(getattr(lens, "labels", None) or [])}
-    result = ScanResult(names, top.finalize() if top else {}, dirs.finalize() if dirs else {},
-                        stats_result, folder, meta, keep)
-    if out is not None:  # the data; pictures are drawn when the caller saves (the CLI does)
-        result.save(folder, lens=lens, pictures=False)
-    shutil.rmtree(work, ignore_errors=True)
-    return result
+    def begin(self, batch) -> None:
+        self._batch = low_index(batch.indices)  # the keys' low bits, once per batch
+        self._batch_on = {}
+
+    def _low(self, device) -> torch.Tensor:
+        low = self._batch_on.get(device)
+        if low is None:
+            low = self._batch_on[device] = self._batch.to(device)
+        return low
+
+    def _amax(self, layer: str, act: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return shared.amax(act)  # the units' own maps: shared with ActivationStats
+
+    def summarize(self, layer: str, act: torch.Tensor):
+        """The batch's own top-k per unit: ``(keys (C, k'), flat positions (C, k'), (H, W))``."""
+        if self._batch is None:
+            raise RuntimeError("TopK.summarize before begin(batch)")
+        m = self.scores(layer, act)                                   # (N, C, P)
+        inf = float("inf")
+        score = torch.nan_to_num(self._amax(layer, act, m).t().float(),  # (C, N); NaN: -inf
+                                 nan=-inf, posinf=inf, neginf=-inf)
+        keys = _keys(score, self._low(m.device).unsqueeze(0))         # (C, N)
+        kk = min(self.k, keys.shape[1])
+        state = self.keys.get(layer)
+        if state is not None and state.shape[1] == self.k and keys.device.type == "cpu":
+            # Only entries above the k-th best so far can enter: usually none or one per unit
+            # once the pass is under way, and a max is far cheaper than a top-k. (Not on a
+            # GPU: reading the count back would stall it.)
+            better = keys > state[:, -1:].to(keys.device)
+            kk = min(kk, int(better.sum(1).max()))
+            if kk == 0:
+                empty = keys[:, :0]
+                return empty, empty, tuple(act.shape[2:4]) if act.dim() == 4 else (1, 1)
+        if kk == 1:
+            keys, sel = keys.max(dim=1, keepdim=True)                 # (C, 1)
+        else:
+            keys, sel = keys.topk(kk, dim=1)                          # (C, k')
+        c, p = m.shape[1], m.shape[2]
+        if p == 1:  # a vector layer: one position
+            pos = torch.zeros_like(sel)
+        elif m.is_contiguous():  # rows n*C + c of the (N*C, P) maps: a fast index_select
+            channel = torch.arange(c, device=m.device).unsqueeze(1)
+            rows = m.view(-1, p).index_select(0, (sel * c + channel).flatten())
+            pos = rows.argmax(-1).view(sel.shape)                    # (C, k'): first max
+        else:
+            channel = torch.arange(c, device=m.device).unsqueeze(1)
+            pos = m[sel, channel].argmax(-1)
+        hw = tuple(act.shape[2:4]) if act.dim() == 4 else (1, 1)
+        return keys, pos, hw
+
+    # -- reduce ------------------------------------------------------------------------
+    def update(self, batch, acts, logits=None) -> None:
+        for name in self.layers:
+            s = acts[name]
+            if isinstance(s, torch.Tensor):  # fed by hand with the raw activation
+                self.begin(batch)
+                s = self.summarize(name, s.detach())
+                shared.clear()
+            keys, pos, hw = s
+            self.hw.setdefault(name, hw)
+            self._merge_keys(name, keys, pos)
+
+    def _merge_keys(self, name: str, keys: torch.Tensor, pos: torch.Tensor) -> None:
+        if name in self.keys:
+            dev = self.keys[name].device
+            keys = torch.cat([self.keys[name], keys.to(dev)], 1)
+            pos = torch.cat([self.pos[name], pos.to(dev)], 1)
+        keys, sel = keys.topk(min(self.k, keys.shape[1]), dim=1)
+        self.keys[name], self.pos[name] = keys, pos.gather(1, sel)
+
+    def _push(self, name: str, score, index, pos) -> None:
+        """Offer entries ``score, index, pos: (C, M)`` directly (tests, other engines)."""
+        self._merge_keys(name, topk_keys(score, index), pos)
+
+    def merge(self, other: "TopK") -> "TopK":
+        for name in other.keys:
+            self.hw.setdefault(name, other.hw[name])
+            self._merge_keys(name, other.keys[name], other.pos[name])
+        return self
+
+    def spawn(self) -> "TopK":
+        return type(self)(self.layers, self.k)
+
+    # -- results -----------------------------------------------------------------------
+    def finalize(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per layer: ``index (C, k) int64``, ``score (C, k) float32``, ``pos (C, k, 2)`` (y, x).
+
+        With fewer than `k` images seen, the arrays have that many columns.
+        """
+        out = {}
+        for name in self.layers:
+            if name not in self.keys:
+                continue
+            score, index = decode_keys(self.keys[name].cpu())
+            w = self.hw[name][1]
+            flat = self.pos[name].cpu()
+            out[name] = {"index": index.numpy().astype(np.int64),
+                         "score": score.numpy().astype(np.float32),
+                         "pos": torch.stack([flat // w, flat % w], -1).numpy().astype(np.int64)}
+        return out
+
+    def state_dict(self):
+        return {"layers": self.layers, "k": self.k, "hw": dict(self.hw),
+                "keys": {k: v.cpu() for k, v in self.keys.items()},
+                "pos": {k: v.cpu() for k, v in self.pos.items()}}
+
+    def load_state_dict(self, state):
+        self.layers, self.k = list(state["layers"]), int(state["k"])
+        self.hw = {k: tuple(v) for k, v in state["hw"].items()}
+        self.keys, self.pos = dict(state["keys"]), dict(state["pos"])
+
+
+def direction_vectors(layer: str, channels: int, count: int, seed: int = 0) -> torch.Tensor:
+    """`count` random unit vectors of the `channels`-dim representation of `layer`: ``(D, C)``.
+
+    Seeded by `seed` and the layer's name (crc32), so every worker and every resumed run
+    draws the same ones.
+    """
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + zlib.crc32(layer.encode()))
+    v = torch.randn(count, channels, generator=gen, dtype=torch.float64)
+    return (v / v.norm(dim=1, keepdim=True)).float()
+
+
+class Directions(TopK):
+    """Top-k images along random directions of a layer's representation.
+
+    Szegedy et al., "Intriguing properties of neural networks" (ICLR 2014), §3: score of image
+    ``i`` for direction ``v`` (a unit vector of the C channels) is ``max_p <v, A_l(x_i)[:, p]>``.
+    Their finding: the top images of a random direction look as coherent as a unit's.
+    """
+
+    def __init__(self, layers: Sequence[str], count: int, k: int = 9, seed: int = 0):
+        super().__init__(layers, k)
+        self.count, self.seed = int(count), int(seed)
+        self.vectors: dict[str, torch.Tensor] = {}
+
+    def _vectors(self, layer: str, channels: int, device) -> torch.Tensor:
+        v = self.vectors.get(layer)
+        if v is None or v.shape[1] != channels:
+            v = direction_vectors(layer, channels, self.count, self.seed)
+        if v.device != torch.device(device):
+            v = v.to(device)
+        self.vectors[layer] = v
+        return v
+
+    def scores(self, layer, act):
+        m = channel_maps(act).float()
+        v = self._vectors(layer, m.shape[1], m.device)
+        return torch.einsum("dc,ncp->ndp", v, m)
+
+    def _amax(self, layer, act, m):
+        return m.amax(2)
+
+    def spawn(self) -> "Directions":
+        return Directions(self.layers, self.count, self.k, self.seed)
+
+    def finalize(self):
+        out = super().finalize()
+        for name in out:
+            c = self.vectors[name].shape[1] if name in self.vectors else None
+            out[name]["vectors"] = (self.vectors[name].cpu().numpy() if c else
+                                    np.zeros((self.count, 0), np.float32))
+        return out
+
+    def state_dict(self):
+        return super().state_dict() | {"count": self.count, "seed": self.seed,
+                                       "vectors": {k: v.cpu() for k, v in self.vectors.items()}}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.count, self.seed = int(state["count"]), int(state["seed"])
+        self.vectors = dict(state["vectors"])
+
+    def merge(self, other: "Directions") -> "Directions":
+        for name, v in other.vectors.items():
+            self.vectors.setdefault(name, v)
+        return super().merge(other)

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from ..errors import ConvlensError
-from .engine import Checkpoint, PassInfo, feed, progress_bar
-from .reducers import Reducer
+from .checkpoint import Checkpoint, PassInfo
+from .local import feed, progress_bar
+from .reducer import Reducer
 
 
 def require_ray():

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .data import Loader
-from .errors import ConvlensError
-from .hooks import preserved
+from ..data import Loader
+from ..errors import ConvlensError
+from ..hooks import preserved
 
 
 @dataclass

@@ -12,8 +12,8 @@ and snapped to a grid; the grid here is a linear assignment (Jonker-Volgenant, s
 Every run also measures the embedding: leave-one-out kNN label accuracy (k = 10) in 2-D and in
 code space, and trustworthiness (Venna & Kaski 2001) of the 2-D neighbourhoods.
 
-This module imports torch only inside `cnn_codes`; computing from saved codes and drawing do
-not need it. Example::
+The codes come from `convlens.techniques.codes` (`cnn_codes`, or a scan's saved codes); the
+grid assignment is `convlens.techniques.grid`. Example::
 
     codes = cnn_codes(lens, data, n=5000)          # runs the model
     res = tsne_grid(codes)                          # or tsne_grid(array, images, labels=...)
@@ -21,127 +21,27 @@ not need it. Example::
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConvlensError
+from ..draw import (BORDER_GREY, BORDER_RIGHT, BORDER_WRONG, captioned, fit_tiles, palette,
+                    rgb_tiles, save_png, tile_grid)
 from ..results import Result, as_numpy
+from .codes import Codes, Thumbs
+from .grid import _grid_shape, grid_assign, grid_cost, grid_positions, sample_indices
 
-#: the grid's default side (cells per row and column)
-GRID_SIDE = 50
-#: a grid with more cells than this is assigned hierarchically, block by block
-EXACT_MAX_CELLS = 2500
-#: block side of the hierarchical assignment (32 x 32 = 1024 cells per exact problem)
-BLOCK_SIDE = 32
 #: openTSNE options convlens changes. Boxes of 2 units: the grid of the FFT interpolation has a
 #: quarter of the nodes once a 10k embedding spans ~120 units, and the whole t-SNE took a third
 #: of the CPU time (10.9 s against 34.8 s, fashion-net codes of the 10k test images) with the
 #: same kNN accuracy (0.920 against 0.919) and trustworthiness (0.9966 against 0.9967)
 FFT_OPTIONS: dict[str, Any] = {"ints_in_interval": 2}
-#: with more than this many candidates per cell, "nearest" selection samples candidates first
-CANDIDATES_PER_CELL = 2
-
-Thumbs = Callable[[np.ndarray], np.ndarray]
-
-
-# ------------------------------------------------------------------------------------------
-# codes from a model (the only part that needs torch)
-# ------------------------------------------------------------------------------------------
-@dataclass
-class Codes:
-    """CNN codes of a set of images, with what is known about each image.
-
-    ``codes`` ``(N, D)`` float32; ``index`` ``(N,)`` dataset indices; ``label`` ``(N,)`` (-1:
-    none); ``pred`` ``(N,)``; ``p_pred`` ``(N,)`` softmax probability of the prediction;
-    ``thumbnails`` ``(N, h, w)`` or ``(N, h, w, 3)`` uint8; ``classes`` the class names.
-    """
-
-    codes: np.ndarray
-    index: np.ndarray
-    label: np.ndarray
-    pred: np.ndarray | None = None
-    p_pred: np.ndarray | None = None
-    thumbnails: np.ndarray | Thumbs | None = None
-    classes: list[str] | None = None
-    layer: str = ""
-    meta: pd.DataFrame | None = None
-
-
-def code_layer(lens) -> str:
-    """The name of the model's last ``nn.Linear``: its input is the CNN code."""
-    from torch import nn
-
-    from ..hooks import model_of
-
-    linears = [n for n, m in model_of(lens).named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ConvlensError("the model has no nn.Linear, so there is no code to take "
-                            "automatically: name a layer with --layer NAME")
-    return linears[-1]
-
-
-def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size: int = 64,
-              workers: int = 0, seed: int = 0, thumb: int = 32, progress: bool = True) -> Codes:
-    """Run `data` through `lens` and keep each image's code, prediction and a thumbnail.
-
-    Args:
-        lens: a `Lens`.
-        data: a convlens dataset (preprocessed for `lens`).
-        n: how many images; a seeded random sample of the dataset when smaller than it
-            (``None`` or 0: all).
-        layer: ``"auto"``: the input of the last ``nn.Linear`` (the code after its ReLU);
-            or a module name whose output, flattened, is the code.
-        thumb: thumbnails larger than this are scaled down to it (antialiased).
-
-    Returns `Codes`; ``codes`` is ``(N, D)`` float32.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from ..data import Loader
-    from ..hooks import capture, capture_inputs, preserved
-
-    if data.lens is None:
-        data.with_lens(lens)
-    total = len(data)
-    indices = None
-    if n and n < total:
-        indices = np.sort(np.random.default_rng(seed).choice(total, n, replace=False)).tolist()
-    linear = code_layer(lens) if layer == "auto" else None
-    name = linear or layer
-    codes, index, label, pred, p_pred, thumbs = [], [], [], [], [], []
-    with torch.no_grad(), preserved(lens):
-        lens.eval()
-        hooks = capture_inputs(lens, linear) if linear else capture(lens, layer)
-        with hooks as got:
-            for batch in Loader(data, batch_size=batch_size, workers=workers,
-                                progress=progress, desc="codes", indices=indices):
-                logits = lens(batch.images)
-                codes.append(got[name].flatten(1).float().cpu().numpy())
-                prob = logits.float().softmax(1)
-                pp, pk = prob.max(1)
-                index.append(batch.indices.numpy())
-                label.append(batch.labels.numpy())
-                pred.append(pk.numpy())
-                p_pred.append(pp.numpy())
-                img = lens.to_unit(batch.images).float()
-                if max(img.shape[-2:]) > thumb:
-                    h, w = img.shape[-2:]
-                    s = thumb / max(h, w)
-                    img = F.interpolate(img, size=(max(1, round(h * s)), max(1, round(w * s))),
-                                        mode="bilinear", antialias=True, align_corners=False)
-                img = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                thumbs.append(img[..., 0] if img.shape[-1] == 1 else img)
-    if not codes:
-        raise ConvlensError("no readable images in the data")
-    return Codes(np.concatenate(codes), np.concatenate(index), np.concatenate(label),
-                 np.concatenate(pred), np.concatenate(p_pred), np.concatenate(thumbs),
-                 classes=lens.labels or getattr(data, "classes", None),
-                 layer=f"input of {linear}" if linear else layer)
+BORDERS = ("class", "pred", "correct", "none")
 
 
 # ------------------------------------------------------------------------------------------
@@ -174,13 +74,6 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, seed: int = 0, n_jobs: int = 1
     return np.asarray(emb, dtype=np.float32)
 
 
-def _sample(n: int, m: int | None, seed: int) -> np.ndarray:
-    """All of ``range(n)``, or a sorted seeded sample of `m` of them."""
-    if m is None or n <= m:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
-
-
 def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = 10, max_queries: int | None = 10000,
                  seed: int = 0, n_jobs: int = 1) -> float:
     """Leave-one-out k-nearest-neighbour label accuracy of points ``x`` ``(N, D)``.
@@ -198,7 +91,7 @@ def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = 10, max_queries: in
     if len(scored) < 2:
         return float("nan")
     k = min(k, len(x) - 1)
-    q = scored[_sample(len(scored), max_queries, seed)]
+    q = scored[sample_indices(len(scored), max_queries, seed)]
     algorithm = "kd_tree" if x.shape[1] <= 3 else "brute"
     nn_ = NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm, n_jobs=n_jobs).fit(x)
     idx = nn_.kneighbors(x[q], return_distance=False)
@@ -228,169 +121,14 @@ def trustworthiness(x: np.ndarray, emb: np.ndarray, k: int = 10, max_points: int
     """
     from sklearn.manifold import trustworthiness as _trust
 
-    s = _sample(len(x), max_points, seed)
+    s = sample_indices(len(x), max_points, seed)
     if len(s) < 4:
         return float("nan"), len(s)
     k = min(k, (len(s) - 1) // 2)
     return float(_trust(x[s], emb[s], n_neighbors=k)), len(s)
 
-
-# ------------------------------------------------------------------------------------------
-# the grid: a linear assignment of images to cells
-# ------------------------------------------------------------------------------------------
-def grid_positions(emb: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """The embedding scaled so that it spans the grid: ``(N, 2)`` as (row, col), in cell units."""
-    e = np.asarray(emb, dtype=np.float64)
-    lo, hi = e.min(0), e.max(0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    u = (e - lo) / span
-    return np.stack([u[:, 1] * rows, u[:, 0] * cols], 1)  # y -> row, x -> column
-
-
-def _cells(rows: int, cols: int) -> np.ndarray:
-    r, c = np.mgrid[0:rows, 0:cols]
-    return np.stack([r.ravel() + 0.5, c.ravel() + 0.5], 1)
-
-
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-
-
-def _exact(pos: np.ndarray, points: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal pairs (point, cell) between `points` and `cells` (indices into pos / the cells
-    array); the smaller side is fully matched."""
-    from scipy.optimize import linear_sum_assignment
-
-    cost = _sqdist(pos[points], cells)
-    if len(points) <= len(cells):
-        r, c = linear_sum_assignment(cost)
-        return points[r], c
-    c, r = linear_sum_assignment(cost.T)  # more points than cells: each cell takes one
-    return points[r], c
-
-
-def _split(counts_of: np.ndarray, n: int) -> np.ndarray:
-    """Split `n` items over parts with capacities `counts_of`, proportionally (largest
-    remainder), never above a capacity."""
-    total = counts_of.sum()
-    if n >= total:
-        return counts_of.copy()
-    share = counts_of * (n / total)
-    out = np.floor(share).astype(int)
-    rest = n - out.sum()
-    out[np.argsort(-(share - out), kind="stable")[:rest]] += 1
-    return out
-
-
-def _hierarchical(pos: np.ndarray, points: np.ndarray, rows: int, cols: int,
-                  block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Balanced split into blocks of about block x block cells, then an exact assignment in
-    each: points sorted by row are cut into bands of block rows, each band's points sorted by
-    column are cut into blocks, as many points per block as it has cells (proportionally
-    fewer when there are fewer points than cells)."""
-    pts_out, cell_out = [], []
-    band_edges = list(range(0, rows, block)) + [rows]
-    col_edges = list(range(0, cols, block)) + [cols]
-    band_cap = np.array([(b1 - b0) * cols for b0, b1 in zip(band_edges, band_edges[1:])])
-    band_n = _split(band_cap, len(points))
-    order = points[np.argsort(pos[points, 0], kind="stable")]
-    start = 0
-    for (r0, r1), nb in zip(zip(band_edges, band_edges[1:]), band_n):
-        band = order[start:start + nb]
-        start += nb
-        cap = np.array([(r1 - r0) * (c1 - c0) for c0, c1 in zip(col_edges, col_edges[1:])])
-        blk_n = _split(cap, len(band))
-        band = band[np.argsort(pos[band, 1], kind="stable")]
-        s = 0
-        for (c0, c1), nk in zip(zip(col_edges, col_edges[1:]), blk_n):
-            pts = band[s:s + nk]
-            s += nk
-            if not len(pts):
-                continue
-            rr, cc = np.mgrid[r0:r1, c0:c1]
-            cells = np.stack([rr.ravel() + 0.5, cc.ravel() + 0.5], 1)
-            p, c = _exact(pos, pts, cells)
-            pts_out.append(p)
-            cell_out.append(rr.ravel()[c] * cols + cc.ravel()[c])
-    return np.concatenate(pts_out), np.concatenate(cell_out)
-
-
-def grid_assign(emb: np.ndarray, rows: int, cols: int, select: str = "nearest", seed: int = 0,
-                exact_max: int = EXACT_MAX_CELLS,
-                block: int = BLOCK_SIDE) -> tuple[np.ndarray, str]:
-    """Snap points to a rows x cols grid by the assignment that minimises the total squared
-    move ``sum ||p_i - cell(i)||^2`` (the embedding scaled to span the grid, cells 1 apart).
-
-    Args:
-        emb: ``(N, 2)`` positions.
-        select: with more points than cells, which images the grid shows:
-            ``"nearest"``: the assignment also chooses them, each cell taking a distinct image
-            near it (Karpathy's grid; the regions of the map get cells by area, so dense
-            clusters show a smaller share of their images). Beyond 2 candidates per cell a
-            seeded random sample of 2 per cell is the candidate set (the assignment's time
-            grows fast with it: 2500 cells x 10000 images took 3x longer than x 5000).
-            ``"sample"``: a seeded uniform sample of rows x cols images (classes get cells by
-            their share of the images), then assigned.
-        exact_max: grids with more cells are solved hierarchically: a balanced split of the
-            points into blocks of `block` x `block` cells (by row, then by column), then an
-            exact assignment inside each block; the points are a uniform sample there.
-
-    Returns ``(grid, method)``: ``grid`` ``(rows, cols)`` int64 holds the row in `emb` of the
-    point in each cell, -1 where empty (fewer points than cells); every point appears at most
-    once. `method` says how it was solved.
-    """
-    if select not in ("nearest", "sample"):
-        raise ConvlensError(f"select must be 'nearest' or 'sample', got {select!r}")
-    n, m = len(emb), rows * cols
-    if rows < 1 or cols < 1:
-        raise ConvlensError(f"the grid needs at least one row and column, got {rows}x{cols}")
-    pos = grid_positions(emb, rows, cols)
-    rng_seed = seed + 1  # not the sample the metrics use
-    if m > exact_max:
-        points = _sample(n, m, rng_seed)
-        p, c = _hierarchical(pos, points, rows, cols, block)
-        method = f"hierarchical ({block}x{block} blocks)" + (", uniform sample" if n > m else "")
-    else:
-        if n > m and select == "sample":
-            points, how = _sample(n, m, rng_seed), "uniform sample"
-        elif n > m:
-            points, how = _sample(n, CANDIDATES_PER_CELL * m, rng_seed), "nearest images"
-            if n > CANDIDATES_PER_CELL * m:
-                how += f" among {len(points)} sampled"
-        else:
-            points, how = np.arange(n), ""
-        p, c = _exact(pos, points, _cells(rows, cols))
-        method = "exact" + (f", {how}" if how else "")
-    grid = np.full(m, -1, dtype=np.int64)
-    grid[c] = p
-    return grid.reshape(rows, cols), method
-
-
-def grid_cost(emb: np.ndarray, grid: np.ndarray) -> float:
-    """Total squared move (in cell units) of the points placed in `grid`."""
-    rows, cols = grid.shape
-    pos = grid_positions(emb, rows, cols)
-    r, c = np.nonzero(grid >= 0)
-    target = np.stack([r + 0.5, c + 0.5], 1)
-    return float(((pos[grid[r, c]] - target) ** 2).sum())
-
-
-# ------------------------------------------------------------------------------------------
-# the technique
-# ------------------------------------------------------------------------------------------
-def _grid_shape(grid, n: int) -> tuple[int, int]:
-    if grid is None:
-        side = max(1, min(GRID_SIDE, int(np.sqrt(n))))
-        return side, side
-    if isinstance(grid, (int, np.integer)):
-        return int(grid), int(grid)
-    rows, cols = grid
-    return int(rows), int(cols)
-
-
 def _blas_threads(n_jobs: int):
     """A context limiting BLAS/OpenMP threads to `n_jobs` (no limit for -1)."""
-    import contextlib
 
     if n_jobs is None or n_jobs < 1:
         return contextlib.nullcontext()
@@ -537,43 +275,6 @@ def tsne_grid(codes, images=None, *, labels=None, preds=None, index=None, classe
 # ------------------------------------------------------------------------------------------
 # the result and its pictures (numpy and PIL only)
 # ------------------------------------------------------------------------------------------
-BORDERS = ("class", "pred", "correct", "none")
-_GREY = np.array([150, 150, 150], np.uint8)
-_RIGHT = np.array([44, 160, 44], np.uint8)
-_WRONG = np.array([214, 39, 40], np.uint8)
-
-
-def palette(n: int) -> np.ndarray:
-    """`n` distinct colours ``(n, 3)`` uint8: tab10 up to 10 classes, tab20 up to 20, else a
-    hue wheel."""
-    import matplotlib
-
-    if n <= 10:
-        cols = matplotlib.colormaps["tab10"](np.arange(max(n, 1)))[:, :3]
-    elif n <= 20:
-        cols = matplotlib.colormaps["tab20"](np.arange(n))[:, :3]
-    else:
-        cols = matplotlib.colormaps["hsv"](np.arange(n) / n)[:, :3]
-    return (cols * 255 + 0.5).astype(np.uint8)
-
-
-def _rgb(tiles: np.ndarray) -> np.ndarray:
-    return np.repeat(tiles[..., None], 3, -1) if tiles.ndim == 3 else tiles
-
-
-def _fit(tiles: np.ndarray, size: int) -> np.ndarray:
-    """Tiles ``(n, h, w, 3)`` resized so their longer side is `size` (PIL, bilinear)."""
-    from PIL import Image
-
-    h, w = tiles.shape[1:3]
-    if max(h, w) == size:
-        return tiles
-    s = size / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    return np.stack([np.asarray(Image.fromarray(t).resize((nw, nh), Image.BILINEAR))
-                     for t in tiles])
-
-
 @dataclass
 class TsneResult(Result):
     """A t-SNE embedding of CNN codes, its grid and its quality.
@@ -640,10 +341,8 @@ class TsneResult(Result):
 
     def _sprites(self, path: str) -> None:
         """Every point's thumbnail (table order), SPRITE_COLS per row, for hover in the report."""
-        from ..draw import save_png, tile_grid
-
         n = min(len(self.table), self.SPRITE_MAX)
-        tiles = np.concatenate([_fit(_rgb(self.thumbs(np.arange(i, min(n, i + 1000)))),
+        tiles = np.concatenate([fit_tiles(rgb_tiles(self.thumbs(np.arange(i, min(n, i + 1000)))),
                                      self.SPRITE_SIZE) for i in range(0, n, 1000)])
         h, w = tiles.shape[1:3]
         if (h, w) != (self.SPRITE_SIZE, self.SPRITE_SIZE):  # pad non-square thumbnails
@@ -665,16 +364,16 @@ class TsneResult(Result):
         t = self.table
         n = len(t)
         if self.border == "correct":
-            c = np.tile(_GREY, (n, 1))
+            c = np.tile(BORDER_GREY, (n, 1))
             ok = t["correct"].astype("boolean")  # unknown (no label) stays grey
-            c[ok.fillna(False).to_numpy(bool)] = _RIGHT
-            c[(~ok).fillna(False).to_numpy(bool)] = _WRONG
+            c[ok.fillna(False).to_numpy(bool)] = BORDER_RIGHT
+            c[(~ok).fillna(False).to_numpy(bool)] = BORDER_WRONG
             return c
         key = "pred" if self.border == "pred" else "label"
         lab = t[key].to_numpy() if key in t else np.full(n, -1)
         k = max(int(lab.max()) + 1, len(self.classes or []), 1)
         pal = palette(k)
-        c = np.tile(_GREY, (n, 1))
+        c = np.tile(BORDER_GREY, (n, 1))
         c[lab >= 0] = pal[lab[lab >= 0]]
         return c
 
@@ -698,7 +397,7 @@ class TsneResult(Result):
         return yx, np.array(drawn, np.int64), side, tile
 
     def _framed(self, rows: np.ndarray, colours: np.ndarray, size: int) -> np.ndarray:
-        tiles = _fit(_rgb(self.thumbs(rows)), size)
+        tiles = fit_tiles(rgb_tiles(self.thumbs(rows)), size)
         if self.border == "none":
             return tiles
         h, w = tiles.shape[1:3]
@@ -751,97 +450,21 @@ class TsneResult(Result):
         if self.border == "none":
             return []
         if self.border == "correct":
-            return [(_RIGHT, "correct"), (_WRONG, "wrong")]
+            return [(BORDER_RIGHT, "correct"), (BORDER_WRONG, "wrong")]
         key = "pred" if self.border == "pred" else "label"
         lab = self.table[key].to_numpy() if key in self.table else np.full(1, -1)
         k = max(int(lab.max()) + 1, len(self.classes or []), 1)
         pal = palette(k)
         names = self.classes or [str(i) for i in range(k)]
         items = [(pal[i], names[i] if i < len(names) else str(i)) for i in range(k)]
-        return items + ([(_GREY, "no label")] if (lab < 0).any() else [])
+        return items + ([(BORDER_GREY, "no label")] if (lab < 0).any() else [])
 
     def _save(self, path: str, img: np.ndarray, title: str) -> None:
         """`img` with a caption strip: title, measures and the colour legend."""
-        from PIL import Image, ImageDraw, ImageFont
-
-        from ..draw import save_png
-
         m = {k: self.metrics.get(k, float("nan"))
              for k in ("knn_accuracy_2d", "knn_accuracy_code", "trustworthiness")}
         lines = [title + ".",
                  f"kNN accuracy (k={self.params.get('k')}): 2-D {m['knn_accuracy_2d']:.3f}, "
                  f"code space {m['knn_accuracy_code']:.3f}; trustworthiness "
                  f"{m['trustworthiness']:.3f}. Frames: {self.border}."]
-        font_size = int(np.clip(img.shape[1] / 90, 11, 36))
-        try:
-            font = ImageFont.load_default(font_size)
-        except TypeError:  # Pillow < 10.1: a fixed bitmap font
-            font = ImageFont.load_default()
-        line_h = int(font_size * 1.4)
-        items = self._legend_items()
-        if len(items) > 40:  # a legend of hundreds of classes says nothing
-            lines.append(f"Frame colours: {len(items)} classes on a hue wheel.")
-            items = []
-        width = img.shape[1]
-        measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-        places, x, y = [], 6, 4 + len(lines) * line_h  # legend entries, wrapped to the width
-        for colour, name in items:
-            w = font_size + 12 + int(measure.textlength(name, font=font))
-            if x > 6 and x + w > width:
-                x, y = 6, y + line_h
-            places.append((x, y, colour, name))
-            x += w
-        height = (y + line_h if items else y) + 4
-        strip = Image.new("RGB", (width, height), "white")
-        d = ImageDraw.Draw(strip)
-        for i, line in enumerate(lines):
-            d.text((6, 4 + i * line_h), line, fill="black", font=font)
-        for x, y, colour, name in places:
-            d.rectangle([x, y + 2, x + font_size, y + 2 + font_size],
-                        fill=tuple(int(v) for v in colour))
-            d.text((x + font_size + 4, y), name, fill="black", font=font)
-        save_png(path, np.concatenate([img, np.asarray(strip)], 0))
-
-
-def dataset_thumbnails(data, index: Sequence[int], size: int = 32) -> Thumbs:
-    """A thumbnail source for `tsne_grid` that opens dataset items only when drawn.
-
-    ``rows -> (len(rows), size, size[, 3])`` uint8: item ``index[row]`` of `data`
-    (``data.load``), its shorter side scaled to `size` and centre-cropped; an unreadable item
-    gives a grey tile.
-    """
-    from PIL import Image
-
-    from ..errors import BadImage
-
-    index = np.asarray(index)
-
-    def one(i: int, mode: str) -> np.ndarray:
-        try:
-            img, _, _ = data.load(int(i))
-        except BadImage:
-            return np.full((size, size) if mode == "L" else (size, size, 3), 128, np.uint8)
-        if isinstance(img, np.ndarray):
-            img = Image.fromarray(img)
-        img = img.convert(mode)
-        s = size / min(img.size)
-        w, h = max(size, round(img.width * s)), max(size, round(img.height * s))
-        img = img.resize((w, h), Image.BILINEAR)
-        left, top = (w - size) // 2, (h - size) // 2
-        return np.asarray(img.crop((left, top, left + size, top + size)))
-
-    modes: list[str] = []  # grey or RGB for all, decided by the first item opened
-
-    def fetch(rows: np.ndarray) -> np.ndarray:
-        rows = np.atleast_1d(rows)
-        if not modes:
-            try:
-                first = data.load(int(index[rows[0]]))[0]
-            except BadImage:
-                first = None
-            grey = first is not None and (np.asarray(first).ndim == 2
-                                          if isinstance(first, np.ndarray)
-                                          else first.mode in ("L", "I", "I;16", "1", "F"))
-            modes.append("L" if grey else "RGB")
-        return np.stack([one(index[r], modes[0]) for r in rows])
-    return fetch
+        save_png(path, captioned(img, lines, self._legend_items()))
