@@ -12,6 +12,7 @@ import warnings
 
 from .errors import ConvlensError
 
+
 # -- entry point ---------------------------------------------------------------------------
 def _import_commands() -> None:
     import importlib

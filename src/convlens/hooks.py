@@ -201,6 +201,7 @@ def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False,
 # relu_rule: a modified backward pass at every ReLU (DeconvNet, guided backpropagation)
 # ------------------------------------------------------------------------------------------
 import warnings  # noqa: E402  (kept with the section that uses it)
+
 from torch.overrides import TorchFunctionMode  # noqa: E402
 
 RELU_RULES = ("guided", "deconv")

@@ -180,6 +180,44 @@ class Lens(nn.Module):
                 f"value_range={self.value_range}, classes={self.num_classes}")
 
 
+def as_lens(model, example: torch.Tensor | None = None) -> "Lens":
+    """`model` as a `Lens`: a `Lens` as it is; a bare ``nn.Module`` wrapped with no
+    normalisation (mean 0, std 1: inputs are used as given) and the input size of `example`
+    (an image ``(C, H, W)`` or a batch); anything else is an error.
+
+    Every technique calls this first, so each accepts a `Lens` or an ``nn.Module``.
+    """
+    if isinstance(model, Lens):
+        return model
+    if not isinstance(model, nn.Module):
+        raise ConvlensError(f"expected a convlens.Lens or a torch nn.Module as the model, got "
+                            f"{type(model).__name__} (load one with convlens.load_model(SPEC))")
+    if example is None or not hasattr(example, "shape") or len(example.shape) < 3:
+        raise ConvlensError(f"a bare {type(model).__name__} does not say what input it takes: "
+                            "wrap it as convlens.Lens(model, mean, std, input_size=(C, H, W))")
+    c = int(example.shape[-3])
+    return Lens(model, mean=(0.0,) * c, std=(1.0,) * c, input_size=tuple(example.shape[-3:]))
+
+
+def lens_and_data(model, data, max_pixels: int | None = None):
+    """``(lens, dataset)`` for a technique that reads data: `data` is a spec string or a
+    dataset, preprocessed for the model; a bare ``nn.Module`` takes the size of the data's
+    first readable item, with no normalisation (see `as_lens`)."""
+    from .data import Item, as_dataset
+
+    if isinstance(model, Lens):
+        return model, as_dataset(data, model, max_pixels)
+    ds = as_dataset(data, None, max_pixels)
+    first = next((it for it in (ds[i] for i in range(min(len(ds), 100))) if isinstance(it, Item)),
+                 None)
+    if first is None:
+        raise ConvlensError("no readable item among the first 100 of the data")
+    lens = as_lens(model, first.image)
+    if ds.lens is None:
+        ds.with_lens(lens)
+    return lens, ds
+
+
 def as_batch(lens: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`x` checked and made ready for the model: ``(N, C, H, W)`` (a single ``(C, H, W)`` image
     gets a batch axis), on the model's device and float dtype, detached from any graph."""

@@ -1,9 +1,18 @@
 """`convlens activations`, `convlens stats`, `convlens filters` (the seed's §1)."""
 from __future__ import annotations
 
-
-from .common import (command, data_from, data_options, image_options, images_from, lens_from,
-                   model_options, options, output_options, save_result)
+from .common import (
+    command,
+    data_from,
+    data_options,
+    image_options,
+    images_from,
+    lens_from,
+    model_options,
+    options,
+    output_options,
+    save_result,
+)
 
 
 def layer_option(p, help_: str) -> None:

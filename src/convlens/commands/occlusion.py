@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (command, image_options, images_from, lens_from, model_options, options,
-                   output_options, save_result)
+from .common import (
+    command,
+    image_options,
+    images_from,
+    lens_from,
+    model_options,
+    options,
+    output_options,
+    save_result,
+)
 
 
 def _pair(s: str) -> tuple[int, int]:

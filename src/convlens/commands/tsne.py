@@ -4,10 +4,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-from .common import (command, data_from, data_options, lens_from, model_options, options,
-                   output_options, save_result)
 from ..errors import ConvlensError
+from .common import (
+    command,
+    data_from,
+    data_options,
+    lens_from,
+    model_options,
+    options,
+    output_options,
+    save_result,
+)
 
 
 def _grid(s: str):

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConvlensError, unknown
-from .base import Batch, ImageDataset, Item, Loader, Skipped, SkippedImageWarning, collate
+from .base import (
+    Batch,
+    ImageDataset,
+    Item,
+    Loader,
+    Skipped,
+    SkippedImageWarning,
+    collate,
+)
 from .files import ImageFolder, Manifest
 
 # name -> factory(split: str | None, lens, **options) -> ImageDataset
@@ -52,6 +60,22 @@ def load_data(spec: str | os.PathLike, lens=None, max_pixels: int | None = None)
                         ".csv/.parquet manifest")
 
 
+def as_dataset(data, lens=None, max_pixels: int | None = None) -> ImageDataset:
+    """`data` as a dataset preprocessed for `lens`: a data spec string (or path) is loaded with
+    `load_data` (and remembered as ``.spec``); a dataset gets the lens if it has none; anything
+    else is an error. Every technique that reads data calls this first."""
+    if isinstance(data, (str, os.PathLike)):
+        ds = load_data(data, lens=lens, max_pixels=max_pixels)
+        ds.spec = os.fspath(data)
+        return ds
+    if not isinstance(data, ImageDataset):
+        raise ConvlensError(f"expected a data spec (e.g. 'builtin:fashion-mnist:test' or a "
+                            f"folder) or a convlens dataset, got {type(data).__name__}")
+    if data.lens is None and lens is not None:
+        data.with_lens(lens)
+    return data
+
+
 def _register_builtins() -> None:
     from . import fashion, procedural
     register_data("fashion-mnist")(fashion._factory)
@@ -60,5 +84,5 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["load_data", "register_data", "BUILTIN_DATA", "ImageDataset", "Item", "Batch",
+__all__ = ["load_data", "as_dataset", "register_data", "BUILTIN_DATA", "ImageDataset", "Item", "Batch",
            "Skipped", "Loader", "collate", "SkippedImageWarning", "ImageFolder", "Manifest"]

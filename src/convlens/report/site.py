@@ -12,10 +12,10 @@ import os
 import shutil
 from pathlib import Path
 
-
 from ..results import MANIFEST, SavedResult, safe_name
 from . import pages
-from .common import Page, Run, generic_page, template_env, table_html_rows
+from .common import Page, Run, generic_page, table_html_rows, template_env
+
 
 def find_results(inputs: list[str | os.PathLike]) -> list[Path]:
     """Result folders under the inputs, in a stable order."""

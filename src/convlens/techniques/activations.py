@@ -18,6 +18,7 @@ from torch import nn
 
 from ..engine import Reducer, channel_maps, local_pass, shared
 from ..hooks import capture, model_of, preserved
+from ..lens import as_lens, lens_and_data
 from ..results import Result
 
 DEAD_THRESHOLD = 0.99
@@ -235,6 +236,7 @@ def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
         st = activation_stats(lens, load_data("builtin:fashion-mnist:test"))
         st.layers            # layer, channels, dead, dead_fraction, mean_sparsity
     """
+    lens, data = lens_and_data(lens, data)
     names = _layers(lens, layers)
     for n in names:
         lens.layer(n)
@@ -315,6 +317,7 @@ def activations(lens, x: torch.Tensor, layers: str | Sequence[str] | None = None
         res.maps["features.1"].shape      # (N, C, H, W)
         res.save("out/")                  # one tile grid per image and layer, one scale per layer
     """
+    lens = as_lens(lens, x)
     names = _layers(lens, layers)
     with preserved(lens), torch.no_grad():
         lens.eval()

@@ -12,10 +12,16 @@ from torch import nn
 
 from ..errors import ConvlensError
 from ..hooks import forward_hooks, model_of, preserved
-from .gradients import (GradientMaps, channel_max_abs, concrete_targets, grad_input,
-                        maps_result, target_pass)
+from ..lens import as_lens
+from .gradients import (
+    GradientMaps,
+    channel_max_abs,
+    concrete_targets,
+    grad_input,
+    maps_result,
+    target_pass,
+)
 from .targets import TargetLike, image_targets, target_param
-
 
 _POINTWISE = (nn.ReLU, nn.BatchNorm2d, nn.GroupNorm, nn.Dropout, nn.Dropout2d, nn.Identity,
               nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.ReLU6, nn.Hardswish, nn.Mish, nn.PReLU,
@@ -77,6 +83,7 @@ def grad_cam(lens, x: torch.Tensor, target: TargetLike = "auto",
         res = grad_cam(lens, x, layer="features.11")
         res.cam.shape        # (N, 8, 8)
     """
+    lens = as_lens(lens, x)
     xb = grad_input(lens, x)
     layer = layer or default_cam_layer(lens)
     p = target_pass(lens, xb, image_targets(lens, target, len(xb)), cam_layer=layer)
@@ -94,6 +101,7 @@ def guided_grad_cam(lens, x: torch.Tensor, target: TargetLike = "auto",
 
         res = guided_grad_cam(lens, x)
     """
+    lens = as_lens(lens, x)
     xb = grad_input(lens, x)
     layer = layer or default_cam_layer(lens)
     specs = concrete_targets(lens, xb, target)  # both passes explain the same targets

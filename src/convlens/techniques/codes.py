@@ -29,6 +29,7 @@ from ..data.images import dataset_thumbnails
 from ..engine import Reducer, Slots
 from ..errors import ConvlensError
 from ..hooks import capture, capture_inputs, model_of, preserved
+from ..lens import lens_and_data
 from ..results import SavedResult
 
 Thumbs = Callable[[np.ndarray], np.ndarray]
@@ -125,6 +126,7 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
 
     Returns `Codes`; ``codes`` is ``(N, D)`` float32.
     """
+    lens, data = lens_and_data(lens, data)
     if data.lens is None:
         data.with_lens(lens)
     total = len(data)

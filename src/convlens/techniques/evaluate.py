@@ -8,6 +8,7 @@ import torch
 from ..data import Loader
 from ..errors import ConvlensError
 from ..hooks import preserved
+from ..lens import lens_and_data
 
 
 @dataclass
@@ -39,6 +40,7 @@ def evaluate(lens, data, batch_size: int = 256, workers: int = 0, progress: bool
         ev = evaluate(load_model("builtin:fashion-net"), load_data("builtin:fashion-mnist:test"))
         print(ev.summary())
     """
+    lens, data = lens_and_data(lens, data)
     if data.lens is None:
         data.with_lens(lens)
     k = lens.num_classes

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConvlensError
 from ..hooks import model_of
+from ..lens import Lens, as_lens
 from ..results import Result, pictures_html
 
 NOISE_THRESHOLD = 0.69
@@ -133,6 +134,10 @@ def filters(lens, layer: str | None = None, threshold: float = NOISE_THRESHOLD) 
         res = filters(lens)            # first conv layer
         res.verdict, res.scores        # "smooth" / "noisy", per-filter noise scores
     """
+    if isinstance(lens, nn.Module) and not isinstance(lens, Lens):  # channels from the 1st conv
+        conv = next((m for m in lens.modules() if isinstance(m, nn.Conv2d)), None)
+        lens = as_lens(lens, torch.zeros(conv.in_channels if conv else 3, 1, 1))
+    lens = as_lens(lens, None)
     layer = layer or first_conv(lens)
     mod = lens.layer(layer)
     c, h, w = lens.input_size

@@ -51,7 +51,7 @@ from torch import nn
 
 from ..errors import ConvlensError
 from ..hooks import capture, find_module, forward_hooks, model_of, preserved, relu_rule
-from ..lens import as_batch
+from ..lens import as_batch, as_lens
 from ..results import Result, as_numpy
 from .targets import TargetLike, Unit, describe_target, image_targets, target_param
 
@@ -184,6 +184,7 @@ def concrete_targets(lens, x: torch.Tensor, target: TargetLike = "auto") -> list
     Methods that evaluate the model on other inputs than `x` (SmoothGrad's noisy copies,
     integrated gradients' path) fix their targets this way first, as the papers do.
     """
+    lens = as_lens(lens, x)
     xb = grad_input(lens, x).detach()
     specs = image_targets(lens, target, len(xb))
     with torch.no_grad():
@@ -310,6 +311,7 @@ def saliency(lens, x: torch.Tensor, target: TargetLike = "auto") -> GradientMaps
         res = saliency(lens, x, target="star")
         res.map        # (N, H, W)
     """
+    lens = as_lens(lens, x)
     xb = grad_input(lens, x)
     p = target_pass(lens, xb, image_targets(lens, target, len(xb)))
     return maps_result("saliency", lens, xb, p, channel_max_abs(p.grad), p.grad,
@@ -329,6 +331,7 @@ def deconvnet(lens, x: torch.Tensor, target: TargetLike = "auto") -> GradientMap
 
         res = deconvnet(lens, x, target=("features.11", 7))   # Zeiler's top-9 style
     """
+    lens = as_lens(lens, x)
     return _ruled("deconvnet", "deconv", lens, x, target)
 
 
@@ -344,6 +347,7 @@ def guided_backprop(lens, x: torch.Tensor, target: TargetLike = "auto") -> Gradi
 
         res = guided_backprop(lens, x)            # the predicted class of each image
     """
+    lens = as_lens(lens, x)
     return _ruled("guided_backprop", "guided", lens, x, target)
 
 

@@ -37,10 +37,17 @@ from torch import nn
 
 from ..errors import ConvlensError, unknown
 from ..hooks import capture, find_module, preserved
-from ..lens import as_batch
 from ..incremental import IncrementalEngine
+from ..lens import as_batch, as_lens
 from ..results import Result, as_numpy
-from .occluders import drill_down, evaluate, incremental_runner, interp_matrix, naive_runner, ssim
+from .occluders import (
+    drill_down,
+    evaluate,
+    incremental_runner,
+    interp_matrix,
+    naive_runner,
+    ssim,
+)
 
 MODES = ("incremental", "exact", "approximate")
 FILLS = ("zero", "gray", "mean", "blur")
@@ -234,6 +241,7 @@ def occlusion(lens, x: torch.Tensor,
         r = occlusion(lens, x, target="auto", window=16, stride=8)
         r.prob.shape      # (N, 27, 27) for 224x224 images
     """
+    lens = as_lens(lens, x)
     model = lens.model
     x = as_batch(lens, x)
     n, c, h, w = x.shape

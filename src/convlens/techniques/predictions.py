@@ -15,6 +15,7 @@ import torch
 
 from ..engine import Reducer
 
+
 def scalar_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """The scalar entries of an item's metadata (numbers, strings, booleans)."""
     out = {}

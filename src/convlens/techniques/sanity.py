@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..hooks import find_module, forward_hooks, model_of, preserved
+from ..lens import as_lens
 from ..results import Result, as_numpy
 from .cam import default_cam_layer, grad_cam, guided_grad_cam
 from .gradients import concrete_targets, display_images, grad_input
@@ -153,6 +154,7 @@ def cascading_randomization(lens, x: torch.Tensor, target: TargetLike = "auto",
         sc = cascading_randomization(lens, x[:16])
         sc.table()       # stage, method, Spearman and SSIM (mean, std)
     """
+    lens = as_lens(lens, x)
     method_kwargs = {k: dict(v) for k, v in (method_kwargs or {}).items()}
     fns = [_method(m) for m in methods]
     xb = grad_input(lens, x).detach()

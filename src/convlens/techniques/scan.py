@@ -35,6 +35,7 @@ from torch import nn
 from ..engine import Checkpoint, Slots, fingerprint_model, fingerprint_order, run_local
 from ..errors import ConvlensError, unknown
 from ..hooks import model_of
+from ..lens import lens_and_data
 from ..results import MANIFEST, Result, SavedResult
 from .activations import DEAD_THRESHOLD, ActivationStats, default_layers
 from .codes import CodesReducer, code_layer
@@ -133,13 +134,8 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
     if topk < 0 or directions < 0:
         raise ConvlensError("topk and directions must be at least 0")
     dtype = _dtype(dtype)
-    spec = None
-    if isinstance(data, (str, os.PathLike)):
-        from ..data import load_data
-        spec = os.fspath(data)
-        data = load_data(spec, lens=lens)
-    else:
-        spec = getattr(data, "spec", None)
+    lens, data = lens_and_data(lens, data)
+    spec = getattr(data, "spec", None)
     if spec is not None and not str(spec).startswith("builtin:") and os.path.exists(spec):
         spec = os.path.abspath(spec)  # `convlens units` may run from another folder
     if data.lens is None:

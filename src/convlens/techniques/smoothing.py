@@ -13,11 +13,20 @@ import numpy as np
 import torch
 
 from ..errors import ConvlensError, unknown
+from ..lens import as_lens
 from .cam import default_cam_layer, grad_cam, guided_grad_cam
-from .gradients import (GradientMaps, TargetPass, concrete_targets, deconvnet, grad_input, guided_backprop,
-                        maps_result, saliency, target_pass)
+from .gradients import (
+    GradientMaps,
+    TargetPass,
+    concrete_targets,
+    deconvnet,
+    grad_input,
+    guided_backprop,
+    maps_result,
+    saliency,
+    target_pass,
+)
 from .targets import TargetLike, target_param
-
 
 METHODS: dict[str, Callable[..., GradientMaps]] = {}
 
@@ -46,6 +55,7 @@ def integrated_gradients(lens, x: torch.Tensor, target: TargetLike = "auto",
         res = integrated_gradients(lens, x, baseline="black", steps=64)
         res.params["delta"]      # completeness error per image
     """
+    lens = as_lens(lens, x)
     if steps < 1:
         raise ConvlensError(f"steps must be at least 1, got {steps}")
     if internal_batch_size < 1:
@@ -148,6 +158,7 @@ def smoothgrad(lens, x: torch.Tensor, target: TargetLike = "auto",
 
         res = smoothgrad(lens, x, method="guided_backprop", samples=25)
     """
+    lens = as_lens(lens, x)
     fn = _method(method)
     if fn is smoothgrad:
         raise ConvlensError("smoothgrad cannot wrap itself: give another method")

@@ -29,9 +29,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..draw import (
+    BORDER_GREY,
+    BORDER_RIGHT,
+    BORDER_WRONG,
+    captioned,
+    fit_tiles,
+    palette,
+    rgb_tiles,
+    save_png,
+    tile_grid,
+)
 from ..errors import ConvlensError
-from ..draw import (BORDER_GREY, BORDER_RIGHT, BORDER_WRONG, captioned, fit_tiles, palette,
-                    rgb_tiles, save_png, tile_grid)
 from ..results import Result, as_numpy
 from .codes import Codes, Thumbs
 from .grid import _grid_shape, grid_assign, grid_cost, grid_positions, sample_indices
