@@ -59,7 +59,8 @@ def lens_info(lens) -> dict[str, Any]:
     """What the manifest says about a model."""
     if lens is None:
         return {}
-    return {"name": lens.name, "input_size": list(lens.input_size), "mean": list(lens.mean),
+    return {"name": lens.name, "weights": getattr(lens, "weights", None),
+            "input_size": list(lens.input_size), "mean": list(lens.mean),
             "std": list(lens.std), "value_range": list(lens.value_range),
             "labels": lens.labels}
 

@@ -44,6 +44,15 @@ class Run:
     def model_name(self) -> str:
         return (self.result.manifest.get("model") or {}).get("name", "")
 
+    @property
+    def model_weights(self) -> str:
+        """Where the model's weights came from ("random weights, seed 0", a file, ...)."""
+        return (self.result.manifest.get("model") or {}).get("weights") or ""
+
+    @property
+    def random_weights(self) -> bool:
+        return self.model_weights.startswith("random weights")
+
 
 def template_env() -> Environment:
     env = Environment(loader=PackageLoader("convlens.report", "templates"),

@@ -69,7 +69,10 @@ def tsne_pages(run, site: Path) -> list:
     page = generic_page(run, site)
     res = run.result
     t = res.table("embedding")
-    labels = (res.manifest.get("model") or {}).get("labels") or res.info.get("classes") or []
+    model_labels = (res.manifest.get("model") or {}).get("labels") or []
+    # the data's names for "label", the model's for "predicted" (older runs: the model's for both)
+    labels = res.info.get("classes") or model_labels
+    pred_names = res.info.get("pred_classes") or model_labels or labels
     sprites = res.info.get("sprites")
     sprite_src = None
     if sprites and "sprites" in res.manifest.get("pictures", {}):
@@ -79,7 +82,7 @@ def tsne_pages(run, site: Path) -> list:
     points = {"x": [round(float(v), 3) for v in t["x"]], "y": [round(float(v), 3) for v in t["y"]],
               "label": lab, "pred": pred,
               "index": t["index"].astype(int).tolist() if "index" in t else list(range(len(t))),
-              "names": [str(n) for n in labels],
+              "names": [str(n) for n in labels], "pred_names": [str(n) for n in pred_names],
               "sprite": sprite_src, "sprite_size": (sprites or {}).get("size"),
               "sprite_cols": (sprites or {}).get("cols"), "sprite_count": (sprites or {}).get("count", 0)}
     page.template = "tsne.html"

@@ -41,9 +41,13 @@ def find_results(inputs: list[str | os.PathLike]) -> list[Path]:
 def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: str = "convlens report") -> Path:
     """Write the site for the results under `inputs` into `out`; returns the index path."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     roots = [Path(i) for i in inputs]
     folders = find_results(inputs)
+    if not folders:
+        from ..errors import ConvlensError
+        raise ConvlensError("no convlens results (folders with manifest.json) under "
+                            + ", ".join(str(i) for i in inputs) + ": run a view with --out DIR first")
+    out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     ids: set[str] = set()
     for f in folders:

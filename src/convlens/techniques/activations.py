@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..engine import Reducer, channel_maps, local_pass, shared
+from ..errors import ConvlensError
 from ..hooks import capture, model_of, preserved
-from ..lens import as_lens, lens_and_data
+from ..lens import as_batch, as_lens, lens_and_data
 from ..results import Result
 
 DEAD_THRESHOLD = 0.99
@@ -224,7 +225,8 @@ class StatsResult(Result):
 
 def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
                      threshold: float = DEAD_THRESHOLD, batch_size: int = 64, workers: int = 0,
-                     progress: bool = True, limit: int | None = None) -> StatsResult:
+                     progress: bool = True, limit: int | None = None,
+                     indices: Sequence[int] | None = None) -> StatsResult:
     """Dead filters and sparsity of `layers`, streamed over a whole dataset.
 
     A channel is *dead* when its map is zero everywhere for at least `threshold` of the inputs
@@ -241,7 +243,12 @@ def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
     for n in names:
         lens.layer(n)
     reducer = ActivationStats(names)
-    indices = range(min(limit, len(data))) if limit else None
+    if limit is not None and limit < 1:
+        raise ConvlensError(f"limit must be at least 1, got {limit}")
+    if not 0 < threshold <= 1:
+        raise ConvlensError(f"threshold must be in (0, 1], got {threshold}")
+    if indices is None and limit:
+        indices = range(min(limit, len(data)))
     loader = local_pass(lens, data, [reducer], batch_size=batch_size, workers=workers,
                         progress=progress, desc="activation stats", indices=indices)
     return StatsResult.from_reducer(reducer, threshold, skipped=len(loader.skipped))
@@ -318,11 +325,14 @@ def activations(lens, x: torch.Tensor, layers: str | Sequence[str] | None = None
         res.save("out/")                  # one tile grid per image and layer, one scale per layer
     """
     lens = as_lens(lens, x)
+    x = as_batch(lens, x)
     names = _layers(lens, layers)
+    for n in names:
+        lens.layer(n)  # an unknown name: error naming the close matches
     with preserved(lens), torch.no_grad():
         lens.eval()
         with capture(lens, names) as cap:
             logits = lens(x)
-        maps = {n: cap[n].cpu() for n in names}
-    return ActivationsResult(lens.to_unit(x.detach()).cpu(), maps, logits.argmax(1).cpu(),
+        maps = {n: cap[n].float().cpu() for n in names}
+    return ActivationsResult(lens.to_unit(x.detach()).float().cpu(), maps, logits.argmax(1).cpu(),
                              list(lens.labels or []))

@@ -196,8 +196,10 @@ def occlusion(lens, x: torch.Tensor,
         prob[i, j] = softmax(f(x_ij))[target],   top_class[i, j] = argmax f(x_ij)
         activation[i, j] = sum_{u, v} A_layer(x_ij)[channel, u, v]
 
-    Positions run ``0, t, 2t, ...`` while the occluder fits in the image (as Captum's
-    ``Occlusion``); pixels beyond the last position are never occluded when ``(H - w) % t != 0``.
+    Positions run ``0, t, 2t, ...`` while the occluder fits in the image, plus one last position
+    flush with the border (``H - w``) when ``(H - w) % t != 0``, so every pixel is occluded at
+    least once (Captum's ``Occlusion`` clips a window at the border instead; here every window
+    has the full size, so every position removes the same area).
 
     Args:
         lens: a `Lens`; its model runs in eval mode (flags restored afterwards).
@@ -265,8 +267,7 @@ def occlusion(lens, x: torch.Tensor,
         if cy % ty or cx % tx:
             raise ConvlensError(f"coarse_stride {cy}x{cx} must be a multiple of stride {ty}x{tx}")
         coarse = (cy // ty, cx // tx)
-    pos_y = list(range(0, h - wy + 1, ty))
-    pos_x = list(range(0, w - wx + 1, tx))
+    pos_y, pos_x = positions(h, wy, ty), positions(w, wx, tx)
     if layer is not None:
         find_module(model, layer)  # fail early, naming close matches
 
@@ -374,6 +375,15 @@ def occlusion(lens, x: torch.Tensor,
 
 
 # -- arguments -------------------------------------------------------------------------------
+def positions(size: int, window: int, stride: int) -> list[int]:
+    """Occluder starts along one axis: ``0, t, 2t, ...`` and, if that misses the border, a last
+    one at ``size - window``."""
+    out = list(range(0, size - window + 1, stride))
+    if out[-1] != size - window:
+        out.append(size - window)
+    return out
+
+
 def _pair(v, what: str) -> tuple[int, int]:
     a = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
     if len(a) != 2 or any(int(u) != u or u < 1 for u in a):

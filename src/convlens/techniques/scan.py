@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.labels import align_labels, warn_if_differ
 from ..engine import Checkpoint, Slots, fingerprint_model, fingerprint_order, run_local
 from ..errors import ConvlensError, unknown
 from ..hooks import model_of
@@ -168,7 +169,10 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
     dirs = Directions(names, directions, max(topk, 1), seed) if directions else None
     st = ActivationStats(names) if stats else None
     cod = CodesReducer(code, Slots.of(order, len(data)), work / "codes.partial.npy") if code else None
-    pred = Predictions(work / "predictions") if predictions else None
+    label_map = align_labels(getattr(data, "classes", None), getattr(lens, "labels", None))
+    if predictions:
+        warn_if_differ(label_map)
+    pred = Predictions(work / "predictions", label_map=label_map) if predictions else None
     reducers = [r for r in (top, dirs, st, cod, pred) if r is not None]
 
     fingerprint = {"model": fingerprint_model(lens), "data": spec or type(data).__name__,
@@ -217,7 +221,9 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
             "images_per_s": round((info.seen - info.resumed_from) / info.seconds, 1)
             if info.seconds > 0 else None,
             "stats_threshold": threshold, "fields": fields, "shapes": shapes,
-            "labels": list(getattr(lens, "labels", None) or [])}
+            "labels": list(getattr(lens, "labels", None) or []),
+            "classes": list(getattr(data, "classes", None) or []),
+            "label_map": label_map.info()}
     result = ScanResult(names, top.finalize() if top else {}, dirs.finalize() if dirs else {},
                         stats_result, folder, meta, keep)
     if out is not None:  # the data; pictures are drawn when the caller saves (the CLI does)
