@@ -265,6 +265,9 @@ class LayersResult(Result):
     """The layer table of a model, saved for the report."""
 
     kind = "layers"
+    about = ("Every named module of the model with its output shape and receptive field: the "
+             "size of the input patch one output position sees, the stride between positions, "
+             "and the input pixel at the centre of position (0, 0).")
 
     def __init__(self, infos: list[LayerInfo]):
         self.infos = infos

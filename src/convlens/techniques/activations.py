@@ -205,7 +205,7 @@ class StatsResult(Result):
         import matplotlib.pyplot as plt
 
         t = self.channels[self.channels.layer == layer]
-        fig, ax = plt.subplots(figsize=(max(4, min(16, len(t) * 0.12)), 2.6), dpi=100)
+        fig, ax = plt.subplots(figsize=(max(5, min(9, len(t) * 0.12)), 2.6), dpi=100)
         colours = np.where(t.dead, "#d62728", "#1f77b4")
         ax.bar(t.channel, t.zero_map_fraction, color=colours, width=0.9)
         ax.axhline(self.threshold, color="#d62728", lw=0.8, ls="--")
@@ -218,6 +218,17 @@ class StatsResult(Result):
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
+
+    about = ("Dead filters and sparsity over a dataset (the seed's §1): for every channel, the "
+             "share of inputs whose map is zero everywhere. A channel is dead when that share "
+             "reaches the threshold (red bars); many dead channels point at a too-high learning "
+             "rate. Sparsity is the share of exact zeros in the maps.")
+
+    def figures(self):
+        from ..results import figure, panel
+        return [figure(str(r.layer), [panel(f"stats_{r.layer}", kind="plot", caption=[
+            f"{int(r.dead)} of {int(r.channels)} channels dead, mean sparsity "
+            f"{float(r.mean_sparsity):.2f}"])]) for r in self.layers.itertuples()]
 
     def _repr_html_(self) -> str:
         return self.layers.to_html(index=False)
@@ -302,6 +313,27 @@ class ActivationsResult(Result):
         side = tiles.shape[-1]
         return tile_grid(tiles, cols=cols, pad=1, scale=scale or max(1, 48 // max(side, 1)),
                          pad_value=80)
+
+    about = ("Layer activations (the seed's §1): every channel of a layer as a grey tile, for "
+             "one image. One scale per layer (black = 0, white = the layer's largest value in "
+             "the batch), so a channel that stays black is silent for this image; trained ReLU "
+             "networks give sparse, local maps.")
+
+    def figures(self):
+        from ..results import figure, panel, scale
+
+        out = []
+        for i in range(len(self.images)):
+            p = int(self.predictions[i])
+            name = self.labels[p] if p < len(self.labels) else str(p)
+            panels = [panel(f"input_{i}", "input", [f"predicted: {name}"], kind="image")]
+            for layer, m in self.maps.items():
+                if m.dim() == 4:
+                    lo, hi = self.scale(layer)
+                    panels.append(panel(f"act_{i}_{layer}", f"{layer}: {m.shape[1]} channels",
+                                        scale=scale(lo, hi, "activation", "gray")))
+            out.append(figure(f"image {i}", panels))
+        return out
 
     def pictures(self):
         from ..draw import image_hwc

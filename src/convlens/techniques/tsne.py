@@ -357,10 +357,27 @@ class TsneResult(Result):
     #: thumbnails of the report's interactive map: side (px), per sprite-sheet row, at most
     SPRITE_SIZE, SPRITE_COLS, SPRITE_MAX = 24, 100, 20_000
 
+    about = ("t-SNE of CNN codes (the seed's §3): every image placed so that images with similar "
+             "codes (the vector the classifier reads) lie close together. Clusters of one class "
+             "mean the network separates it; the grid snaps the same map to rows and columns. "
+             "Frame colours show the true class (or the prediction, or right and wrong).")
+
     def pictures(self):
         if self.thumbs is None:
             return {"scatter": self._scatter}  # dots only
         return {"scatter": self._scatter, "grid": self._grid, "sprites": self._sprites}
+
+    def figures(self):
+        from ..results import figure, panel
+        m = self.metrics
+        facts = [f"kNN accuracy (k={self.params.get('k')}): 2-D {m.get('knn_accuracy_2d', 0):.3f}, "
+                 f"code space {m.get('knn_accuracy_code', 0):.3f}",
+                 f"trustworthiness {m.get('trustworthiness', 0):.3f}"]
+        out = [figure("thumbnails at their t-SNE positions", [panel("scatter", kind="plot",
+                                                                    caption=facts)])]
+        if self.thumbs is not None:
+            out.append(figure("the same map snapped to a grid", [panel("grid", kind="plot")]))
+        return out
 
     def _sprites(self, path: str) -> None:
         """Every point's thumbnail (table order), SPRITE_COLS per row, for hover in the report."""
