@@ -73,9 +73,7 @@ def make_bins(values: np.ndarray, bins: int | Sequence[float] = 5,
     x = values.astype(np.float64)
     ok = np.isfinite(x)
     if not np.isscalar(bins) and not isinstance(bins, (int, np.integer)):
-        edges = np.asarray(list(bins), dtype=np.float64)
-        if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-            raise ConvlensError(f"bin edges must be at least 2 increasing numbers, got {list(bins)}")
+        edges = check_edges(bins)
         out = [Bin(f"{fmt(a)}–{fmt(b)}", float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
         inside = ok & (x >= edges[0]) & (x <= edges[-1])
         codes[inside] = np.clip(np.searchsorted(edges, x[inside], side="right") - 1, 0, len(out) - 1)
@@ -113,6 +111,18 @@ def make_bins(values: np.ndarray, bins: int | Sequence[float] = 5,
     return out, codes, "quantile"
 
 
+def check_edges(bins) -> np.ndarray:
+    """Bin edges as an increasing float array, or a one-line error."""
+    try:
+        edges = np.asarray(list(bins), dtype=np.float64)
+    except (TypeError, ValueError):
+        edges = np.zeros(0)
+    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0) or \
+            not np.all(np.isfinite(edges)):
+        raise ConvlensError(f"bin edges must be at least 2 increasing numbers, got {bins!r}")
+    return edges
+
+
 def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval of a proportion k/n."""
     if n == 0:
@@ -121,28 +131,32 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if k == 0 else lo), (1.0 if k == n else hi)  # exact ends, no rounding
 
 
 def accuracy_interval(outcomes: np.ndarray, level: float = 0.95, n_resamples: int = 1000,
-                      method: str = "percentile", rng=None) -> tuple[float, float, float, str]:
-    """``(mean, lo, hi, how)`` of 0/1 (or per-class accuracy) `outcomes`.
+                      method: str = "percentile", rng=None,
+                      counts: tuple[int, int] | None = None) -> tuple[float, float, float, str]:
+    """``(mean, lo, hi, how)`` of 0/1 outcomes (or of per-class accuracies).
 
     The interval is `scipy.stats.bootstrap`'s (`method`: ``"percentile"``, ``"basic"`` or
-    ``"BCa"``); where all outcomes are equal (the bootstrap collapses to one point) and they
-    are 0/1, the Wilson score interval (``how = "wilson"``); with fewer than 2 outcomes, none.
+    ``"BCa"``). Where every outcome is 0 or every one is 1 the bootstrap collapses to a point,
+    so the Wilson score interval of ``counts = (right, items)`` (default: the outcomes
+    themselves) is given instead (``how = "wilson"``); with fewer than 2 outcomes, none.
     """
     x = np.asarray(outcomes, dtype=np.float64)
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return float("nan"), float("nan"), float("nan"), "none"
     m = float(x.mean())
+    if np.all(x == x[0]) and x[0] in (0.0, 1.0):
+        k, n = counts if counts is not None else (int(x.sum()), len(x))
+        lo, hi = wilson(int(k), int(n), level)
+        return m, lo, hi, "wilson"
     if len(x) < 2:
         return m, float("nan"), float("nan"), "none"
     if np.all(x == x[0]):
-        if x[0] in (0.0, 1.0):
-            lo, hi = wilson(int(x.sum()), len(x), level)
-            return m, lo, hi, "wilson"
         return m, m, m, "bootstrap"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns about degenerate BCa estimates
@@ -220,7 +234,9 @@ def logistic_regression(X: np.ndarray, y: np.ndarray, max_iter: int = 100,
         info = X.T @ (X * w[:, None])
         grad = X.T @ (y - mu)
         try:
-            step = linalg.solve(info, grad, assume_a="pos")
+            with warnings.catch_warnings():  # ill-conditioned near separation: flagged below
+                warnings.simplefilter("ignore", linalg.LinAlgWarning)
+                step = linalg.solve(info, grad, assume_a="pos")
         except (linalg.LinAlgError, ValueError):
             step = linalg.lstsq(info, grad)[0]
         t, improved = 1.0, False

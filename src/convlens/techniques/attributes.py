@@ -32,6 +32,7 @@ from ..results import SavedResult
 from .attribute_result import AttributeResult
 from .attribute_stats import (
     accuracy_interval,
+    check_edges,
     independent_columns,
     is_numeric,
     logistic_regression,
@@ -331,7 +332,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             or columns of `class_attributes`. Default: every item attribute (the computed ones
             where the items have none) and every class attribute.
         bins: bins per numeric attribute (quantiles; one per value when there are at most this
-            many values), a sequence of edges, or ``{attribute: int | edges}``.
+            many values), a sequence of edges, or ``{attribute: int | edges}`` (key ``"*"``:
+            the others; default 5).
         data: the data the predictions were made on (a spec or dataset), for computed
             attributes (a scan records its spec) or to run a model.
         class_attributes: a table (DataFrame, .csv, .parquet) with a ``label`` column (class
@@ -354,6 +356,12 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         raise ConvlensError(f"level must lie between 0 and 1, got {level}")
     if method not in ("percentile", "basic", "BCa"):
         raise unknown("bootstrap method", method, ("percentile", "basic", "BCa"))
+    for spec in (bins.values() if isinstance(bins, Mapping) else [bins]):
+        if isinstance(spec, (int, np.integer)):
+            if spec < 1:
+                raise ConvlensError(f"bins must be at least 1, got {spec}")
+        else:
+            check_edges(spec)
     notes: list[str] = []
     run = {"limit": limit, "batch_size": batch_size, "progress": progress}
     sources = _sources(predictions, names, data, notes, run)
@@ -368,8 +376,9 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         for a in requested:
             if a not in candidates:
                 raise unknown("attribute", a, candidates)
+    own = [c for c in item_cols if c not in COMPUTED]
     want_computed = bool(computed) or (computed is None and (
-        (requested is None and not item_cols)
+        (requested is None and not own)
         or (requested is not None and any(a in COMPUTED and a not in item_cols for a in requested))))
     if want_computed and computed is not False:
         explicit = bool(computed) or requested is not None
@@ -383,7 +392,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
     rows, summary, regress = [], [], []
     for a in chosen:
         per_class = a in class_cols and a not in item_cols
-        spec = bins.get(a, 5) if isinstance(bins, Mapping) else bins
+        spec = bins.get(a, bins.get("*", 5)) if isinstance(bins, Mapping) else bins
         unit = (units or {}).get(a, KNOWN_UNITS.get(a, ""))
         try:
             got, kind, missing = (_class_bins if per_class else _item_bins)(
@@ -394,9 +403,12 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             continue
         levels = len(got.bin.unique()) if len(got) else 0
         note = ""
-        if levels <= 1:
-            note = "constant: the same value for every item, nothing to compare"
-            notes.append(f"{a}: {note}")
+        if levels == 0:
+            note = "no item has a value" + (" (no mask or box)" if a == "object_area" else "")
+            notes.append(f"{a}: {note}; left out")
+        elif levels == 1:
+            note = f"constant ({got.label.iloc[0]} for every item): nothing to compare"
+            notes.append(f"{a}: {note}; left out")
         if missing:
             note = (note + "; " if note else "") + f"{missing} items without a value"
         summary.append({"attribute": a, "level": "class" if per_class else "item",
@@ -409,6 +421,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             if not per_class:
                 regress.append(a)
     bins_t = pd.concat(rows, ignore_index=True) if rows else _empty_bins()
+    if regression and not regress:
+        notes.append("no item attribute with more than one value: no regression")
     reg = _regression(sources, regress, level, notes) if regression and regress else _empty_reg()
     info = {"models": [s.name for s in sources],
             "items": {s.name: len(s.table) for s in sources},
@@ -486,16 +500,21 @@ def _class_bins(a, sources, classes, spec, max_levels, level, n_resamples, metho
         count = g["correct"].size()
         for b, info in enumerate(bins):
             cls = [c for c in acc.index if code_of.get(c, -1) == b]
+            right = (g["correct"].sum()[cls].sum(), g["correct5"].sum()[cls].sum())
             rows.append(_row(a, "class", s.name, b, info, len(cls), int(count[cls].sum()),
                              acc[cls].to_numpy(), acc5[cls].to_numpy(), level, n_resamples,
-                             method, rng, few))
+                             method, rng, few, right))
     return pd.DataFrame(rows, columns=BIN_COLUMNS), kind, int((codes < 0).sum())
 
 
-def _row(a, lvl, model, b, info, n, items, c1, c5, level, n_resamples, method, rng, few):
-    m1, lo1, hi1, how = accuracy_interval(c1, level, n_resamples, method, rng)
+def _row(a, lvl, model, b, info, n, items, c1, c5, level, n_resamples, method, rng, few,
+         right=None):
+    """One bin of one model; `right`: (top-1, top-5) right answers among the bin's items,
+    for the Wilson interval of per-class bins where every class scores 0 or 1."""
+    k1, k5 = right if right is not None else (np.nansum(c1), np.nansum(c5))
+    m1, lo1, hi1, how = accuracy_interval(c1, level, n_resamples, method, rng, (k1, items))
     if np.isfinite(c5).all() and len(c5):
-        m5, lo5, hi5, _ = accuracy_interval(c5, level, n_resamples, method, rng)
+        m5, lo5, hi5, _ = accuracy_interval(c5, level, n_resamples, method, rng, (k5, items))
     else:
         m5 = lo5 = hi5 = float("nan")
     return {"attribute": a, "level": lvl, "model": model, "bin": b, "label": info.label,
