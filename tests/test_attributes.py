@@ -178,7 +178,7 @@ def test_logistic_regression_agrees_with_scikit_learn():
     Z = rng.normal(size=(n, 2))
     y = (rng.random(n) < special.expit(0.3 + Z @ [0.8, -0.4])).astype(int)
     fit = logistic_regression(np.c_[np.ones(n), Z], y)
-    sk = LogisticRegression(penalty=None, tol=1e-12, max_iter=10_000).fit(Z, y)
+    sk = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(Z, y)   # no penalty
     np.testing.assert_allclose(fit.coef, np.r_[sk.intercept_, sk.coef_[0]], atol=1e-4)
 
 
@@ -433,6 +433,20 @@ def test_predictions_and_data_that_do_not_match():
     fewer = t.iloc[:30]
     res = attribute_performance([t, fewer], "x", n_resamples=100, progress=False)
     assert any("30 in common" in n for n in res.notes)
+
+
+def test_computed_attributes_beside_an_item_column_of_the_same_name():
+    n = 40
+    t = pd.DataFrame({"index": range(n), "label": np.arange(n) % 8, "pred": np.arange(n) % 8,
+                      "brightness": np.linspace(0.5, 1.5, n)})      # a jitter factor, say
+    t.loc[::3, "pred"] = 0
+    res = attribute_performance(t, ["brightness", "brightness_px", "entropy"], bins=2,
+                                data="builtin:shapes:test:40", n_resamples=100, progress=False)
+    s = res.summary.set_index("attribute")
+    assert s.loc["brightness", "source"] == "item column" and s.loc["brightness", "units"] == ""
+    assert s.loc["brightness_px", "source"] == "computed"
+    assert s.loc["brightness_px", "units"] == "mean luma, 0-1"
+    assert s.loc["entropy", "source"] == "computed"
 
 
 def test_missing_sources_and_bad_tables(tmp_path):

@@ -14,6 +14,7 @@ from ..results import Result, SavedResult
 
 RESERVED_NAMES = ("regression", "summary")
 GREY = "#9a9a9a"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 class AttributeResult(Result):
@@ -128,21 +129,30 @@ class AttributeResult(Result):
         colours = matplotlib.colormaps["tab10"](np.arange(10))
         width = 0.6
         step = width / max(len(models), 1)
+        kind = self.summary.set_index("attribute").kind.get(attribute, "") if len(self.summary) else ""
+        ordered = kind in ("quantile", "edges", "discrete")
+        few_min = self.meta.get("min_classes" if per_class else "min_count")
         for ax, metric in zip(axes[0], metrics):
+            grey_shown = False
             for k, m in enumerate(models):
                 r = t[t.model == m].sort_values("bin")
                 x = r.bin.to_numpy() - width / 2 + step * (k + 0.5)
                 ok = ~r.few.to_numpy()
                 y, lo, hi = (r[metric].to_numpy(dtype=float), r[f"{metric}_lo"].to_numpy(dtype=float),
                              r[f"{metric}_hi"].to_numpy(dtype=float))
-                col = colours[k % 10]
+                col, marker = colours[k % 10], MARKERS[k % len(MARKERS)]
                 overall = self.meta.get(metric, {}).get(m)
                 lab = m if overall is None else f"{m} (all items: {overall:.3f})"
                 err = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
-                ax.errorbar(x[ok], y[ok], yerr=err[:, ok], fmt="o", color=col, ms=6,
+                if ordered and ok.sum() > 1:  # a thin line shows the trend of ordered bins
+                    ax.plot(x[ok], y[ok], "-", color=col, lw=0.8, alpha=0.45)
+                ax.errorbar(x[ok], y[ok], yerr=err[:, ok], fmt=marker, color=col, ms=6,
                             capsize=3, lw=1.4, label=lab)
                 if (~ok).any():
-                    ax.plot(x[~ok], y[~ok], "o", mfc="white", mec=GREY, ms=6)
+                    ax.plot(x[~ok], y[~ok], marker, mfc="white", mec=GREY, ms=6,
+                            label=None if grey_shown else
+                            f"fewer than {few_min} {'classes' if per_class else 'items'}")
+                    grey_shown = True
                     unit = "classes" if per_class else ""
                     for xi, yi, ni in zip(x[~ok], y[~ok], r.n.to_numpy()[~ok]):
                         if np.isfinite(yi):
@@ -168,9 +178,8 @@ class AttributeResult(Result):
             ax.grid(axis="y", lw=0.4, alpha=0.5)
             ax.set_title(f"{what} accuracy by {attribute}", fontsize=10)
         level = self.meta.get("level", 0.95)
-        few = self.meta.get("min_classes" if per_class else "min_count")
         fig.suptitle(f"bars: {level:.0%} bootstrap interval{' over classes' if per_class else ''}; "
-                     f"dashed: the model on all items; grey: fewer than {few} "
+                     f"dashed: the model on all items; grey: fewer than {few_min} "
                      f"{'classes' if per_class else 'items'} (count shown, no interval)",
                      fontsize=8, color="#444444")
         axes[0][0].legend(fontsize=8, loc="lower right", framealpha=0.85)

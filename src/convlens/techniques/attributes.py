@@ -43,13 +43,12 @@ from .image_stats import COMPUTED, UNITS
 #: prediction columns, never attributes
 RESERVED = ("index", "label", "pred", "correct", "correct5", "p_true", "p_pred", "top5",
             "top5_prob", "split", "path")
-#: units of the attributes convlens knows (builtin:shapes' and the computed ones)
+#: units of the item attributes convlens knows (builtin:shapes'; the computed ones: UNITS)
 KNOWN_UNITS = {
     "scale": "full object area / image area", "cx": "px", "cy": "px", "rotation": "degrees",
     "hue": "HSV hue, 0-1", "saturation": "HSV saturation, 0-1", "value": "HSV value, 0-1",
     "contrast": "object vs surround luma, 0-1", "clutter": "distractors",
-    "occluded": "share of the object hidden", "truncated": "share of the object outside",
-    **UNITS}
+    "occluded": "share of the object hidden", "truncated": "share of the object outside"}
 NOTE_LIMIT = 40
 
 
@@ -63,6 +62,7 @@ class Scored:
     labels: list[str] = field(default_factory=list)
     data: Any = None
     model: dict = field(default_factory=dict)
+    computed: list[str] = field(default_factory=list)  # the columns computed from pixels
 
 
 # ------------------------------------------------------------------------------------------
@@ -92,8 +92,15 @@ def predictions_table(lens, data, limit: int | None = None, batch_size: int = 64
         pred.finalize(Path(tmp) / "predictions.parquet")
         table = pd.read_parquet(Path(tmp) / "predictions.parquet")
     stats = st.finalize().drop(columns="label")
-    stats = stats[[c for c in stats.columns if c == "index" or c not in table.columns]]
+    stats = stats.rename(columns=computed_names(table.columns))
     return table.merge(stats, on="index", how="left")
+
+
+def computed_names(own) -> dict[str, str]:
+    """The column of each computed attribute: its name, or ``NAME_px`` where the items have
+    an attribute of that name already (e.g. a brightness jitter factor)."""
+    own = set(own)
+    return {c: f"{c}_px" if c in own else c for c in COMPUTED}
 
 
 def _prepare(table: pd.DataFrame, name: str, notes: list[str]) -> pd.DataFrame:
@@ -134,7 +141,8 @@ def _scored(obj, name: str | None, data, notes: list[str], run: dict) -> Scored:
         from ..results import lens_info
         model = lens_info(obj) if hasattr(obj, "value_range") else {}
         return Scored(name or getattr(obj, "name", "model"), _prepare(table, name or "model", notes),
-                      labels, data, model)
+                      labels, data, model, [c for c in table.columns if c in
+                                            set(computed_names([]).values()) | _PX])
     if isinstance(obj, pd.DataFrame):
         return Scored(name or "predictions", _prepare(obj, name or "predictions", notes), [], data)
     if hasattr(obj, "predictions") and hasattr(obj, "meta"):  # a ScanResult
@@ -211,6 +219,9 @@ def _check_same_items(sources: list[Scored], notes: list[str]) -> None:
                          f"({len(common)} in common): each model's bins hold its own items")
 
 
+_PX = {f"{c}_px" for c in COMPUTED}
+
+
 def _add_computed(sources: list[Scored], data, required: bool, notes: list[str],
                   progress: bool) -> bool:
     """Join the computed attributes to every source that lacks them; False if impossible."""
@@ -220,7 +231,7 @@ def _add_computed(sources: list[Scored], data, required: bool, notes: list[str],
     cache: dict[Any, pd.DataFrame] = {}
     done = True
     for s in sources:
-        if all(c in s.table.columns for c in COMPUTED):
+        if s.computed:
             continue
         src = data if data is not None else s.data
         if src is None:
@@ -247,9 +258,9 @@ def _add_computed(sources: list[Scored], data, required: bool, notes: list[str],
             if differ:
                 raise ConvlensError(f"the predictions of {s.name} do not match the data {src}: "
                                     f"{differ} of {int(known.sum())} items have another label")
-        for c in COMPUTED:
-            if c not in s.table.columns:
-                s.table[c] = stats[c].to_numpy()
+        for c, col in computed_names(s.table.columns).items():
+            s.table[col] = stats[c].to_numpy()
+            s.computed.append(col)
     return done
 
 
@@ -368,24 +379,27 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
     classes = _class_table(class_attributes, sources)
     class_cols = [] if classes is None else [c for c in classes.columns if c != "label"]
     item_cols = _item_columns(sources)
+    done = {c for s in sources for c in s.computed}
+    own = [c for c in item_cols if c not in done]
+    names_px = list(computed_names(own).values())
     if isinstance(attributes, str):
         attributes = [a.strip() for a in attributes.split(",") if a.strip()]
     requested = None if attributes is None else list(dict.fromkeys(attributes))
     if requested is not None:
-        candidates = list(dict.fromkeys(item_cols + list(COMPUTED) + class_cols))
+        candidates = list(dict.fromkeys(item_cols + names_px + class_cols))
         for a in requested:
             if a not in candidates:
                 raise unknown("attribute", a, candidates)
-    own = [c for c in item_cols if c not in COMPUTED]
     want_computed = bool(computed) or (computed is None and (
         (requested is None and not own)
-        or (requested is not None and any(a in COMPUTED and a not in item_cols for a in requested))))
+        or (requested is not None and any(a in names_px and a not in own for a in requested))))
     if want_computed and computed is not False:
         explicit = bool(computed) or requested is not None
         if _add_computed(sources, data, explicit, notes, progress):
             item_cols = _item_columns(sources)
+    done = {c for s in sources for c in s.computed}
     if requested is None:
-        chosen = [c for c in item_cols if want_computed or c not in COMPUTED] + class_cols
+        chosen = [c for c in item_cols if want_computed or c not in done] + class_cols
     else:
         chosen = requested
     rng = np.random.default_rng(seed)
@@ -393,7 +407,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
     for a in chosen:
         per_class = a in class_cols and a not in item_cols
         spec = bins.get(a, bins.get("*", 5)) if isinstance(bins, Mapping) else bins
-        unit = (units or {}).get(a, KNOWN_UNITS.get(a, ""))
+        unit = (units or {}).get(a, UNITS.get(a.removesuffix("_px"), "") if a in done
+                                 else KNOWN_UNITS.get(a, ""))
         try:
             got, kind, missing = (_class_bins if per_class else _item_bins)(
                 a, sources, classes, spec, max_levels, level, n_resamples, method, rng,
@@ -413,7 +428,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             note = (note + "; " if note else "") + f"{missing} items without a value"
         summary.append({"attribute": a, "level": "class" if per_class else "item",
                         "source": "class table" if per_class else (
-                            "computed" if a in COMPUTED else "item column"),
+                            "computed" if a in done else "item column"),
                         "kind": kind, "units": unit, "bins": levels, "missing": missing,
                         "note": note})
         if levels > 1:
