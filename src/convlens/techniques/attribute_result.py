@@ -205,7 +205,8 @@ class AttributeResult(Result):
                          dtype=float) + 0.35 - step * (k + 0.5)
             rr = rm.loc[[tm for tm in terms if tm in rm.index]]
             ax.errorbar(rr.coef, y, xerr=np.vstack([rr.coef - rr.lo, rr.hi - rr.coef]),
-                        fmt="o", color=colours[k % 10], capsize=3, ms=5, label=m)
+                        fmt=MARKERS[k % len(MARKERS)], color=colours[k % 10], capsize=3, ms=5,
+                        label=m)
         ax.axvline(0, color="black", lw=0.8)
         names = []
         for tm in terms:

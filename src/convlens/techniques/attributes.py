@@ -146,6 +146,9 @@ def _scored(obj, name: str | None, data, notes: list[str], run: dict) -> Scored:
     if isinstance(obj, pd.DataFrame):
         return Scored(name or "predictions", _prepare(obj, name or "predictions", notes), [], data)
     if hasattr(obj, "predictions") and hasattr(obj, "meta"):  # a ScanResult
+        folder = getattr(obj, "folder", None)
+        if folder is not None and (Path(folder) / "manifest.json").is_file():
+            return _scored(Path(folder), name, data, notes, run)  # saved: its model's name
         t = obj.predictions
         if t is None:
             raise ConvlensError("the scan has no predictions (it ran with predictions=False)")
