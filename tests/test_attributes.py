@@ -215,6 +215,23 @@ def test_regression_through_the_api_standardises_and_drops_collinear_terms():
     assert reg.loc["a", "lo"] > 0 and reg.loc["kind=q", "hi"] < 0
 
 
+def test_control_class_removes_an_attribute_that_only_tells_classes_apart():
+    # class 1 is harder and its images are brighter; within a class brightness does nothing
+    rng = np.random.default_rng(6)
+    n = 4000
+    label = (rng.random(n) < 0.4).astype(int)          # class 0 the more frequent
+    bright = rng.normal(0.3 + 0.3 * label, 0.1)
+    correct = rng.random(n) < np.where(label == 1, 0.6, 0.9)
+    t = pd.DataFrame({"index": range(n), "label": label, "correct": correct, "bright": bright})
+    plain = attribute_performance(t, "bright", n_resamples=100, progress=False)
+    within = attribute_performance(t, "bright", n_resamples=100, control_class=True,
+                                   progress=False)
+    assert plain.regression.set_index("term").loc["bright", "hi"] < 0      # confounded
+    w = within.regression.set_index("term")
+    assert w.loc["bright", "lo"] < 0 < w.loc["bright", "hi"]              # not within class
+    assert w.loc["class=1", "reference"] == "0" and w.loc["class=1", "hi"] < 0
+
+
 def test_separation_is_a_note_not_a_crash():
     x = np.r_[np.zeros(50), np.ones(50)]
     t = pd.DataFrame({"index": range(100), "label": 0, "correct": x > 0.5, "x": x,

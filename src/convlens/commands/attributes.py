@@ -62,6 +62,9 @@ def _attributes_opts(p):
                    help="bootstrap interval (default percentile)")
     s.add_argument("--no-regression", dest="regression", action="store_false",
                    help="skip the logistic regression on all attributes at once")
+    s.add_argument("--control-class", action="store_true",
+                   help="regression within classes: one indicator per class beside the "
+                        "attributes")
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     output_options(p, "convlens-out/attributes")
 
@@ -96,6 +99,7 @@ def cmd_attributes(args) -> int:
         class_attributes=args.class_attributes, computed=args.computed,
         names=names if any(names) else None, min_count=args.min_count, level=args.level,
         n_resamples=args.resamples, method=args.method, regression=args.regression,
+        control_class=args.control_class,
         seed=args.seed, limit=args.limit, batch_size=args.batch_size)
     _print(res)
     model = None if lens is not None else res.model
@@ -115,7 +119,8 @@ def _print(res) -> None:
                   f"[{r.top1_lo:.3f}, {r.top1_hi:.3f}]{grey}")
     if len(res.regression):
         print("regression of top-1 correctness on the standardised attributes (log-odds per SD):")
-        for _, r in res.regression[res.regression.term != "intercept"].iterrows():
+        reg = res.regression
+        for _, r in reg[(reg.term != "intercept") & (reg.attribute != "class")].iterrows():
             print(f"  {r.model[:28]:<28} {r.term[:24]:<24} {r.coef:+.3f} [{r.lo:+.3f}, "
                   f"{r.hi:+.3f}]  p={r.p:.2g}")
     for n in res.notes:

@@ -192,7 +192,9 @@ class AttributeResult(Result):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        r = self.regression[self.regression.term != "intercept"]
+        r = self.regression[(self.regression.term != "intercept")
+                            & (self.regression.attribute != "class")]
+        by_class = (self.regression.attribute == "class").any()
         terms = list(dict.fromkeys(r.term))
         models = list(dict.fromkeys(r.model))
         fig, ax = plt.subplots(figsize=(8, 1.4 + 0.42 * len(terms) * max(1, len(models)) ** 0.5),
@@ -218,8 +220,9 @@ class AttributeResult(Result):
         ax.set_xlabel("change in log-odds of a right top-1 answer per standard deviation of the "
                       f"attribute\n(categorical: against the reference value); {level:.0%} Wald "
                       "interval", fontsize=9)
-        ax.set_title("which attributes matter with the others held fixed (logistic regression)",
-                     fontsize=10)
+        ax.set_title("which attributes matter with the others held fixed (logistic regression"
+                     + (",\nwithin classes: one indicator per class, not shown)" if by_class
+                        else ")"), fontsize=10)
         ax.grid(axis="x", lw=0.4, alpha=0.5)
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()

@@ -319,7 +319,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
                           data=None, class_attributes=None, computed: bool | None = None,
                           names: Sequence[str] | None = None, min_count: int = 30,
                           min_classes: int = 3, level: float = 0.95, n_resamples: int = 1000,
-                          method: str = "percentile", regression: bool = True, seed: int = 0,
+                          method: str = "percentile", regression: bool = True,
+                          control_class: bool = False, seed: int = 0,
                           max_levels: int = 20, units: Mapping[str, str] | None = None,
                           limit: int | None = None, batch_size: int = 64,
                           progress: bool = True) -> AttributeResult:
@@ -356,6 +357,9 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             or `attributes` names one).
         min_count: bins with fewer items are drawn grey with their count and no interval;
             min_classes: the same for per-class bins.
+        control_class: add one indicator per class to the regression (terms ``class=NAME``
+            against the most frequent class), so each attribute's coefficient compares items of
+            the same class: attributes that only tell the classes apart drop out.
         limit, batch_size: for a model run over `data`.
 
     Returns an `AttributeResult`: ``.bins`` (one row per attribute, model and bin),
@@ -441,7 +445,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
     bins_t = pd.concat(rows, ignore_index=True) if rows else _empty_bins()
     if regression and not regress:
         notes.append("no item attribute with more than one value: no regression")
-    reg = _regression(sources, regress, level, notes) if regression and regress else _empty_reg()
+    reg = (_regression(sources, regress, level, notes, control_class) if regression and regress
+           else _empty_reg())
     info = {"models": [s.name for s in sources],
             "items": {s.name: len(s.table) for s in sources},
             "top1": {s.name: float(s.table["correct"].mean()) if len(s.table) else None
@@ -452,6 +457,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             "data": [None if not isinstance(s.data, (str, type(None))) else s.data for s in sources],
             "level": level, "n_resamples": n_resamples, "method": method,
             "min_count": min_count, "min_classes": min_classes, "seed": seed,
+            "control_class": control_class,
             "notes": notes[:NOTE_LIMIT]}
     return AttributeResult(bins_t, reg, pd.DataFrame(summary, columns=SUMMARY_COLUMNS), info,
                            sources[0].model)
@@ -541,27 +547,25 @@ def _row(a, lvl, model, b, info, n, items, c1, c5, level, n_resamples, method, r
             "interval": how}
 
 
-def _design(t: pd.DataFrame, attrs: list[str], notes: list[str], name: str):
-    """Standardised numeric columns and indicator columns (vs the most frequent value)."""
-    cols, meta = [], []
+def _design(t: pd.DataFrame, attrs: list[str], notes: list[str], name: str,
+            classes: list[str] | None = None):
+    """Standardised numeric columns and indicator columns (vs the most frequent value); with
+    `classes` (names, or [] for indices), one indicator per class too (vs the most frequent)."""
+    values = {a: _values(t[a]) for a in attrs if a in t.columns}
+    if classes is not None and "label" in t.columns:
+        values["class"] = np.array([classes[int(v)] if int(v) < len(classes) else str(int(v))
+                                    for v in t["label"]], dtype=object)
+    numeric = {a: is_numeric(v) and v.dtype.kind != "b" for a, v in values.items()}
     ok = np.ones(len(t), dtype=bool)
-    for a in attrs:
-        if a not in t.columns:
-            continue
-        v = _values(t[a])
-        if is_numeric(v) and v.dtype.kind != "b":
-            x = v.astype(np.float64)
-            ok &= np.isfinite(x)
-        else:
-            ok &= pd.notna(t[a]).to_numpy()
+    for a, v in values.items():
+        ok &= np.isfinite(v.astype(np.float64)) if numeric[a] else pd.notna(v)
     dropped = int((~ok).sum())
     if dropped:
         notes.append(f"regression of {name}: {dropped} items with a missing value left out")
-    for a in attrs:
-        if a not in t.columns:
-            continue
-        v = _values(t[a])[ok]
-        if is_numeric(v) and v.dtype.kind != "b":
+    cols, meta = [], []
+    for a, v in values.items():
+        v = v[ok]
+        if numeric[a]:
             x = v.astype(np.float64)
             mu, sd = float(x.mean()), float(x.std())
             if sd > 0:
@@ -582,10 +586,11 @@ def _design(t: pd.DataFrame, attrs: list[str], notes: list[str], name: str):
 
 
 def _regression(sources: list[Scored], attrs: list[str], level: float,
-                notes: list[str]) -> pd.DataFrame:
+                notes: list[str], control_class: bool = False) -> pd.DataFrame:
     rows = []
     for s in sources:
-        X, y, meta = _design(s.table, attrs, notes, s.name)
+        X, y, meta = _design(s.table, attrs, notes, s.name,
+                             list(s.labels) if control_class else None)
         if len(y) < X.shape[1] + 2 or y.min() == y.max():
             notes.append(f"regression of {s.name}: not enough items or every answer the same; "
                          "no fit")
