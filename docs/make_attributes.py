@@ -128,10 +128,18 @@ def run(entry: Entry, work: Path, resamples: int) -> None:
         res.plot_regression(str(OUT / f"{entry.name}_regression.png"))
     res.bins.to_csv(OUT / f"{entry.name}_bins.csv", index=False, float_format="%.4f")
     res.regression.to_csv(OUT / f"{entry.name}_regression.csv", index=False, float_format="%.4f")
-    print(markdown(entry, res))
+    # the same regression within classes (one indicator per class beside the attributes)
+    within = attribute_performance(folders, res.attributes, {"*": 5, **entry.bins},
+                                   class_attributes=entry.classes, computed=entry.computed,
+                                   n_resamples=100, control_class=True, progress=False)
+    if len(within.regression):
+        within.plot_regression(str(OUT / f"{entry.name}_regression_within_class.png"))
+        within.regression.to_csv(OUT / f"{entry.name}_regression_within_class.csv",
+                                 index=False, float_format="%.4f")
+    print(markdown(entry, res, within))
 
 
-def markdown(entry: Entry, res) -> str:
+def markdown(entry: Entry, res, within=None) -> str:
     lines = [f"## {entry.name}: {', '.join(res.meta['models'])} on {entry.data}", ""]
     for m in res.meta["models"]:
         t1, t5 = res.meta["top1"][m], res.meta["top5"][m]
@@ -150,13 +158,18 @@ def markdown(entry: Entry, res) -> str:
             cells = []
             for m in models:
                 r = g.loc[m]
-                cell = f"{r.top1:.3f} [{r.top1_lo:.3f}, {r.top1_hi:.3f}]"
-                cells.append(f"*{cell}, few*" if r.few else cell)
+                if r.few:
+                    what = ("class" if r.n == 1 else "classes") if r.level == "class" else "items"
+                    cells.append(f"*{r.top1:.3f} ({int(r.n)} {what}, too few)*")
+                else:
+                    cells.append(f"{r.top1:.3f} [{r.top1_lo:.3f}, {r.top1_hi:.3f}]")
             lines.append(f"| {g.label.iloc[0]} | {int(g.n.iloc[0])} | " + " | ".join(cells) + " |")
         lines.append("")
-    if len(res.regression):
-        reg = res.regression[res.regression.term != "intercept"]
-        lines += ["**regression** (log-odds per SD, 95 % Wald interval)", "",
+    for title, r in (("all items", res), ("within classes", within)):
+        if r is None or not len(r.regression):
+            continue
+        reg = r.regression[(r.regression.term != "intercept") & (r.regression.attribute != "class")]
+        lines += [f"**regression, {title}** (log-odds per SD, 95 % Wald interval)", "",
                   "| term | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
         for term, g in reg.groupby("term", sort=False):
             g = g.set_index("model")

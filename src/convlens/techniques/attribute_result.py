@@ -153,16 +153,16 @@ class AttributeResult(Result):
                             label=None if grey_shown else
                             f"fewer than {few_min} {'classes' if per_class else 'items'}")
                     grey_shown = True
-                    unit = "classes" if per_class else ""
                     for xi, yi, ni in zip(x[~ok], y[~ok], r.n.to_numpy()[~ok]):
                         if np.isfinite(yi):
-                            ax.annotate(f"n={ni}{' ' + unit if unit else ''}", (xi, yi),
+                            ax.annotate(_count_label(ni, ni, per_class), (xi, yi),
                                         textcoords="offset points", xytext=(0, 7),
                                         ha="center", fontsize=7, color=GREY)
                 if overall is not None:
                     ax.axhline(overall, color=col, lw=0.8, ls="--", alpha=0.6)
             ns = t.groupby("bin").n.agg(["min", "max"])
-            ticks = [f"{lab}\nn={_count(ns.loc[b])}" for b, lab in enumerate(labels)]
+            ticks = [f"{lab}\n{_count_label(ns.loc[b, 'min'], ns.loc[b, 'max'], per_class)}"
+                     for b, lab in enumerate(labels)]
             ax.set_xticks(range(nb))
             ax.set_xticklabels(ticks, fontsize=8, rotation=0 if nb <= 6 else 30,
                                ha="center" if nb <= 6 else "right")
@@ -229,9 +229,13 @@ class AttributeResult(Result):
         return _finish(fig, path)
 
 
-def _count(row) -> str:
-    lo, hi = int(row["min"]), int(row["max"])
-    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+def _count_label(lo, hi, per_class: bool) -> str:
+    """``n=1,234`` (items), ``3 classes`` / ``1 class``; a range where models differ."""
+    lo, hi = int(lo), int(hi)
+    n = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+    if per_class:
+        return f"{n} class" + ("" if hi == 1 else "es")
+    return f"n={n}"
 
 
 def _finish(fig, path):
