@@ -81,7 +81,9 @@ ENTRIES = [
           None, {}, FASHION_CLASSES, computed=True),
     Entry("stamps", "builtin:stamps:test",
           [Model("stamps-net", "builtin:stamps-net")],
-          ["scale", "truncated", "occluded", "clutter", "background", "brightness"]),
+          # stamps' own `brightness` is a jitter factor; `brightness_px` the measured mean luma
+          ["scale", "truncated", "occluded", "clutter", "background", "brightness",
+           "brightness_px"]),
 ]
 
 
@@ -137,6 +139,26 @@ def run(entry: Entry, work: Path, resamples: int) -> None:
         within.regression.to_csv(OUT / f"{entry.name}_regression_within_class.csv",
                                  index=False, float_format="%.4f")
     print(markdown(entry, res, within))
+    if entry.computed:
+        print(per_class(entry, folders[entry.models[0].name]))
+
+
+def per_class(entry: Entry, folder: Path) -> str:
+    """Mean computed attributes and top-1 per class (the first model): which attributes only
+    tell the classes apart."""
+    from convlens.results import SavedResult
+    from convlens.techniques.image_stats import image_attributes
+
+    p = pd.read_parquet(folder / "predictions.parquet")
+    stats = image_attributes(entry.data, indices=p["index"], progress=False).drop(columns="label")
+    t = p.merge(stats, on="index")
+    names = SavedResult(folder).info.get("labels") or []
+    g = t.groupby("label")[["entropy", "brightness", "correct"]].mean().sort_values("entropy")
+    lines = ["| class | entropy (bits) | brightness | top-1 |", "|---|---:|---:|---:|"]
+    for k, r in g.iterrows():
+        name = names[k] if k < len(names) else k
+        lines.append(f"| {name} | {r.entropy:.2f} | {r.brightness:.3f} | {r.correct:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(entry: Entry, res, within=None) -> str:

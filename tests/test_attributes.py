@@ -516,6 +516,30 @@ def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     assert a.meta["models"] == ["builtin:tiny"] == b.meta["models"]
 
 
+def test_takes_a_lens_or_a_module_and_a_spec_or_a_dataset():
+    from convlens import Lens, load_data
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 8))
+    lens = Lens(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 64, 64))
+    spec = "builtin:shapes:test:16"
+    kw = dict(attributes="clutter", n_resamples=50, progress=False)
+    a = attribute_performance(lens, data=spec, **kw)
+    b = attribute_performance(net, data=spec, **kw)
+    c = attribute_performance(lens, data=load_data(spec), **kw)
+    cols = ["attribute", "bin", "label", "n"]          # a bare module gets other preprocessing
+    pd.testing.assert_frame_equal(a.bins[cols], b.bins[cols])
+    pd.testing.assert_frame_equal(a.bins, c.bins)
+    with pytest.raises(ConvlensError, match="data spec"):
+        attribute_performance(lens, data=42, **kw)
+    with pytest.raises(ConvlensError, match="nn.Module"):
+        attribute_performance("builtin:shapes-net", data=spec, **kw)
+    with pytest.raises(ConvlensError, match="needs data"):
+        attribute_performance(lens, **kw)
+
+
 def test_cli_attributes(tmp_path, capsys):
     from convlens.cli import main
 
