@@ -481,6 +481,27 @@ def test_missing_sources_and_bad_tables(tmp_path):
         attribute_performance(_table(), "x", bins=[1, 0], progress=False)
 
 
+def test_labels_mapped_to_the_models_classes_and_unknown_answers():
+    # the data's class k is the model's class 2 - k (the same names in another order)
+    t = pd.DataFrame({"index": range(6), "label": [0, 1, 2, 0, 1, 2],
+                      "pred": [2, 1, 0, 2, 0, 0], "x": [1, 2, 3, 4, 5, 6],
+                      "top5": [[2, 0], [1, 0], [0, 1], [1, 2], [0, 2], [0, 2]]})
+    t["correct"] = [True, True, True, True, False, False]
+    t.attrs["to_model"] = [2, 1, 0]
+    res = attribute_performance(t, "x", bins=[0, 3.5, 7], min_count=1, n_resamples=50,
+                                regression=False, progress=False)
+    x = res.table("x")
+    assert x.top1.tolist() == [1.0, pytest.approx(1 / 3)]
+    assert x.top5.tolist() == [1.0, pytest.approx(2 / 3)]      # item 5 (model class 0) is in it
+    t2 = t.copy()
+    t2["correct"] = pd.array([True, None, True, None, False, False], dtype="boolean")
+    res = attribute_performance(t2, "x", min_count=1, n_resamples=50, progress=False)
+    assert res.table("x").n.sum() == 4 and any("known right answer" in n for n in res.notes)
+    t2["correct"] = pd.array([None] * 6, dtype="boolean")
+    with pytest.raises(ConvlensError, match="no item has a known right answer"):
+        attribute_performance(t2, "x", progress=False)
+
+
 def test_missing_values_are_counted():
     x = np.random.default_rng(0).random(200)
     x[:20] = np.nan
@@ -495,10 +516,16 @@ def test_missing_values_are_counted():
 def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     from conftest import assert_unchanged, snapshot
 
-    from convlens import load_model
+    from convlens import Lens
+    from convlens.data.shapes import SHAPE_CLASSES
     from convlens.techniques.scan import scan
 
-    lens = load_model("builtin:tiny")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 8))
+    lens = Lens(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 64, 64),
+                labels=list(SHAPE_CLASSES), name="tiny-shapes")
     data = "builtin:shapes:test:64"
     scan(lens, data, topk=0, codes=None, stats=False, out=tmp_path / "scan", progress=False)
     a = attribute_performance(tmp_path / "scan", ["scale", "clutter", "brightness"], bins=3,
@@ -513,7 +540,7 @@ def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     # brightness: of the stored RGB image from a scan, of what the model sees (grey 28x28)
     # when the model runs; both are there
     assert (a.bins.attribute == "brightness").sum() == 3 == (b.bins.attribute == "brightness").sum()
-    assert a.meta["models"] == ["builtin:tiny"] == b.meta["models"]
+    assert a.meta["models"] == ["tiny-shapes"] == b.meta["models"]
 
 
 def test_takes_a_lens_or_a_module_and_a_spec_or_a_dataset():

@@ -83,8 +83,9 @@ class AttributeResult(Result):
                  "and no interval. The regression gives, for every attribute at once, the "
                  "change in log-odds of a right top-1 answer per standard deviation with the "
                  "others held fixed: bars that miss 0 matter on their own.")
-        return {"about": about, **self.meta,
-                "attributes": self.summary.to_dict("records") if len(self.summary) else []}
+        meta = {k: ({m: None if v is None else round(v, 4) for m, v in val.items()}
+                    if k in ("top1", "top5") else val) for k, val in self.meta.items()}
+        return {"about": about, **meta}
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> AttributeResult:
@@ -96,7 +97,7 @@ class AttributeResult(Result):
         tables = saved.manifest.get("tables", {})
         parts = [saved.table(n) for n in tables if n not in RESERVED_NAMES]
         bins = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-        meta = {k: v for k, v in saved.info.items() if k not in ("about", "attributes")}
+        meta = {k: v for k, v in saved.info.items() if k != "about"}
         return cls(bins, saved.table("regression"), saved.table("summary"), meta,
                    saved.manifest.get("model"))
 

@@ -21,8 +21,8 @@ from .attribute_stats import is_numeric
 from .image_stats import COMPUTED
 
 #: prediction columns, never attributes
-RESERVED = ("index", "label", "pred", "correct", "correct5", "p_true", "p_pred", "top5",
-            "top5_prob", "split", "path")
+RESERVED = ("index", "label", "data_label", "pred", "correct", "correct5", "p_true", "p_pred",
+            "top5", "top5_prob", "split", "path")
 
 
 @dataclass
@@ -42,10 +42,11 @@ class Scored:
 # predictions: scan folders, tables, or a model run over data
 # ------------------------------------------------------------------------------------------
 def predictions_table(lens, data, limit: int | None = None, batch_size: int = 64,
-                      workers: int = 0, progress: bool = True) -> pd.DataFrame:
+                      workers: int = 0, progress: bool = True, dtype=None) -> pd.DataFrame:
     """Run `lens` over `data` once: each item's predictions (as a scan's
     ``predictions.parquet``) with its metadata and the computed attributes, measured on the
-    images as the model sees them.
+    images as the model sees them. `dtype` (``"bfloat16"``, ``"float16"`` or a torch dtype)
+    runs the forward pass under autocast.
 
     Example::
 
@@ -56,17 +57,31 @@ def predictions_table(lens, data, limit: int | None = None, batch_size: int = 64
     from .image_stats import ImageStats
     from .predictions import Predictions
 
+    import torch
+
     lens, data = lens_and_data(lens, data)
+    try:  # how the data's classes relate to the model's (where convlens knows label maps)
+        from ..data.labels import align_labels
+        label_map = align_labels(getattr(data, "classes", None), getattr(lens, "labels", None))
+    except ImportError:
+        label_map = None
+    if isinstance(dtype, str):
+        dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     order = np.arange(len(data) if limit is None else min(int(limit), len(data)), dtype=np.int64)
     with tempfile.TemporaryDirectory(prefix="convlens-attributes-") as tmp:
-        pred, st = Predictions(Path(tmp) / "parts"), ImageStats.for_lens(lens)
+        pred = (Predictions(Path(tmp) / "parts") if label_map is None
+                else Predictions(Path(tmp) / "parts", label_map=label_map))
+        st = ImageStats.for_lens(lens)
         run_local(lens, data, [pred, st], order, batch_size, workers, progress,
-                  f"predict {getattr(lens, 'name', 'model')}")
+                  f"predict {getattr(lens, 'name', 'model')}", dtype=dtype)
         pred.finalize(Path(tmp) / "predictions.parquet")
         table = pd.read_parquet(Path(tmp) / "predictions.parquet")
     stats = st.finalize().drop(columns="label")
     stats = stats.rename(columns=computed_names(table.columns))
-    return table.merge(stats, on="index", how="left")
+    table = table.merge(stats, on="index", how="left")
+    if label_map is not None and label_map.to_model is not None:
+        table.attrs["to_model"] = list(label_map.to_model)  # data class -> model class
+    return table
 
 
 def computed_names(own) -> dict[str, str]:
@@ -76,9 +91,14 @@ def computed_names(own) -> dict[str, str]:
     return {c: f"{c}_px" if c in own else c for c in COMPUTED}
 
 
-def prepare(table: pd.DataFrame, name: str, notes: list[str]) -> pd.DataFrame:
-    """``correct`` as 0/1, ``correct5`` from ``top5`` (NaN without), unlabelled items dropped."""
+def prepare(table: pd.DataFrame, name: str, notes: list[str],
+            to_model: list[int] | None = None) -> pd.DataFrame:
+    """``correct`` as 0/1, ``correct5`` from ``top5`` (NaN without); items without a label or
+    a known answer dropped. `to_model`: the model class of each data class, where the data's
+    classes are the model's in another order: ``label`` becomes the model's class (the data's
+    is kept as ``data_label``), so per-class scores and top-5 use the model's classes."""
     t = table.copy()
+    to_model = to_model if to_model is not None else table.attrs.get("to_model")
     if "index" not in t.columns:
         t.insert(0, "index", np.arange(len(t)))
     if "correct" not in t.columns:
@@ -86,11 +106,24 @@ def prepare(table: pd.DataFrame, name: str, notes: list[str]) -> pd.DataFrame:
             raise ConvlensError(f"{name}: the predictions table needs a 'correct' column or "
                                 f"'label' and 'pred' (columns: {', '.join(map(str, t.columns))})")
         t["correct"] = t["pred"] == t["label"]
+    if "label" in t.columns and to_model is not None:
+        m = np.asarray(to_model, dtype=np.int64)
+        lab = t["label"].fillna(-1).to_numpy().astype(np.int64)
+        t["data_label"] = lab
+        t["label"] = np.where((lab >= 0) & (lab < len(m)), m[np.clip(lab, 0, len(m) - 1)], -1)
     if "label" in t.columns:
         unlabelled = t["label"].isna() | (t["label"] < 0)
         if unlabelled.any():
-            notes.append(f"{name}: {int(unlabelled.sum())} items without a label left out")
+            notes.append(f"{name}: {int(unlabelled.sum())} items without a label (or whose "
+                         "class the model does not have) left out")
             t = t[~unlabelled]
+    unknown = t["correct"].isna()
+    if unknown.all() and len(t):
+        raise ConvlensError(f"{name}: no item has a known right answer (the data's classes are "
+                            "none of the model's), so there is no accuracy to bin")
+    if unknown.any():
+        notes.append(f"{name}: {int(unknown.sum())} items without a known right answer left out")
+        t = t[~unknown]
     t["correct"] = t["correct"].astype(np.float64)
     if "correct5" not in t.columns:
         if "top5" in t.columns and "label" in t.columns and len(t):
@@ -148,8 +181,9 @@ def scored(obj, name: str | None, data, notes: list[str], run: dict) -> Scored:
         raise ConvlensError(f"{path} holds a {saved.kind!r} result without predictions.parquet: "
                             "give a folder written by convlens scan")
     info, model = saved.info, saved.manifest.get("model") or {}
+    to_model = (info.get("label_map") or {}).get("to_model")
     return Scored(name or model.get("name") or path.name,
-                  prepare(pd.read_parquet(file), str(path), notes),
+                  prepare(pd.read_parquet(file), str(path), notes, to_model),
                   list(info.get("labels") or model.get("labels") or []),
                   info.get("data") if data is None else data, model)
 
@@ -188,8 +222,10 @@ def check_same_items(sources: list[Scored], notes: list[str]) -> None:
     for s in sources[1:]:
         t = s.table.set_index("index")
         common = first.index.intersection(t.index)
-        if "label" in first and "label" in t and len(common):
-            differ = int((first.loc[common, "label"] != t.loc[common, "label"]).sum())
+        a = "data_label" if "data_label" in first else "label"  # the data's own labels
+        b = "data_label" if "data_label" in t else "label"
+        if a in first and b in t and len(common):
+            differ = int((first.loc[common, a] != t.loc[common, b]).sum())
             if differ:
                 raise ConvlensError(f"{sources[0].name} and {s.name} disagree on the label of "
                                     f"{differ} of {len(common)} common items: not the same data")
@@ -230,10 +266,11 @@ def add_computed(sources: list[Scored], data, required: bool, notes: list[str],
         if key not in cache:
             cache[key] = image_attributes(ds, lens=None, indices=np.unique(idx), progress=progress)
         stats = cache[key].set_index("index").reindex(idx)
-        if "label" in s.table.columns:
+        key_col = "data_label" if "data_label" in s.table.columns else "label"
+        if key_col in s.table.columns:
             lab = stats["label"].to_numpy()
             known = np.isfinite(lab) & (lab >= 0)
-            differ = int((lab[known] != s.table["label"].to_numpy()[known]).sum())
+            differ = int((lab[known] != s.table[key_col].to_numpy()[known]).sum())
             if differ:
                 raise ConvlensError(f"the predictions of {s.name} do not match the data {src}: "
                                     f"{differ} of {int(known.sum())} items have another label")

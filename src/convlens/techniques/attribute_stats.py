@@ -256,7 +256,9 @@ def logistic_regression(X: np.ndarray, y: np.ndarray, max_iter: int = 100,
     mu = special.expit(X @ beta)
     info = X.T @ (X * (mu * (1 - mu))[:, None])
     try:
-        cov = linalg.inv(info)
+        with warnings.catch_warnings():  # near separation: flagged by `converged`
+            warnings.simplefilter("ignore", linalg.LinAlgWarning)
+            cov = linalg.inv(info)
     except (linalg.LinAlgError, ValueError):
         cov = np.full_like(info, np.nan)
     if np.max(np.abs(beta), initial=0) > 30:  # quasi-separation: the fit runs away

@@ -64,7 +64,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
                           method: str = "percentile", regression: bool = True,
                           control_class: bool = False, seed: int = 0,
                           max_levels: int = 20, units: Mapping[str, str] | None = None,
-                          limit: int | None = None, batch_size: int = 64,
+                          limit: int | None = None, batch_size: int = 64, dtype=None,
                           progress: bool = True) -> AttributeResult:
     """Top-1 and top-5 accuracy per bin of each attribute, with bootstrap intervals, for one
     or more models side by side, and a logistic regression of correctness on all attributes.
@@ -102,7 +102,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         control_class: add one indicator per class to the regression (terms ``class=NAME``
             against the most frequent class), so each attribute's coefficient compares items of
             the same class: attributes that only tell the classes apart drop out.
-        limit, batch_size: for a model run over `data`.
+        limit, batch_size, dtype: for a model run over `data` (`dtype`: autocast type).
 
     Returns an `AttributeResult`: ``.bins`` (one row per attribute, model and bin),
     ``.regression``, ``.summary``, ``.notes``; one figure per attribute and a forest plot.
@@ -123,7 +123,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         else:
             check_edges(spec)
     notes: list[str] = []
-    run = {"limit": limit, "batch_size": batch_size, "progress": progress}
+    run = {"limit": limit, "batch_size": batch_size, "progress": progress, "dtype": dtype}
     sources = load_sources(predictions, names, data, notes, run)
     classes = class_table(class_attributes, sources)
     class_cols = [] if classes is None else [c for c in classes.columns if c != "label"]
