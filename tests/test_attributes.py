@@ -46,6 +46,7 @@ def planted(n: int, rng: np.random.Generator) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------
 # acceptance 1: planted dependence, estimates and coverage
 # ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_planted_dependence_is_recovered_and_intervals_cover():
     # 120 draws of 1,000 items (about 200 per bin): 600 intervals. 300 bootstrap resamples
     # per interval keep it fast; the percentile interval's ends then move by about 0.005
