@@ -509,6 +509,10 @@ def test_missing_values_are_counted():
     res = attribute_performance(_table(x=x), "x", n_resamples=100, progress=False)
     assert res.summary.set_index("attribute").loc["x", "missing"] == 20
     assert res.table("x").n.sum() == 180
+    res = attribute_performance(_table(x=x), "x", bins=[0, 0.25, 0.5], n_resamples=100,
+                                progress=False)
+    assert res.table("x").n.sum() + 20 < 180 and any("outside the given edges" in n
+                                                      for n in res.notes)
 
 
 # ------------------------------------------------------------------------------------------

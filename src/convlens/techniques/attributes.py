@@ -159,7 +159,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         unit = (units or {}).get(a, UNITS.get(a.removesuffix("_px"), "") if a in done
                                  else KNOWN_UNITS.get(a, ""))
         try:
-            got, kind, missing = (_class_bins if per_class else _item_bins)(
+            got, kind, missing, outside = (_class_bins if per_class else _item_bins)(
                 a, sources, classes, spec, max_levels, level, n_resamples, method, rng,
                 min_classes if per_class else min_count)
         except ConvlensError as e:
@@ -171,10 +171,15 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             note = "no item has a value" + (" (no mask or box)" if a == "object_area" else "")
             notes.append(f"{a}: {note}; left out")
         elif levels == 1:
-            note = f"constant ({got.label.iloc[0]} for every item): nothing to compare"
+            note = ("a single bin: nothing to compare" if kind == "edges" else
+                    f"constant ({got.label.iloc[0]} for every item): nothing to compare")
             notes.append(f"{a}: {note}; left out")
+        what = "classes" if per_class else "items"
         if missing:
-            note = (note + "; " if note else "") + f"{missing} items without a value"
+            note = (note + "; " if note else "") + f"{missing} {what} without a value"
+        if outside:
+            note = (note + "; " if note else "") + f"{outside} {what} outside the given edges"
+            notes.append(f"{a}: {outside} {what} outside the given edges, left out")
         summary.append({"attribute": a, "level": "class" if per_class else "item",
                         "source": "class table" if per_class else (
                             "computed" if a in done else "item column"),
@@ -240,7 +245,7 @@ def _item_bins(a, sources, classes, spec, max_levels, level, n_resamples, method
     pooled = _pooled(a, sources)
     bins, codes, kind = make_bins(_values(pooled), spec, max_levels)
     code_of = pd.Series(codes, index=pooled.index)
-    rows, missing = [], int((codes < 0).sum())
+    rows, missing = [], int(pooled.isna().sum())
     for s in sources:
         if a not in s.table.columns:
             continue
@@ -251,7 +256,7 @@ def _item_bins(a, sources, classes, spec, max_levels, level, n_resamples, method
             r = _row(a, "item", s.name, b, info, n, n, s.table["correct"].to_numpy()[sel],
                      s.table["correct5"].to_numpy()[sel], level, n_resamples, method, rng, few)
             rows.append(r)
-    return pd.DataFrame(rows, columns=BIN_COLUMNS), kind, missing
+    return pd.DataFrame(rows, columns=BIN_COLUMNS), kind, missing, int((codes < 0).sum()) - missing
 
 
 def _class_bins(a, sources, classes, spec, max_levels, level, n_resamples, method, rng, few):
@@ -270,7 +275,8 @@ def _class_bins(a, sources, classes, spec, max_levels, level, n_resamples, metho
             rows.append(_row(a, "class", s.name, b, info, len(cls), int(count[cls].sum()),
                              acc[cls].to_numpy(), acc5[cls].to_numpy(), level, n_resamples,
                              method, rng, few, right))
-    return pd.DataFrame(rows, columns=BIN_COLUMNS), kind, int((codes < 0).sum())
+    missing = int(values.isna().sum())
+    return pd.DataFrame(rows, columns=BIN_COLUMNS), kind, missing, int((codes < 0).sum()) - missing
 
 
 def _row(a, lvl, model, b, info, n, items, c1, c5, level, n_resamples, method, rng, few,
