@@ -106,8 +106,8 @@ def test_demo_writes_every_view(demo_site):
     for model in ("fashion-net", "shapes-net"):
         for view in ("layers", "activations", "filters", "stats", "saliency", "deconvnet",
                      "guided_backprop", "grad_cam", "guided_grad_cam", "smoothgrad",
-                     "integrated_gradients", "occlusion", "scan", "units_features.4",
-                     "units_dirs_features.11", "tsne"):
+                     "integrated_gradients", "occlusion", "scan", "units_features.11",
+                     "units_dirs_features.11", "tsne", "attributes"):
             assert (root / model / view / "manifest.json").is_file(), (model, view)
 
 
@@ -127,7 +127,7 @@ def test_demo_site_in_chromium(demo_site):
         assert hover_some_point(page)
         assert "label:" in page.locator("#tiptext").text_content()
         # clicking a unit opens its page
-        page, _ = open_page(b, (site / "runs" / "fashion-net_units_features.4" / "index.html").as_uri())
+        page, _ = open_page(b, (site / "runs" / "fashion-net_units_features.11" / "index.html").as_uri())
         page.locator("a.unit").nth(2).click()
         page.wait_for_load_state("load")
         assert "unit 2" in page.title() and page.locator("figure.panel img").count() == 2
@@ -222,3 +222,41 @@ def test_results_show_themselves_in_notebooks():
                 activations(lens, x, ["features.1"]), filters(lens)):
         h = res._repr_html_()
         assert "<img" in h and "data:image/png;base64," in h
+
+
+@needs_browser
+@pytest.mark.slow
+def test_demo_on_your_own_model_and_photo_folder(tmp_path):
+    """`convlens demo --model torchvision:resnet18 --data photos/` builds a complete site (issue
+    15): every view that applies, the folder's class names, random weights flagged; the browser
+    checks hold on it."""
+    import numpy as np
+    from PIL import Image
+
+    from convlens.cli import main
+
+    rng = np.random.default_rng(0)
+    for cls in ("animal", "object", "scene"):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        for i in range(4):
+            arr = rng.integers(0, 256, (150 + 10 * i, 190, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / "photos" / cls / f"{cls}{i}.jpg")
+    out = tmp_path / "report"
+    assert main(["demo", "--model", "torchvision:resnet18", "--data", str(tmp_path / "photos"),
+                 "--quick", "--n", "2", "--out", str(out)]) == 0
+    root = out / "resnet18"
+    for view in ("layers", "activations", "filters", "stats", "scan", "tsne", "occlusion",
+                 "saliency", "guided_backprop", "grad_cam", "integrated_gradients", "attributes"):
+        assert (root / view / "manifest.json").is_file(), view
+    index = out / "site" / "index.html"
+    html = index.read_text()
+    assert "random weights, seed 0" in html
+    tsne = (out / "site" / "runs" / "resnet18_tsne" / "index.html").read_text()
+    assert '"names": ["animal", "object", "scene"]' in tsne
+    with browser() as b:
+        for p in sorted((out / "site").rglob("*.html")):
+            page, errors = open_page(b, p.as_uri())
+            assert errors == [], (p, errors)
+            assert broken_images(page) == [], p
+            assert page.evaluate(PICTURE_WIDTHS) == [], p
+            page.close()

@@ -39,6 +39,9 @@ _EXPORTS = {
     "grad_cam": "techniques.cam", "guided_grad_cam": "techniques.cam",
     "smoothgrad": "techniques.smoothing", "integrated_gradients": "techniques.smoothing",
     "cascading_randomization": "techniques.sanity",
+    # §8 performance as a function of image attributes
+    "attribute_performance": "techniques.attributes", "AttributeResult": "techniques.attribute_result",
+    "image_attributes": "techniques.image_stats",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

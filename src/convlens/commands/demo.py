@@ -69,6 +69,7 @@ class Setting:
     occlusion: dict = field(default_factory=dict)   # window/stride (default: from the size)
     sample: bool = False
     seed: int = 0
+    attributes: list[str] | None = None   # for accuracy by attribute (default: all there are)
 
 
 def settings(quick: bool) -> list[Setting]:
@@ -78,7 +79,8 @@ def settings(quick: bool) -> list[Setting]:
                 occlusion={"window": 6, "stride": 2}),
         Setting("builtin:shapes-net", "builtin:shapes:test:" + ("600" if quick else "5000"),
                 n_scan=600 if quick else 5000, n_images=4 if quick else 8,
-                occlusion={"window": 12, "stride": 4}),
+                occlusion={"window": 12, "stride": 4},
+                attributes=["scale", "clutter", "occluded", "truncated", "contrast", "background"]),
     ]
 
 
@@ -220,6 +222,16 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         save(res, "tsne", model)
         return f"kNN accuracy {res.metrics['knn_accuracy_2d']:.3f}"
 
+    def step_attributes():
+        if "scan" not in state or state["scan"].predictions is None:
+            raise RuntimeError("needs the scan's predictions")
+        from ..techniques.attributes import attribute_performance
+        model = SavedResult(base / "scan").manifest.get("model")
+        res = attribute_performance(base / "scan", attributes=s.attributes, progress=progress,
+                                    n_resamples=300 if quick else 1000)
+        save(res, "attributes", model)
+        return ", ".join(res.attributes)
+
     def per_image(fn, name: str, **kw):
         def run():
             save(fn(lens, images(), target="auto", **kw), name)
@@ -236,6 +248,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
              "predictions)", step_scan),
         Step("units and random directions", step_units),
         Step("t-SNE of the scan's codes", step_tsne),
+        Step("accuracy by image attribute", step_attributes),
         Step("occlusion", lambda: save(occlusion(lens, images(), target="auto", **window()), "occlusion")),
         per_image(saliency, "saliency"),
         per_image(deconvnet, "deconvnet"),

@@ -65,6 +65,8 @@ class Run:
     @property
     def title(self) -> str:
         """The view's name ("occlusion", "guided backprop", ...)."""
+        if self.kind == "units" and self.result.info.get("what") == "random directions":
+            return "top images per random direction"
         return view_of(self.kind)[1]
 
     @property

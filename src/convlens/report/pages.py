@@ -256,13 +256,12 @@ def _detail(run: Run) -> str:
     """What distinguishes a run: its layer, its data, its images."""
     info = run.result.info
     bits = []
-    for k in ("layer", "method"):
-        if isinstance(info.get(k), str) and info[k] and info[k] != run.kind:
-            bits.append(info[k])
+    if isinstance(info.get("layer"), str) and info["layer"]:
+        bits.append(info["layer"])
     if isinstance(info.get("layers"), list) and run.kind in ("activations",):
         bits.append(", ".join(map(str, info["layers"][:4])) + (" ..." if len(info["layers"]) > 4 else ""))
-    if info.get("data"):
-        bits.append(str(info["data"]))
+    if isinstance(info.get("data"), str) and info["data"]:
+        bits.append(info["data"])
     if info.get("images") and isinstance(info["images"], int):
         bits.append(f"{info['images']} images")
     return "; ".join(bits)

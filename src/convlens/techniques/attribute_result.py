@@ -74,6 +74,24 @@ class AttributeResult(Result):
             pics["regression"] = self.plot_regression
         return pics
 
+    @property
+    def about(self) -> str:  # type: ignore[override]
+        return self.info()["about"]
+
+    def figures(self):
+        from ..results import figure, panel
+        out = [figure(a, [panel(self._key(a), kind="plot",
+                                caption=[n for n in self._notes_for(a)])]) for a in self.attributes]
+        if len(self.regression):
+            out.append(figure("which attributes matter with the others held fixed",
+                              [panel("regression", kind="plot")]))
+        return out
+
+    def _notes_for(self, attribute: str) -> list[str]:
+        s = self.summary[self.summary.attribute == attribute] if len(self.summary) else []
+        note = str(s.note.iloc[0]) if len(s) and "note" in s and s.note.iloc[0] else ""
+        return [note] if note and note != "nan" else []
+
     def info(self):
         level = self.meta.get("level", 0.95)
         about = (f"Accuracy of each model on the items of each bin of an attribute, with "
