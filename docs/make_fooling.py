@@ -41,7 +41,7 @@ except ImportError:  # a checkout without installing
 from convlens import Lens
 from convlens.data import Loader
 from convlens.data.base import ImageDataset
-from convlens.techniques.adversarial import fgsm
+from convlens.techniques.adversarial import fgsm, pgd
 from convlens.techniques.adversarial_figures import curve_figure
 from convlens.techniques.fooling import fool
 from convlens.techniques.robustness import robustness
@@ -153,11 +153,16 @@ def part_fashion(args) -> None:
         if done is None:
             res = robustness(lens, "builtin:fashion-mnist:test", eps=eps, attack=attack,
                              steps=10, random_start=True, seed=0, limit=limit, batch_size=250,
-                             out=out, examples=6)
+                             out=out)
             print(f"{attack}: {res.meta['images']} images in {time.perf_counter() - t0:.0f} s"
                   f" (resumed after {res.meta['resumed_from']})")
             done = res.table
-            res.examples.pictures()["gallery"](str(HERE / f"fooling_fashion_{attack}_gallery.png"))
+        b = next(iter(Loader(convlens.load_data("builtin:fashion-mnist:test", lens=lens),
+                             batch_size=6)))
+        gallery = (fgsm(lens, b.images, b.labels, eps=0.1, explain="saliency") if attack == "fgsm"
+                   else pgd(lens, b.images, b.labels, eps=0.1, steps=10, explain="saliency"))
+        gallery.pictures()["gallery"](str(HERE / f"fooling_fashion_{attack}_gallery.png"))
+        gallery.pictures()["saliency"](str(HERE / f"fooling_fashion_{attack}_saliency.png"))
         t = done.assign(attack=attack.upper())
         print(t.to_string(index=False))
         tables.append(t)

@@ -453,7 +453,3 @@ def random_start_point(lens, u, labels, eps, norm, seed):
     labels = _resolve(lens, labels, clean)
     return random_start(u, eps, norm, image_seeds(seed, range(len(u)))), clean, labels
 
-
-from .fooling import fool  # noqa: E402  (fool builds on the helpers above)
-
-__all__ = ["fgsm", "pgd", "fool", "AdversarialExamples", "pixels", "model_input"]
