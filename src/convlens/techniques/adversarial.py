@@ -149,7 +149,7 @@ def image_seeds(seed: int, keys: Sequence[int]) -> list[int]:
     return [int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0]) for k in keys]
 
 
-def random_start(u: torch.Tensor, eps: float, norm: str, seeds: Sequence[int]) -> torch.Tensor:
+def random_point(u: torch.Tensor, eps: float, norm: str, seeds: Sequence[int]) -> torch.Tensor:
     """A random point near `u`, clipped to [0, 1]: uniform in the L∞ ball (Madry et al.), or
     a normal direction at a uniform radius in [0, ε] for L2 (as torchattacks). Image ``i``'s
     noise comes from its own generator seeded with ``seeds[i]``: the same whatever the batch."""
@@ -433,23 +433,16 @@ def pgd(lens, x: torch.Tensor, y=None, eps: float = 8 / 255, alpha: float | None
         raise ConvlensError("a targeted attack needs y: the class (or classes) to step toward")
     with attacking(lens):
         u = pixels(lens, xb)
-        start, clean = None, None
-        if random_start:
-            start = random_start_point(lens, u, labels, eps, norm, seed)
-            clean, labels = start[1], start[2]
-            start = start[0]
+        start = clean = None
+        if random_start:  # the labels come from the clean images, before the noise
+            with torch.no_grad():
+                clean = lens(model_input(lens, u))
+            labels = _resolve(lens, labels, clean)
+            start = random_point(u, eps, norm, image_seeds(seed, range(len(u))))
         adv, labels, first = pgd_pixels(lens, u, labels, eps, alpha, int(steps), norm,
                                         targeted, start)
     params = {"eps": eps, "alpha": alpha, "steps": int(steps), "random_start": random_start,
               "norm": norm, "targeted": targeted, "seed": seed}
     return examples_result("pgd", lens, xb, u, adv, labels, targeted,
                            first if clean is None else clean, params, explain, evaluate)
-
-
-def random_start_point(lens, u, labels, eps, norm, seed):
-    """``(start, clean logits, labels)``: the labels are resolved on the clean images first."""
-    with torch.no_grad():
-        clean = lens(model_input(lens, u))
-    labels = _resolve(lens, labels, clean)
-    return random_start(u, eps, norm, image_seeds(seed, range(len(u)))), clean, labels
 

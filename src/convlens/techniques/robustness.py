@@ -35,7 +35,7 @@ from .adversarial import (
     model_input,
     pgd_pixels,
     pixels,
-    random_start,
+    random_point,
 )
 from .adversarial_figures import curve_figure
 
@@ -112,7 +112,7 @@ class Robustness(Reducer):
                             g = loss_grad(lens, u, y, False)[0]
                         adv = torch.clamp(u + eps * g.sign(), min=0, max=1)
                     else:
-                        start = (random_start(u, eps, self.norm, image_seeds(self.seed, keys))
+                        start = (random_point(u, eps, self.norm, image_seeds(self.seed, keys))
                                  if self.random_start else None)
                         adv = pgd_pixels(lens, u, y, eps, self._alpha(eps), self.steps,
                                          self.norm, False, start)[0]
