@@ -270,6 +270,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_the_model():
         (lambda: robustness(lens, Pixels(4, lens.input_size), eps=[0, 2]), "eps must lie in"),
         (lambda: robustness(lens, Pixels(4, lens.input_size), attack="cw"), "unknown attack"),
         (lambda: robustness(lens, Pixels(4, lens.input_size), attack="fgsm", norm="l2"), "FGSM"),
+        (lambda: robustness(lens, Pixels(8), indices=[5], progress=False), "needs labelled"),
     ]
     for call, match in bad:
         with pytest.raises(ConvlensError, match=match) as e:

@@ -304,6 +304,9 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
         from ..engine.ray import run_ray
         info = run_ray(lens, data, [reducer], order, batch_size, workers, progress, desc,
                        checkpoint, shard_size, ray_address, ray_options)
+    if reducer.n == 0:
+        raise ConvlensError(f"none of the {info.images} items read has a label: robustness "
+                            "measures accuracy, so it needs labelled data")
     table = reducer.finalize()
     gallery = _examples(lens, data, order, examples, max(eps), attack, steps, alpha,
                         random_start, norm, seed, explain) if examples else None
