@@ -9,7 +9,10 @@ pixels (``images``, ``adversarial``) and the normalised model input ``x_adv``.
 
 The loss is the cross-entropy summed over the batch (not averaged), so each image's gradient is
 its own, whatever the batch size; the sign, and so every FGSM/PGD step, is the same as with the
-mean that torchattacks uses. The model runs in eval mode with its parameters' ``requires_grad``
+mean that torchattacks uses, except where the mean's gradient underflows to zero in float32:
+when the model is so sure of an image that every other class gets a probability of about
+1e-40, the averaged gradient at the pixels is 0 (torchattacks does not move those pixels) while
+the per-image one, N times larger, still has a sign (convlens moves them). The model runs in eval mode with its parameters' ``requires_grad``
 off (the gradient is taken with respect to the pixels only); training flags, ``requires_grad``
 flags, parameters and their ``.grad`` are as before afterwards, also after an error.
 
