@@ -33,6 +33,7 @@ demo: $(VENV)/.installed data
 	$(VENV)/bin/convlens demo --out convlens-demo
 
 test: $(VENV)/.installed-test data
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 clean:

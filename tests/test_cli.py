@@ -14,7 +14,7 @@ def run(*args):
 
 
 def test_layers_vgg16_field_of_conv5_3():
-    r = run("layers", "--model", "torchvision:vgg16", "--layer", "features.29")
+    r = run("layers", "--model", "torchvision:vgg16", "--layers", "features.29")
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith("features.29"))
     assert row.split()[:5] == ["features.29", "ReLU", "512x14x14", "196", "16"]
@@ -45,7 +45,7 @@ def test_evil_weights_refused_and_code_not_run(tmp_path):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["layers", "--model", "builtin:tiny", "--layer", "features.9"], "did you mean"),
+    (["layers", "--model", "builtin:tiny", "--layers", "features.9"], "did you mean"),
     (["layers", "--model", "nonsense"], "cannot understand model spec"),
     (["layers", "--model", "builtin:tiny", "--weights", "/no/such.pt"], "not found"),
     (["data", "--data", "/no/such/folder"], "data not found"),
@@ -70,3 +70,20 @@ def test_help(cmd):
 def test_no_command_prints_help():
     r = run()
     assert r.returncode == 2 and "COMMAND" in r.stdout
+
+
+@pytest.mark.parametrize("cmd", ["activations", "saliency", "deconvnet", "guided-backprop",
+                                 "grad-cam", "guided-grad-cam", "occlusion"])
+def test_per_image_views_run_in_bfloat16(cmd, tmp_path):
+    """--dtype is part of the shared vocabulary: the model computes in bfloat16, results are
+    saved as float32."""
+    assert main([cmd, "--model", "builtin:shapes-net", "--data", "builtin:shapes:test:2",
+                 "--dtype", "bfloat16", "--out", str(tmp_path / cmd)]) == 0
+    assert (tmp_path / cmd / "manifest.json").is_file()
+
+
+def test_dataset_views_run_in_bfloat16(tmp_path):
+    data = ["--model", "builtin:shapes-net", "--data", "builtin:shapes:test:32", "--dtype", "bfloat16"]
+    assert main(["stats", *data, "--out", str(tmp_path / "stats")]) == 0
+    assert main(["evaluate", *data]) == 0
+    assert main(["scan", *data, "--layers", "features.4", "--out", str(tmp_path / "scan")]) == 0

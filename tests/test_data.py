@@ -79,7 +79,7 @@ def test_cli_data_reports_skipped(bad_manifest, capsys):
     rc = main(["data", "--data", str(bad_manifest), "--model", "builtin:tiny"])
     out, err = capsys.readouterr()
     assert rc == 0
-    assert "2 loaded, 3 skipped" in out
+    assert "2 readable, 3 skipped" in out
     assert err.count("convlens: warning: skipped") == 3
 
 

@@ -125,10 +125,13 @@ def literal(model, x1, fill_img, window, stride, target, layer=None, channel=Non
     wy, wx = window
     ty, tx = stride
     h, w = x1.shape[-2:]
+    # every t pixels while the window fits, and one last window flush with the border
+    ys = sorted(set(range(0, h - wy + 1, ty)) | {h - wy})
+    xs = sorted(set(range(0, w - wx + 1, tx)) | {w - wx})
     probs, logits, tops, acts = [], [], [], []
     with torch.no_grad():
-        for y in range(0, h - wy + 1, ty):
-            for x in range(0, w - wx + 1, tx):
+        for y in ys:
+            for x in xs:
                 xo = x1.clone()
                 xo[:, :, y:y + wy, x:x + wx] = fill_img[:, :, y:y + wy, x:x + wx]
                 if layer is None:
@@ -141,7 +144,7 @@ def literal(model, x1, fill_img, window, stride, target, layer=None, channel=Non
                 probs.append(p[target].float())
                 logits.append(out[target])
                 tops.append(p.argmax())
-    py = len(range(0, h - wy + 1, ty))
+    py = len(ys)
     as_map = lambda v: torch.stack(v).view(py, -1)  # noqa: E731
     return as_map(probs), as_map(logits), as_map(tops), (as_map(acts) if acts else None)
 
@@ -216,6 +219,19 @@ def test_activation_map_of_a_layer():
     r = occlusion(lens, x, target=0, window=4, stride=4, layer="grouped", channel=7)
     _, _, _, act = literal(lens.model, x, torch.zeros_like(x), (4, 4), (4, 4), 0, "grouped", 7)
     torch.testing.assert_close(r.activation[0], act, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size,window,stride", [(12, 3, 2), (20, 6, 4), (28, 5, 3), (7, 7, 2),
+                                                (64, 12, 8)])
+def test_every_pixel_is_occluded(size, window, stride):
+    from convlens.techniques.occlusion import positions
+
+    starts = positions(size, window, stride)
+    covered = np.zeros(size, bool)
+    for s in starts:
+        covered[s:s + window] = True
+    assert covered.all() and starts[0] == 0 and starts[-1] == size - window
+    assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
 
 
 def test_maps_at_image_resolution():

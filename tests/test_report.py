@@ -88,7 +88,7 @@ def test_pages_load_clean_in_chromium(results, tmp_path):
         page, _ = open_page(b, index.as_uri())
         assert page.locator("#layers").count() == 1
         assert page.locator("table.runs a").count() >= 5
-        page.locator("table.runs a", has_text="activations").first.click()
+        page.locator("ul.views a", has_text="activations").first.click()
         page.wait_for_load_state("load")
         assert "activations" in page.title()
 
@@ -98,14 +98,16 @@ def demo_site(tmp_path_factory):
     """The quick demo: every landed view on both built-in models, and its site."""
     from convlens.commands.demo import run_demo
     out = tmp_path_factory.mktemp("demo")
-    return run_demo(out, quick=True, progress=False)
+    return run_demo(out, quick=True, progress=False)[0]
 
 
 def test_demo_writes_every_view(demo_site):
     root = demo_site.parent.parent
     for model in ("fashion-net", "shapes-net"):
         for view in ("layers", "activations", "filters", "stats", "saliency", "deconvnet",
-                     "guided_backprop", "grad_cam", "scan", "units_features.4", "tsne"):
+                     "guided_backprop", "grad_cam", "guided_grad_cam", "smoothgrad",
+                     "integrated_gradients", "occlusion", "scan", "units_features.4",
+                     "units_dirs_features.11", "tsne"):
             assert (root / model / view / "manifest.json").is_file(), (model, view)
 
 
@@ -128,7 +130,46 @@ def test_demo_site_in_chromium(demo_site):
         page, _ = open_page(b, (site / "runs" / "fashion-net_units_features.4" / "index.html").as_uri())
         page.locator("a.unit").nth(2).click()
         page.wait_for_load_state("load")
-        assert "unit 2" in page.title() and page.locator("img.big").count() == 2
+        assert "unit 2" in page.title() and page.locator("figure.panel img").count() == 2
+
+
+PICTURE_WIDTHS = """() => Array.from(document.images).filter(i => i.naturalWidth > 0)
+    .filter(i => i.getBoundingClientRect().width < i.naturalWidth / 2 - 0.5)
+    .map(i => i.getAttribute('src') + ' ' + i.getBoundingClientRect().width + '/' + i.naturalWidth)"""
+
+
+@needs_browser
+def test_demo_site_keeps_the_reports_promises(demo_site):
+    """Every run page says what it shows; every map on the occlusion and gradient pages has a
+    colour bar (class maps a legend); no picture is shown at less than half its natural width;
+    the images page has a row with every method, occlusion included."""
+    site = demo_site.parent
+    methods = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
+               "guided_grad_cam", "smoothgrad", "integrated_gradients")
+    with browser() as b:
+        for p in sorted(site.rglob("*.html")):
+            page, _ = open_page(b, p.as_uri())
+            broken_images(page)  # loads every image
+            assert page.evaluate(PICTURE_WIDTHS) == [], p
+            if p.name == "index.html" and p.parent.parent.name == "runs":
+                assert page.locator("p.about").count() == 1, f"{p}: no line on what it shows"
+            if p.parent.name.split("_", 1)[-1] in methods:
+                maps = page.locator("figure.panel.map")
+                assert maps.count() > 0, p
+                for i in range(maps.count()):
+                    m = maps.nth(i)
+                    assert m.locator(".colorbar").count() + m.locator("ul.legend").count() == 1, \
+                        (p, m.get_attribute("data-picture"))
+            page.close()
+        for model in ("builtin_fashion-net", "builtin_shapes-net"):
+            page, errors = open_page(b, (site / "images" / model / "index.html").as_uri())
+            assert errors == []
+            rows = page.locator("section.image-row")
+            assert rows.count() >= 4
+            kinds = set(rows.first.locator("figure[data-method]").evaluate_all(
+                "els => els.map(e => e.dataset.method)"))
+            assert {k if not k.startswith("smoothgrad") else "smoothgrad" for k in kinds} >= set(methods)
+            page.close()
 
 
 def hover_some_point(page) -> bool:

@@ -7,6 +7,7 @@ code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -28,15 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _import_commands()
 
-    parser = argparse.ArgumentParser(
+    from .commands.common import COMMANDS, Parser
+
+    parser = Parser(
         prog="convlens",
         description="See what a convolutional network has learned. Each sub-command is one "
                     "view; `convlens COMMAND --help` explains its options.")
     parser.add_argument("--version", action="version", version=f"convlens {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from .commands.common import COMMANDS
-
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (add, fn, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=(fn.__doc__ or help_).strip())
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -47,28 +48,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
-    print(f"convlens: warning: {message}", file=file or sys.stderr)
+    text = " ".join(str(message).split())  # one line, whatever the message holds
+    print(f"convlens: warning: {text}", file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    debug = getattr(args, "debug", False)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    shown = warnings.showwarning
     if not debug:
         warnings.showwarning = _one_line_warnings
     try:
-        return int(args.func(args) or 0)
-    except ConvlensError as e:
-        if debug:
-            raise
-        print(f"convlens: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("convlens: interrupted", file=sys.stderr)
-        return 130
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help, --version, or a usage error (one line, code 2)
+            return int(e.code or 0)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        try:
+            return int(args.func(args) or 0)
+        except ConvlensError as e:
+            if debug:
+                raise
+            print(f"convlens: error: {e}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # `convlens ... | head`: the reader left; not an error
+            try:
+                sys.stdout = open(os.devnull, "w")
+            except OSError:
+                pass
+            return 0
+        except KeyboardInterrupt:
+            said = getattr(args, "_interrupt_message", None)
+            print("convlens: interrupted" + (f"; {said}" if said else "; nothing was saved"),
+                  file=sys.stderr)
+            return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

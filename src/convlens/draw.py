@@ -65,6 +65,14 @@ def colormap(values: np.ndarray, cmap: str = "inferno", lo: float | None = None,
     return lut[u]
 
 
+def colormap_stops(cmap: str, n: int = 11) -> list[str]:
+    """`n` evenly spaced colours of a matplotlib colour map as CSS hex strings (low to high)."""
+    import matplotlib
+
+    cols = matplotlib.colormaps[cmap](np.linspace(0, 1, n))[:, :3]
+    return ["#%02x%02x%02x" % tuple(int(round(v * 255)) for v in c) for c in cols]
+
+
 def resize(a: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
     """Resize an ``(H, W)`` float map or ``(H, W, 3)`` uint8 image to ``(height, width)``."""
     h, w = size
@@ -151,6 +159,7 @@ def captioned(img: np.ndarray, lines: Sequence[str],
         items = []
     width = img.shape[1]
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = [w for line in lines for w in _wrap(line, measure, font, width - 12)]
     places, x, y = [], 6, 4 + len(lines) * line_h  # legend entries, wrapped to the width
     for colour, name in items:
         w = font_size + 12 + int(measure.textlength(name, font=font))
@@ -168,3 +177,16 @@ def captioned(img: np.ndarray, lines: Sequence[str],
                     fill=tuple(int(v) for v in colour))
         d.text((x + font_size + 4, y), name, fill="black", font=font)
     return np.concatenate([img, np.asarray(strip)], 0)
+
+
+def _wrap(text: str, measure, font, width: int) -> list[str]:
+    """`text` broken into lines no wider than `width` pixels (at spaces)."""
+    out, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}".strip()
+        if line and measure.textlength(trial, font=font) > width:
+            out.append(line)
+            line = word
+        else:
+            line = trial
+    return out + ([line] if line else [])

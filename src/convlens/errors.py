@@ -17,10 +17,23 @@ class BadImage(ConvlensError):
     """An image file that cannot be used (empty, truncated, not an image, too large)."""
 
 
+#: characters people mistype for one another in layer names (``features.O`` for ``features.0``)
+_CONFUSABLE = str.maketrans({"O": "0", "o": "0", "l": "1", "I": "1", "|": "1"})
+
+
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
-    """The candidates closest to `name`, best first (difflib, then substring matches)."""
+    """The candidates closest to `name`, best first.
+
+    Similarity is difflib's ratio, with look-alike characters (O/0, l/1/I) and case counted as
+    the same; ties keep the candidates' own order. Then candidates that contain `name`."""
     candidates = list(candidates)
-    found = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+    key = str(name).translate(_CONFUSABLE).lower()
+    scored = []
+    for i, c in enumerate(candidates):
+        r = difflib.SequenceMatcher(None, key, str(c).translate(_CONFUSABLE).lower()).ratio()
+        if r >= 0.5:
+            scored.append((-r, i, c))
+    found = [c for _, _, c in sorted(scored)[:n]]
     for c in candidates:
         if len(found) >= n:
             break

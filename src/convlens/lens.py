@@ -50,6 +50,7 @@ class Lens(nn.Module):
         input_size: ``(C, H, W)`` the model expects.
         labels: class names (``K`` of them); default ``"0" .. "K-1"``.
         value_range: range of raw pixels that `mean`/`std` refer to.
+        weights: where the weights came from, in words (shown in manifests and the report).
 
     Example::
 
@@ -59,7 +60,8 @@ class Lens(nn.Module):
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
                  input_size: Sequence[int], labels: Sequence[str] | None = None,
-                 value_range: tuple[float, float] = (0.0, 1.0), name: str | None = None):
+                 value_range: tuple[float, float] = (0.0, 1.0), name: str | None = None,
+                 weights: str | None = None):
         super().__init__()
         self.model = model
         self.input_size = tuple(int(v) for v in input_size)
@@ -73,6 +75,8 @@ class Lens(nn.Module):
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.labels = list(labels) if labels is not None else None
         self.name = name or type(model).__name__
+        #: where the weights came from, for people: "random weights, seed 0", a file, ...
+        self.weights = weights
         self._layers: list[LayerInfo] | None = None
 
     # -- the network -------------------------------------------------------------------
@@ -108,7 +112,8 @@ class Lens(nn.Module):
         """A batch of mean images (zeros after normalisation) of the model's input size."""
         p = next(iter(self.model.parameters()), None)
         device = p.device if p is not None else torch.device("cpu")
-        return torch.zeros((n, *self.input_size), device=device)
+        dtype = p.dtype if p is not None and p.dtype.is_floating_point else torch.float32
+        return torch.zeros((n, *self.input_size), device=device, dtype=dtype)
 
     @property
     def num_classes(self) -> int | None:
@@ -187,6 +192,8 @@ def as_lens(model, example: torch.Tensor | None = None) -> "Lens":
 
     Every technique calls this first, so each accepts a `Lens` or an ``nn.Module``.
     """
+    if example is not None and not isinstance(example, torch.Tensor):
+        raise _not_images(example)
     if isinstance(model, Lens):
         return model
     if not isinstance(model, nn.Module):
@@ -222,7 +229,7 @@ def as_batch(lens: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`x` checked and made ready for the model: ``(N, C, H, W)`` (a single ``(C, H, W)`` image
     gets a batch axis), on the model's device and float dtype, detached from any graph."""
     if not isinstance(x, torch.Tensor):
-        raise ConvlensError(f"x must be a tensor (N, C, H, W), got {type(x).__name__}")
+        raise _not_images(x)
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4:
@@ -238,6 +245,13 @@ def as_batch(lens: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.detach()
 
 
+def _not_images(x) -> ConvlensError:
+    return ConvlensError(
+        f"this view explains images: give x, a tensor (N, C, H, W) of normalised images, not "
+        f"{type(x).__name__}; for items of a dataset take them first, e.g. "
+        "torch.stack([data[i].image for i in range(4)])")
+
+
 def _per_channel(v, c: int, what: str) -> tuple[float, ...]:
     v = (float(v),) if isinstance(v, (int, float)) else tuple(float(a) for a in v)
     if len(v) == 1:
@@ -251,6 +265,9 @@ class LayersResult(Result):
     """The layer table of a model, saved for the report."""
 
     kind = "layers"
+    about = ("Every named module of the model with its output shape and receptive field: the "
+             "size of the input patch one output position sees, the stride between positions, "
+             "and the input pixel at the centre of position (0, 0).")
 
     def __init__(self, infos: list[LayerInfo]):
         self.infos = infos

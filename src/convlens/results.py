@@ -6,7 +6,11 @@ its arrays, tables and pictures and a manifest that says what was run, with whic
 which file holds what. `read_manifest` / `SavedResult` read them back without torch, for the
 report.
 
-A subclass implements ``arrays()``, and optionally ``tables()``, ``pictures()`` and ``info()``.
+A subclass implements ``arrays()``, and optionally ``tables()``, ``pictures()``, ``info()``,
+and for the report ``about`` (one or two sentences: what the view shows and how to read it) and
+``figures()``: rows of `panel`s, each a picture with what a reader needs beside it — its colour
+scale with units (`scale`), or the legend of a class map, and the lines under it (target,
+prediction). The report draws colour bars and legends from these, so every map has its scale.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import platform
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,7 +63,8 @@ def lens_info(lens) -> dict[str, Any]:
     """What the manifest says about a model."""
     if lens is None:
         return {}
-    return {"name": lens.name, "input_size": list(lens.input_size), "mean": list(lens.mean),
+    return {"name": lens.name, "weights": getattr(lens, "weights", None),
+            "input_size": list(lens.input_size), "mean": list(lens.mean),
             "std": list(lens.std), "value_range": list(lens.value_range),
             "labels": lens.labels}
 
@@ -78,9 +83,15 @@ class Result:
     """Base of every result: what to save and how."""
 
     kind: str = "result"
+    #: what the view shows and how to read it, for the report (one or two sentences)
+    about: str = ""
 
     def arrays(self) -> dict[str, Any]:
         return {}
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Rows of panels for the report: ``[figure(title, [panel(...), ...], note), ...]``."""
+        return []
 
     def tables(self) -> dict[str, Any]:  # name -> pandas DataFrame
         return {}
@@ -137,6 +148,7 @@ class Result:
             "model": lens_info(lens) if lens is not None else (model or {}),
             "info": _jsonable(self.info()),
             "arrays": {}, "tables": {}, "pictures": {},
+            "about": self.about, "figures": _jsonable(self.figures()) if pictures else [],
         }
         for name, a in self.arrays().items():
             f = f"{safe_name(name)}.npy"
@@ -181,6 +193,14 @@ class SavedResult:
     def info(self) -> dict:
         return self.manifest.get("info", {})
 
+    @property
+    def about(self) -> str:
+        return self.manifest.get("about") or ""
+
+    @property
+    def figures(self) -> list[dict]:
+        return self.manifest.get("figures") or []
+
     def array(self, name: str, mmap: bool = False) -> np.ndarray:
         return np.load(self.folder / self.manifest["arrays"][name],
                        mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -191,6 +211,34 @@ class SavedResult:
 
     def picture(self, name: str) -> Path:
         return self.folder / self.manifest["pictures"][name]
+
+
+def scale(lo: float, hi: float, label: str, cmap: str = "inferno",
+          marks: dict[str, float] | None = None) -> dict[str, Any]:
+    """A panel's colour scale: the colour map from `lo` to `hi`, and what the values are
+    (`label`, with units). `marks` are values to point out on the bar (e.g. the clean image's
+    probability)."""
+    return {"cmap": cmap, "lo": float(lo), "hi": float(hi), "label": label,
+            "marks": {k: float(v) for k, v in (marks or {}).items()}}
+
+
+def panel(picture: str, title: str = "", caption: Sequence[str] = (),
+          scale: dict[str, Any] | None = None,
+          legend: Sequence[tuple[Sequence[int], str]] | None = None,
+          kind: str = "map") -> dict[str, Any]:
+    """One picture of a figure. `kind`: ``"image"`` (an input), ``"map"`` (values through a
+    colour map: give `scale`, or `legend` for a class map) or ``"plot"`` (a chart with its own
+    axes, shown at its natural size)."""
+    return {"picture": picture, "title": title, "caption": [str(c) for c in caption],
+            "scale": scale, "kind": kind,
+            "legend": None if legend is None else [
+                ["#%02x%02x%02x" % tuple(int(v) for v in colour[:3]), str(name)]
+                for colour, name in legend]}
+
+
+def figure(title: str, panels: Sequence[dict[str, Any]], note: str = "") -> dict[str, Any]:
+    """A row of panels (one image and its maps, say) under a title."""
+    return {"title": title, "panels": list(panels), "note": note}
 
 
 def read_manifest(folder: str | os.PathLike) -> SavedResult:

@@ -5,8 +5,11 @@ from .common import (
     command,
     data_from,
     data_options,
+    fraction,
     image_options,
     images_from,
+    item_indices,
+    layers_option,
     lens_from,
     model_options,
     options,
@@ -15,15 +18,11 @@ from .common import (
 )
 
 
-def layer_option(p, help_: str) -> None:
-    p.add_argument("--layer", action="append", metavar="NAME", help=help_)
-
-
 def _activations_opts(p):
     model_options(p)
     image_options(p)
-    layer_option(p, "layer to show (repeatable); default every ReLU (post-ReLU maps)")
-    output_options(p, "convlens-out/activations")
+    layers_option(p, "layers to show; default every ReLU (post-ReLU maps)")
+    output_options(p, "activations")
 
 
 @command("activations", "activation maps of images, one tile grid per image and layer")
@@ -36,7 +35,7 @@ def cmd_activations(args) -> int:
 
     lens = lens_from(args)
     x, _ = images_from(args, lens)
-    res = activations(lens, x, args.layer)
+    res = activations(lens, x, args.layers)
     save_result(res, args, lens)
     return 0
 
@@ -44,12 +43,11 @@ def cmd_activations(args) -> int:
 def _stats_opts(p):
     model_options(p)
     data_options(p)
-    layer_option(p, "layer (repeatable); default every ReLU")
-    p.add_argument("--threshold", type=float, default=0.99,
+    layers_option(p, "layers; default every ReLU")
+    p.add_argument("--threshold", type=fraction, default=0.99,
                    help="a channel is dead when its map is all zero on at least this share of "
-                        "inputs (default 0.99)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N items")
-    output_options(p, "convlens-out/stats")
+                        "inputs, in (0, 1] (default 0.99)")
+    output_options(p, "stats")
 
 
 @command("stats", "dead filters and sparsity of every layer over a dataset")
@@ -61,8 +59,10 @@ def cmd_stats(args) -> int:
     from ..techniques.activations import activation_stats
 
     lens = lens_from(args)
-    res = activation_stats(lens, data_from(args, lens), args.layer, threshold=args.threshold,
-                           batch_size=args.batch_size, workers=args.workers, limit=args.limit)
+    data = data_from(args, lens)
+    res = activation_stats(lens, data, args.layers, threshold=args.threshold,
+                           batch_size=args.batch_size, workers=args.workers,
+                           indices=item_indices(args, len(data)))
     print(res.layers.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     save_result(res, args, lens)
     return 0
@@ -70,11 +70,11 @@ def cmd_stats(args) -> int:
 
 def _filters_opts(p):
     model_options(p)
-    layer_option(p, "conv layer, or linear layer that sees the image (repeatable); "
-                    "default the first conv layer")
-    p.add_argument("--threshold", type=float, default=None,
+    layers_option(p, "conv layers, or linear layers that see the image; default the first "
+                     "conv layer")
+    p.add_argument("--threshold", type=fraction, default=None,
                    help="noise score above which a filter is called noisy (default 0.69)")
-    output_options(p, "convlens-out/filters")
+    output_options(p, "filters")
 
 
 @command("filters", "filter weights as pictures, with a noise score and verdict per filter")
@@ -89,7 +89,7 @@ def cmd_filters(args) -> int:
 
     lens = lens_from(args)
     threshold = NOISE_THRESHOLD if args.threshold is None else args.threshold
-    layers = args.layer or [None]
+    layers = args.layers or [None]
     out = args.out
     for layer in layers:
         res = filters(lens, layer, threshold=threshold)

@@ -1,15 +1,26 @@
-"""What every sub-command shares: the registry (`command`, `options`), the common option
-groups (model, data, input images, output) and turning them into a `Lens`, a dataset or a batch.
+"""What every sub-command shares: the registry (`command`, `options`), one vocabulary of options
+(model, run, data, input images, layers, output) and turning them into a `Lens`, a dataset or a
+batch.
+
+The vocabulary (README, "Common options"): ``--model SPEC [--weights FILE]``, ``--seed S``
+(random weights and every random choice), ``--device DEV``, ``--dtype T``; ``--data SPEC`` with
+``--n N`` (the first N items; ``--sample`` for a seeded random sample instead), or ``--image
+FILE`` (repeatable); ``--layers L1,L2`` (several) or ``--layer NAME`` (one); ``--format
+table|csv|json`` for what is printed; ``--out DIR`` (default ``convlens-out/<command>``).
+Old spellings (``--limit``, ``--json``, ``--codes``, a repeated ``--layer`` for several layers,
+``convlens train NAME``) keep working for one release, with a warning.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable
 
 from ..errors import ConvlensError
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable, str]] = {}
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def command(name: str, help: str):
@@ -30,48 +41,180 @@ def options(*adders):
     return deco
 
 
-# -- shared options ------------------------------------------------------------------------
-def model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--model", required=required, metavar="SPEC",
-                   help="builtin:NAME, torchvision:NAME[:WEIGHTS], timm:NAME, a TorchScript "
-                        "file, or package.module:factory")
-    g.add_argument("--weights", metavar="FILE",
-                   help="checkpoint (state dict) loaded with torch.load(weights_only=True)")
-    g.add_argument("--input-size", metavar="C,H,W", type=_ints,
-                   help="override the model's input size, e.g. 3,224,224")
-    g.add_argument("--mean", metavar="M[,M,M]", type=_floats, help="override the input mean")
-    g.add_argument("--std", metavar="S[,S,S]", type=_floats, help="override the input std")
-    g.add_argument("--labels", metavar="FILE", help="class names, one per line")
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit code 2) with a pointer to --help."""
+
+    def error(self, message: str):  # noqa: D401  (argparse's name)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", required=required, metavar="SPEC",
-                   help="builtin:NAME[:SPLIT], a folder of class folders, or a .csv/.parquet "
-                        "manifest with a 'path' column")
-    g.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    g.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
-    g.add_argument("--max-pixels", type=int, default=None,
-                   help="skip images with more pixels than this (default: PIL's bomb limit)")
+# -- value types -------------------------------------------------------------------------------
+def _number(kind, what: str, ok: Callable[[float], bool]):
+    def parse(s: str):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+        return v
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, "a positive integer", lambda v: v >= 1)
+nonnegative_int = _number(int, "an integer >= 0", lambda v: v >= 0)
+fraction = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+unit_interval = _number(float, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+positive_float = _number(float, "a positive number", lambda v: v > 0)
+port_number = _number(int, "a port number 1-65535", lambda v: 1 <= v <= 65535)
 
 
 def _ints(s: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in s.split(","))
+        v = tuple(int(a) for a in s.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {s!r}")
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {s!r}") from None
+    if any(a < 1 for a in v):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
+    return v
 
 
 def _floats(s: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in s.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}")
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
 
 
-def lens_from(args):
-    """The `Lens` the model options name."""
+def _input_size(s: str) -> tuple[int, int, int]:
+    v = _ints(s)
+    if len(v) != 3:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (three integers), got {s!r}")
+    return v
+
+
+def layer_list(s: str) -> list[str]:
+    names = [n.strip() for n in s.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected layer names separated by commas")
+    return names
+
+
+class ExtendAction(argparse.Action):
+    """A repeatable option whose values are lists: ``--layers a,b --layers c`` -> [a, b, c]."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, (getattr(namespace, self.dest, None) or []) + list(values))
+
+
+def deprecated(new: str, *, extend: bool = False, const=None):
+    """An action for an old spelling: warns once and stores into the new option's dest."""
+    class _Deprecated(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            warnings.warn(f"{option_string} is deprecated and will go in the next release: "
+                          f"use {new}", FutureWarning, stacklevel=2)
+            if const is not None:
+                values = const
+            if extend:
+                old = getattr(namespace, self.dest, None) or []
+                values = old + (values if isinstance(values, list) else [values])
+            setattr(namespace, self.dest, values)
+    return _Deprecated
+
+
+# -- option groups -----------------------------------------------------------------------------
+def model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """--model, --weights, the preprocessing overrides, and the run options (seed, device,
+    dtype)."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=required, metavar="SPEC",
+                   help="builtin:NAME, torchvision:NAME[:WEIGHTS], timm:NAME, a TorchScript "
+                        "file, or package.module:factory")
+    g.add_argument("--weights", metavar="FILE",
+                   help="checkpoint (state dict) loaded with torch.load(weights_only=True); "
+                        "without it a torchvision/timm architecture has random weights "
+                        "(seeded by --seed)")
+    g.add_argument("--input-size", metavar="C,H,W", type=_input_size,
+                   help="override the model's input size, e.g. 3,224,224")
+    g.add_argument("--mean", metavar="M[,M,M]", type=_floats, help="override the input mean")
+    g.add_argument("--std", metavar="S[,S,S]", type=_floats, help="override the input std")
+    g.add_argument("--labels", metavar="FILE", help="class names, one per line")
+    run_options(p)
+
+
+def run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of random weights (an architecture without --weights) and of every "
+                        "random choice: sampling, noise, directions, t-SNE (default 0)")
+    g.add_argument("--device", default="cpu", metavar="DEV",
+                   help="where the model runs: cpu (default), cuda, cuda:1, mps")
+    g.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="number type the model computes in (default float32)")
+
+
+def data_options(p: argparse.ArgumentParser, required: bool = True, n_help: str = "all") -> None:
+    """--data SPEC, --n / --sample, and how to read it."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=required, metavar="SPEC",
+                   help="builtin:NAME[:SPLIT], a folder of class folders, or a .csv/.parquet "
+                        "manifest with a 'path' column")
+    g.add_argument("--n", type=positive_int, default=None, metavar="N",
+                   help=f"use N items: the first N, or a random sample with --sample (default {n_help})")
+    g.add_argument("--limit", type=positive_int, dest="n", action=deprecated("--n"),
+                   help=argparse.SUPPRESS)
+    g.add_argument("--sample", action="store_true",
+                   help="take a random sample of --n items (seeded by --seed) instead of the first N")
+    g.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
+    g.add_argument("--workers", type=nonnegative_int, default=0,
+                   help="data loader processes (default 0)")
+    g.add_argument("--max-pixels", type=positive_int, default=None,
+                   help="skip images with more pixels than this (default: PIL's bomb limit)")
+
+
+def image_options(p: argparse.ArgumentParser, n: int = 4) -> None:
+    """--image FILE (repeatable) or --data SPEC with --n / --sample: the images a per-image view
+    explains."""
+    g = p.add_argument_group("input (--image or --data)")
+    g.add_argument("--image", action="append", metavar="FILE", help="an image file (repeatable)")
+    g.add_argument("--data", metavar="SPEC", help="or a data spec: its first --n items")
+    g.add_argument("--n", type=positive_int, default=n, metavar="N",
+                   help=f"images taken from --data (default {n})")
+    g.add_argument("--sample", action="store_true",
+                   help="take a random sample of --n items (seeded by --seed) instead of the first N")
+    g.add_argument("--max-pixels", type=positive_int, default=None,
+                   help="refuse images with more pixels than this (default: PIL's bomb limit)")
+
+
+def layers_option(p, help_: str, single: bool = False, required: bool = False) -> None:
+    """``--layers L1,L2`` (several, repeatable) or, with `single`, ``--layer NAME``."""
+    if single:
+        p.add_argument("--layer", metavar="NAME", required=required, help=help_)
+        return
+    p.add_argument("--layers", type=layer_list, action=ExtendAction, default=None, metavar="L1,L2",
+                   required=required, help=help_ + " (comma-separated, or repeat the option)")
+    p.add_argument("--layer", dest="layers", action=deprecated("--layers L1,L2", extend=True),
+                   help=argparse.SUPPRESS)
+
+
+def output_options(p: argparse.ArgumentParser, view: str) -> None:
+    default = f"convlens-out/{view}"
+    p.add_argument("--out", metavar="DIR", default=default,
+                   help=f"folder for manifest.json, arrays, tables and pictures (default: {default})")
+
+
+def format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="how to print the result (default: an aligned table)")
+
+
+# -- from options to objects -------------------------------------------------------------------
+def lens_from(args, cast: bool = True):
+    """The `Lens` the model options name, on --device (in --dtype with `cast`); says so when its
+    weights are random."""
+    import torch
+
     from ..models import load_model
 
     labels = None
@@ -81,13 +224,23 @@ def lens_from(args):
                 labels = [line.rstrip("\n") for line in f if line.strip()]
         except OSError as e:
             raise ConvlensError(f"cannot read labels file {args.labels}: {e.strerror}") from None
-    return load_model(args.model, args.weights, mean=args.mean, std=args.std,
-                      input_size=args.input_size, labels=labels)
-
-
-def output_options(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--out", metavar="DIR", default=default,
-                   help=f"folder for manifest.json, arrays, tables and pictures (default: {default})")
+    lens = load_model(args.model, args.weights, mean=args.mean, std=args.std,
+                      input_size=args.input_size, labels=labels, seed=getattr(args, "seed", 0))
+    if (lens.weights or "").startswith("random weights"):
+        warnings.warn(f"{args.model} has {lens.weights} (no --weights FILE): it explains an "
+                      "untrained network", RuntimeWarning, stacklevel=2)
+    device = getattr(args, "device", "cpu") or "cpu"
+    try:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConvlensError(f"--device {device}: no CUDA device here; use --device cpu")
+        lens = lens.to(dev)
+    except (RuntimeError, AssertionError) as e:
+        raise ConvlensError(f"--device {device}: {str(e).splitlines()[0]}") from None
+    dtype = getattr(args, "dtype", "float32") or "float32"
+    if cast and dtype != "float32":
+        lens = lens.to(getattr(torch, dtype))
+    return lens
 
 
 def save_result(result, args, lens=None, model: dict | None = None) -> None:
@@ -97,40 +250,60 @@ def save_result(result, args, lens=None, model: dict | None = None) -> None:
     print(f"wrote {out}/manifest.json")
 
 
-def image_options(p: argparse.ArgumentParser) -> None:
-    """--image FILE (repeatable) or --data SPEC with --n: the images a per-image view explains."""
-    g = p.add_argument_group("input")
-    g.add_argument("--image", action="append", metavar="FILE", help="an image file (repeatable)")
-    g.add_argument("--data", metavar="SPEC", help="or a data spec: its first --n items")
-    g.add_argument("--n", type=int, default=4, help="images taken from --data (default 4)")
-    g.add_argument("--max-pixels", type=int, default=None,
-                   help="refuse images with more pixels than this (default: PIL's bomb limit)")
+def item_indices(args, length: int):
+    """Dataset indices --n and --sample choose (None: all items)."""
+    import numpy as np
+
+    n = getattr(args, "n", None)
+    if n is None or n >= length:
+        return None
+    if getattr(args, "sample", False):
+        return np.sort(np.random.default_rng(args.seed).choice(length, n, replace=False)).tolist()
+    return list(range(n))
 
 
 def images_from(args, lens) -> tuple:
-    """``(x (N, C, H, W), names)`` from --image FILE... or the first --n items of --data."""
+    """``(x (N, C, H, W), names)`` from --image FILE... or --n items of --data."""
     import torch
 
     from ..data import Loader
     from ..data.images import open_image
 
-    if getattr(args, "image", None):
+    image, data = getattr(args, "image", None), getattr(args, "data", None)
+    if image and data:
+        raise ConvlensError("give --image FILE or --data SPEC, not both")
+    if image:
         xs = []
-        for path in args.image:
+        for path in image:
             try:
                 xs.append(lens.preprocess(open_image(path, getattr(args, "max_pixels", None))))
             except ConvlensError as e:
                 raise ConvlensError(f"{path}: {e}") from None
-        return torch.stack(xs), list(args.image)
-    if getattr(args, "data", None):
+        x = torch.stack(xs)
+        p = next(iter(lens.parameters()), None)
+        return (x.to(p.device, p.dtype) if p is not None else x), list(image)
+    if data:
         ds = data_from(args, lens)
-        batches = list(Loader(ds, batch_size=args.n, indices=range(min(args.n, len(ds)))))
+        if len(ds) == 0:
+            raise ConvlensError(f"{data} holds no items")
+        idx = item_indices(args, len(ds)) or list(range(len(ds)))
+        batches = list(Loader(ds, batch_size=len(idx), indices=idx))
         if not batches:
-            raise ConvlensError(f"no readable images in {args.data}")
-        return batches[0].images, [ds.source(int(i)) for i in batches[0].indices]
+            raise ConvlensError(f"no readable images among the {len(idx)} taken from {data}")
+        x = batches[0].images
+        p = next(iter(lens.parameters()), None)
+        return (x.to(p.device, p.dtype) if p is not None else x), \
+            [ds.source(int(i)) for i in batches[0].indices]
     raise ConvlensError("give --image FILE (repeatable) or --data SPEC")
 
 
 def data_from(args, lens=None):
     from ..data import load_data
-    return load_data(args.data, lens=lens, max_pixels=getattr(args, "max_pixels", None))
+    ds = load_data(args.data, lens=lens, max_pixels=getattr(args, "max_pixels", None))
+    ds.spec = args.data
+    return ds
+
+
+def on_interrupt(args, message: str) -> None:
+    """What Ctrl-C should tell the user from now on (what was saved, how to continue)."""
+    args._interrupt_message = message

@@ -1,33 +1,60 @@
-"""`convlens demo`: every view on the built-in models and data, then the report.
+"""`convlens demo`: every view that applies to a model and its data, then the report.
 
-Two models, offline: builtin:fashion-net on the real Fashion-MNIST test set and builtin:shapes-net
-on procedural shapes. Each step saves a result folder under OUT/<model>/<view>; the site goes to
-OUT/site. `quick` uses fewer images so that the whole demo takes about two minutes on 2 cores.
+``convlens demo --model SPEC [--weights FILE] --data SPEC --out DIR`` runs each view on your
+model and data, one progress line per view, saves each result under OUT/<model>/<view>, builds
+the site in OUT/site and ends with a summary of what was skipped and why. Without ``--model`` it
+runs on the built-in models and their data, offline: builtin:fashion-net on the real Fashion-MNIST
+test set and builtin:shapes-net on procedural shapes. ``--quick`` uses fewer images.
 """
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from .common import command, options
+from .common import command, data_options, lens_from, model_options, options, positive_int
 
 
 def _demo_opts(p):
+    model_options(p, required=False)
+    data_options(p, required=False, n_help="8 images explained one by one")
+    p.add_argument("--scan-n", type=positive_int, default=None, metavar="N",
+                   help="items for the dataset pass (dead filters, top images, t-SNE, ...; "
+                        "default all, at most 10,000)")
     p.add_argument("--out", metavar="DIR", default="convlens-demo",
                    help="folder for the results and the site (default: convlens-demo)")
     p.add_argument("--quick", action="store_true",
-                   help="fewer images (about 2 minutes on 2 cores; what the tests run)")
+                   help="fewer images (the built-in demo in about 2 minutes on 2 cores; what the "
+                        "tests run)")
+    p.add_argument("--title", default=None, help="the site's title")
 
 
-@command("demo", "run every view on the built-in models and data, then build the report")
+@command("demo", "run every view on a model and its data (default: the built-ins), then the report")
 @options(_demo_opts)
 def cmd_demo(args) -> int:
-    """Run every view on builtin:fashion-net with the real Fashion-MNIST test set and on
-    builtin:shapes-net with procedural shapes (offline), save each result under OUT/<model>/,
-    and build the report in OUT/site. About 10 minutes on 2 CPU cores; --quick about 2."""
-    index = run_demo(args.out, quick=args.quick)
+    """Run every view that applies to --model on --data and build the report in OUT/site, one
+    progress line per view and a summary of what was skipped and why. Without --model: the
+    built-in models on their data (builtin:fashion-net on the real Fashion-MNIST test set and
+    builtin:shapes-net on procedural shapes), offline; --quick uses fewer images."""
+    from ..errors import ConvlensError
+
+    if bool(args.model) != bool(args.data):
+        raise ConvlensError("give both --model SPEC and --data SPEC (or neither, for the "
+                            "built-in demo)")
+    if args.model:
+        lens = lens_from(args)
+        quick = args.quick
+        setting = Setting(args.model, args.data, n_scan=args.scan_n or (500 if quick else 10_000),
+                          n_images=args.n or (4 if quick else 8), sample=args.sample,
+                          seed=args.seed)
+        index, report = run_demo(args.out, quick=quick, settings_=[setting], lenses={args.model: lens},
+                                 title=args.title or f"convlens: {args.model} on {args.data}")
+    else:
+        index, report = run_demo(args.out, quick=args.quick, title=args.title or "convlens demo")
+    print(report)
     print(f"report: {index}\nopen it in a browser (file://{index.resolve()}), or run: "
           f"convlens serve {index.parent}")
     return 0
@@ -36,10 +63,12 @@ def cmd_demo(args) -> int:
 @dataclass
 class Setting:
     model: str
-    data: str            # the full test split
-    n_scan: int          # images for the dataset pass (stats, scan, t-SNE)
+    data: str            # the data spec
+    n_scan: int          # items for the dataset pass (stats, scan, t-SNE)
     n_images: int        # images explained one by one (activations, maps)
-    occlusion: dict
+    occlusion: dict = field(default_factory=dict)   # window/stride (default: from the size)
+    sample: bool = False
+    seed: int = 0
 
 
 def settings(quick: bool) -> list[Setting]:
@@ -53,73 +82,166 @@ def settings(quick: bool) -> list[Setting]:
     ]
 
 
-def run_demo(out: str | Path = "convlens-demo", quick: bool = False, progress: bool = True) -> Path:
-    """Run the demo; returns the path of the report's index.html."""
-    from ..data import Loader, load_data
-    from ..lens import LayersResult
-    from ..models import load_model
+@dataclass
+class Step:
+    """One view of the demo: its name and the function that runs and saves it."""
+
+    name: str
+    run: Callable[[], str | None]   # returns a detail for the log, or raises to skip
+
+
+def run_demo(out: str | Path = "convlens-demo", quick: bool = False, progress: bool = True,
+             settings_: list[Setting] | None = None, lenses: dict | None = None,
+             title: str = "convlens demo") -> tuple[Path, str]:
+    """Run every view of every setting, then the report; returns the report's index.html and the
+    summary (what ran, what was skipped and why)."""
     from ..report.site import build_site
-    from ..techniques.activations import activation_stats, activations
-    from ..techniques.cam import grad_cam
-    from ..techniques.filters import filters
-    from ..techniques.gradients import deconvnet, guided_backprop, saliency
-    from ..techniques.occlusion import occlusion
 
     out = Path(out)
     t_start = time.time()
+    done: list[str] = []
+    skipped: list[str] = []
 
     def log(msg: str) -> None:
         print(f"[{time.time() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
-    for s in settings(quick):
-        lens = load_model(s.model)
-        slug = s.model.split(":")[-1]
-        base = out / slug
-        data = load_data(s.data, lens=lens)
-        first = next(iter(Loader(data, batch_size=s.n_images, indices=range(s.n_images))))
-        x = first.images
-        cmd = ["convlens", "demo"]
-
-        def save(res, name, lens=lens, base=base):
-            res.save(base / name, lens=lens, command=cmd)
-
-        log(f"{s.model}: layers")
-        save(LayersResult(lens.layers()), "layers")
-        log(f"{s.model}: activations of {len(x)} images")
-        save(activations(lens, x), "activations")
-        log(f"{s.model}: filters")
-        save(filters(lens), "filters")
-        log(f"{s.model}: dead filters and sparsity over {s.n_scan} images")
-        save(activation_stats(lens, data, limit=s.n_scan, progress=progress), "stats")
-        for fn in (saliency, deconvnet, guided_backprop, grad_cam):
-            log(f"{s.model}: {fn.__name__}")
-            save(fn(lens, x, target="auto"), fn.__name__)
-        log(f"{s.model}: occlusion")
-        save(occlusion(lens, x, target="auto", **s.occlusion), "occlusion")
-        _scan_steps(lens, s, base, log, progress)
+    for s in settings_ or settings(quick):
+        lens = (lenses or {}).get(s.model)
+        for step in _steps(s, lens, out, quick, progress):
+            log(f"{s.model}: {step.name}")
+            try:
+                detail = step.run()
+                done.append(f"{s.model}: {step.name}")
+                if detail:
+                    log(f"{s.model}: {step.name}: {detail}")
+            except Exception as e:  # noqa: BLE001  one view that does not apply skips, not stops
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                from ..errors import ConvlensError
+                if not isinstance(e, ConvlensError):
+                    why = f"{type(e).__name__}: {why}"
+                    traceback.print_exc(limit=3, file=sys.stderr)
+                skipped.append(f"{s.model}: {step.name}: {why}")
+                log(f"{s.model}: {step.name}: skipped ({why})")
     log("report")
-    index = build_site([out], out / "site", title="convlens demo")
+    index = build_site([out], out / "site", title=title)
     log(f"done: {index}")
-    return index
+    lines = [f"{len(done)} views ran in {time.time() - t_start:.0f} s"]
+    if skipped:
+        lines.append(f"{len(skipped)} skipped:")
+        lines += [f"  {s}" for s in skipped]
+    return index, "\n".join(lines)
 
 
-def _scan_steps(lens, s: Setting, base: Path, log, progress: bool) -> None:
-    """The dataset pass (top-k images per unit, codes, predictions), unit pages, t-SNE."""
+def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Step]:
+    """The views of one model and its data, in the seed's order."""
+    from ..data import Loader, load_data
+    from ..lens import LayersResult
+    from ..models import load_model
     from ..results import SavedResult
+    from ..techniques.activations import activation_stats, activations, default_layers
+    from ..techniques.cam import grad_cam, guided_grad_cam
     from ..techniques.codes import codes_from_scan
+    from ..techniques.filters import filters
+    from ..techniques.gradients import deconvnet, guided_backprop, saliency
+    from ..techniques.occlusion import occlusion
     from ..techniques.scan import scan
+    from ..techniques.smoothing import integrated_gradients, smoothgrad
     from ..techniques.tsne import tsne_grid
     from ..techniques.units import unit_patches
 
-    log(f"{s.model}: scan of {s.n_scan} images (top-9 of every ReLU, codes, predictions)")
-    scan(lens, s.data, topk=9, directions=4, limit=s.n_scan, out=base / "scan", progress=progress,
-         resume=False)
-    model = SavedResult(base / "scan").manifest.get("model")
-    for layer in ("features.4", "features.11"):
-        log(f"{s.model}: units of {layer}")
-        unit_patches(base / "scan", layer, max_units=24).save(
-            base / f"units_{layer}", model=model, command=["convlens", "demo"])
-    log(f"{s.model}: t-SNE of {s.n_scan} codes")
-    res = tsne_grid(codes_from_scan(base / "scan"))
-    res.params["scan"] = str(base / "scan")
-    res.save(base / "tsne", model=model, command=["convlens", "demo"])
+    lens = lens if lens is not None else load_model(s.model, seed=s.seed)
+    slug = s.model.split(":")[-1].replace("/", "_")
+    base = out / slug
+    cmd = ["convlens", "demo", "--model", s.model, "--data", s.data]
+    state: dict = {}
+
+    def save(res, name: str, model: dict | None = None) -> None:
+        res.save(base / name, lens=None if model else lens, command=cmd, model=model)
+
+    def images():
+        if "x" not in state:
+            data = load_data(s.data, lens=lens)
+            n = min(s.n_images, len(data))
+            idx = list(range(n))
+            if s.sample:
+                import numpy as np
+                idx = sorted(np.random.default_rng(s.seed).choice(len(data), n, replace=False).tolist())
+            batch = next(iter(Loader(data, batch_size=n, indices=idx)))
+            p = next(iter(lens.parameters()))
+            state["x"] = batch.images.to(p.device, p.dtype)
+        return state["x"]
+
+    def spatial_layers() -> list[str]:
+        return [n for n in default_layers(lens, spatial_only=True)
+                if len(next(i.shape for i in lens.layers() if i.name == n) or ()) == 3]
+
+    def window() -> dict:
+        if s.occlusion:
+            return s.occlusion
+        side = lens.input_size[-1]
+        w = max(2, round(side / 5))
+        return {"window": w, "stride": max(1, round(w / 3))}
+
+    def step_scan():
+        layers = default_layers(lens)
+        try:
+            res = scan(lens, s.data, layers, topk=9, directions=4, limit=s.n_scan,
+                       out=base / "scan", progress=progress, resume=False)
+        except Exception as e:  # a model without a code layer: scan without codes
+            if "code" not in str(e):
+                raise
+            res = scan(lens, s.data, layers, topk=9, directions=4, limit=s.n_scan, codes=None,
+                       out=base / "scan", progress=progress, resume=False)
+        res.save(base / "scan", lens=lens, command=cmd)  # with its pictures
+        state["scan"] = res
+        return res.accuracy_note()
+
+    def step_units():
+        if "scan" not in state:
+            raise RuntimeError("needs the scan")
+        model = SavedResult(base / "scan").manifest.get("model")
+        spatial = spatial_layers()
+        if not spatial:
+            raise RuntimeError("no layer with spatial maps")
+        picks = list(dict.fromkeys([spatial[len(spatial) // 2], spatial[-1]]))
+        for layer in picks:
+            save(unit_patches(base / "scan", layer, max_units=24), f"units_{layer}", model)
+        save(unit_patches(base / "scan", picks[-1], max_units=4, directions=True),
+             f"units_dirs_{picks[-1]}", model)
+        return ", ".join(picks) + f"; 4 random directions of {picks[-1]}"
+
+    def step_tsne():
+        if "scan" not in state or state["scan"].codes is None:
+            raise RuntimeError("the scan has no codes (the model has no linear classifier layer)")
+        model = SavedResult(base / "scan").manifest.get("model")
+        codes = codes_from_scan(base / "scan")
+        res = tsne_grid(codes, k=min(10, max(1, len(codes.codes) // 3)))
+        res.params["scan"] = str(base / "scan")
+        save(res, "tsne", model)
+        return f"kNN accuracy {res.metrics['knn_accuracy_2d']:.3f}"
+
+    def per_image(fn, name: str, **kw):
+        def run():
+            save(fn(lens, images(), target="auto", **kw), name)
+        return Step(name.replace("_", " "), run)
+
+    samples = 8 if quick else 32
+    return [
+        Step("layers", lambda: save(LayersResult(lens.layers()), "layers")),
+        Step(f"activations of {s.n_images} images", lambda: save(activations(lens, images()), "activations")),
+        Step("filters", lambda: save(filters(lens), "filters")),
+        Step(f"dead filters and sparsity over {s.n_scan} images",
+             lambda: save(activation_stats(lens, s.data, limit=s.n_scan, progress=progress), "stats")),
+        Step(f"scan of {s.n_scan} images (top-9 of every ReLU, 4 random directions, codes, "
+             "predictions)", step_scan),
+        Step("units and random directions", step_units),
+        Step("t-SNE of the scan's codes", step_tsne),
+        Step("occlusion", lambda: save(occlusion(lens, images(), target="auto", **window()), "occlusion")),
+        per_image(saliency, "saliency"),
+        per_image(deconvnet, "deconvnet"),
+        per_image(guided_backprop, "guided_backprop"),
+        per_image(grad_cam, "grad_cam"),
+        per_image(guided_grad_cam, "guided_grad_cam"),
+        per_image(smoothgrad, "smoothgrad", samples=samples),
+        per_image(integrated_gradients, "integrated_gradients", steps=32 if quick else 64),
+    ]

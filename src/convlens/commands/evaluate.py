@@ -1,28 +1,56 @@
 """`convlens evaluate`: top-1, top-5 and per-class accuracy of a model on labelled data."""
 from __future__ import annotations
 
+import argparse
 import json
 
-from .common import command, data_from, data_options, lens_from, model_options, options
+from .common import (
+    command,
+    data_from,
+    data_options,
+    deprecated,
+    format_option,
+    item_indices,
+    lens_from,
+    model_options,
+    options,
+)
 
 
 def _evaluate_opts(p):
     model_options(p)
     data_options(p)
-    p.add_argument("--limit", type=int, default=None, help="only the first N items")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    format_option(p)
+    p.add_argument("--json", dest="format", nargs=0, action=deprecated("--format json", const="json"),
+                   help=argparse.SUPPRESS)
 
 
 @command("evaluate", "top-1 / top-5 and per-class accuracy of a model on labelled data")
 @options(_evaluate_opts)
 def cmd_evaluate(args) -> int:
-    """Accuracy of --model on --data: top-1, top-5 and per class."""
+    """Accuracy of --model on --data: top-1, top-5 and per class. The data's class names are the
+    truth: when they differ from the model's labels they are matched by name, and where none
+    matches no accuracy is claimed (each class's most frequent prediction is shown instead)."""
     from dataclasses import asdict
 
     from ..techniques.evaluate import evaluate
 
     lens = lens_from(args)
-    ev = evaluate(lens, data_from(args, lens), batch_size=args.batch_size,
-                  workers=args.workers, limit=args.limit)
-    print(json.dumps(asdict(ev), indent=1) if args.json else f"{lens.name} on {args.data}: " + ev.summary())
+    data = data_from(args, lens)
+    ev = evaluate(lens, data, batch_size=args.batch_size, workers=args.workers,
+                  indices=item_indices(args, len(data)))
+    if args.format == "json":
+        print(json.dumps({"model": lens.name, "weights": lens.weights, "data": args.data,
+                          **asdict(ev)}, indent=1))
+    elif args.format == "csv":
+        print("class,accuracy,images")
+        for name, n in ev.per_class_n.items():
+            acc = ev.per_class.get(name)
+            print(f"{_csv(name)},{'' if acc is None else f'{acc:.6f}'},{n}")
+    else:
+        print(f"{lens.name} ({lens.weights}) on {args.data}: " + ev.summary())
     return 0
+
+
+def _csv(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"\n') else s

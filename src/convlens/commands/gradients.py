@@ -12,6 +12,8 @@ from .common import (
     model_options,
     options,
     output_options,
+    positive_float,
+    positive_int,
     save_result,
 )
 
@@ -23,7 +25,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
                    help="what to explain: auto (the predicted class, default), a class index or "
                         "name (score before softmax), or one unit of a layer, e.g. "
                         "features.11:5 (at its strongest position) or features.11:5:3:4")
-    output_options(p, f"convlens-out/{name}")
+    output_options(p, name)
 
 
 def _cam_layer(p):
@@ -106,11 +108,13 @@ def _smooth_opts(p):
                    choices=["saliency", "guided-backprop", "deconvnet", "grad-cam",
                             "guided-grad-cam", "integrated-gradients"],
                    help="the method to smooth (default saliency)")
-    p.add_argument("--samples", type=int, default=50, help="noisy copies per image (default 50)")
-    p.add_argument("--noise", type=float, default=0.15,
-                   help="noise std as a share of each image's value range (default 0.15)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=64, help="noisy images per pass (default 64)")
+    p.add_argument("--samples", type=positive_int, default=50,
+                   help="noisy copies per image (default 50)")
+    p.add_argument("--noise", type=positive_float, default=0.15,
+                   help="noise std as a share of each image's value range (default 0.15; the "
+                        "noise is seeded by --seed)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="noisy images per pass (default 64)")
 
 
 @command("smoothgrad", "SmoothGrad: a gradient map averaged over noisy copies of the image")
@@ -129,11 +133,11 @@ def _ig_opts(p):
     p.add_argument("--baseline", default="mean",
                    help="mean (zero after normalisation, default), black, white, or a raw "
                         "pixel value such as 0.5")
-    p.add_argument("--steps", type=int, default=50, help="integration points (default 50)")
+    p.add_argument("--steps", type=positive_int, default=50, help="integration points (default 50)")
     p.add_argument("--integration", default="gausslegendre",
                    choices=["gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
                             "riemann_trapezoid"], help="quadrature rule (default gausslegendre)")
-    p.add_argument("--internal-batch-size", type=int, default=64,
+    p.add_argument("--internal-batch-size", type=positive_int, default=64,
                    help="images per forward pass along the path (bounds memory; default 64)")
 
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import command, lens_from, model_options, options
+from .common import (
+    command,
+    format_option,
+    layers_option,
+    lens_from,
+    model_options,
+    options,
+)
 
 
 def _layers_opts(p):
     model_options(p)
-    p.add_argument("--layer", action="append", metavar="NAME",
-                   help="show only this layer (repeatable); default: every named module")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                   help="output format (default: an aligned table)")
+    layers_option(p, "show only these layers; default every named module")
+    format_option(p)
     p.add_argument("--out", metavar="DIR", help="also save the table as a result (for the report)")
 
 
@@ -24,12 +29,12 @@ def cmd_layers(args) -> int:
 
     lens = lens_from(args)
     infos = lens.layers()
-    if args.layer:
-        for name in args.layer:
+    if args.layers:
+        for name in args.layers:
             lens.layer(name)  # an unknown name: error naming the close matches
-        infos = [i for i in infos if i.name in args.layer]
+        infos = [i for i in infos if i.name in args.layers]
     if args.format == "table":
-        print(f"# {lens.name}: input {'x'.join(map(str, lens.input_size))}, "
+        print(f"# {lens.name} ({lens.weights}): input {'x'.join(map(str, lens.input_size))}, "
               f"{lens.num_classes or '?'} classes; receptive fields in input pixels")
         print(format_layers(infos))
     elif args.format == "json":

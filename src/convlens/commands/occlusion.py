@@ -5,13 +5,17 @@ import argparse
 
 from .common import (
     command,
+    fraction,
     image_options,
     images_from,
     lens_from,
     model_options,
+    nonnegative_int,
     options,
     output_options,
+    positive_int,
     save_result,
+    unit_interval,
 )
 
 
@@ -22,8 +26,8 @@ def _pair(s: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected N or H,W, got {s!r}") from None
     if len(v) == 1:
         v = v * 2
-    if len(v) != 2:
-        raise argparse.ArgumentTypeError(f"expected N or H,W, got {s!r}")
+    if len(v) != 2 or min(v) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or H,W (positive integers), got {s!r}")
     return v[0], v[1]
 
 
@@ -45,23 +49,23 @@ def _opts(p: argparse.ArgumentParser) -> None:
                    choices=("incremental", "exact", "naive", "approximate"),
                    help="incremental: exact and fast (default); exact/naive: one full forward pass "
                         "per position; approximate: Krypton's tau threshold and drill-down")
-    p.add_argument("--batch-size", type=int, default=64,
+    p.add_argument("--batch-size", type=positive_int, default=64,
                    help="occluded copies per pass (default 64)")
     p.add_argument("--layer", metavar="NAME",
                    help="also map the total activation of one feature map of this layer")
-    p.add_argument("--channel", type=int, metavar="C",
+    p.add_argument("--channel", type=nonnegative_int, metavar="C",
                    help="that feature map (default: the strongest in the clean image)")
-    p.add_argument("--tau", type=float, default=0.8,
+    p.add_argument("--tau", type=fraction, default=0.8,
                    help="approximate: projective-field threshold in (0, 1]; 1 = off "
                         "(default 0.8)")
-    p.add_argument("--drill", type=float, default=0.5,
+    p.add_argument("--drill", type=unit_interval, default=0.5,
                    help="approximate: fraction of fine positions computed after the coarse pass "
                         "(default 0.5)")
     p.add_argument("--coarse-stride", type=_pair, metavar="N|H,W",
                    help="approximate: stride of the coarse pass (default 2 x stride)")
     p.add_argument("--no-reference", action="store_true",
                    help="approximate: skip the exact map (and the SSIM against it)")
-    output_options(p, "occlusion-out")
+    output_options(p, "occlusion")
 
 
 @command("occlusion", "occlusion maps: p(class), most probable class and a feature map's "

@@ -1,7 +1,7 @@
 """`convlens report` and `convlens serve`: the static HTML site."""
 from __future__ import annotations
 
-from .common import command, options
+from .common import command, on_interrupt, options, port_number
 
 
 def _report_opts(p):
@@ -27,7 +27,7 @@ def cmd_report(args) -> int:
 
 def _serve_opts(p):
     p.add_argument("site", metavar="SITE", help="the site folder written by `convlens report`")
-    p.add_argument("--port", type=int, default=8000, help="port on localhost (default 8000)")
+    p.add_argument("--port", type=port_number, default=8000, help="port on localhost (default 8000)")
 
 
 @command("serve", "serve a report on http://localhost:PORT (Ctrl-C stops)")
@@ -43,7 +43,13 @@ def cmd_serve(args) -> int:
     if not os.path.isfile(os.path.join(args.site, "index.html")):
         raise ConvlensError(f"{args.site} has no index.html: build it with `convlens report`")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=args.site)
-    with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as httpd:
+    try:
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    except OSError as e:
+        raise ConvlensError(f"cannot serve on port {args.port} ({e.strerror}): another program "
+                            "uses it; give --port N") from None
+    with httpd:
         print(f"serving {args.site} on http://localhost:{args.port}/ (Ctrl-C stops)")
+        on_interrupt(args, "stopped serving")
         httpd.serve_forever()
     return 0

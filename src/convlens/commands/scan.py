@@ -6,60 +6,62 @@ from pathlib import Path
 
 from ..errors import ConvlensError
 from .common import (
+    ExtendAction,
     command,
     data_from,
     data_options,
+    deprecated,
+    item_indices,
+    layer_list,
     lens_from,
     model_options,
+    nonnegative_int,
+    on_interrupt,
     options,
     output_options,
+    positive_int,
     save_result,
 )
 
 
 def _names(s: str) -> list[str] | str:
     if s in ("relu", "conv"):
-        return s
-    names = [n.strip() for n in s.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("expected layer names separated by commas")
-    return names
+        return [s]
+    return layer_list(s)
 
 
 def _scan_opts(p):
     model_options(p)
     data_options(p)
     g = p.add_argument_group("scan")
-    g.add_argument("--layers", type=_names, default=None, metavar="L1,L2|relu|conv",
+    g.add_argument("--layers", type=_names, action=ExtendAction, default=None, metavar="L1,L2|relu|conv",
                    help="layers to rank images for, comma-separated; 'relu' (default: every "
                         "ReLU, post-ReLU maps) or 'conv' (every conv layer)")
-    g.add_argument("--topk", type=int, default=9, help="images kept per unit (default 9)")
-    g.add_argument("--directions", type=int, default=0, metavar="D",
-                   help="also rank images along D random directions per layer (Szegedy et al.)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random directions")
-    g.add_argument("--codes", default="auto", metavar="LAYER|auto|none",
-                   help="layer whose output is saved as each image's code (default auto: the "
-                        "input of the last linear layer); 'none' for no codes")
+    g.add_argument("--topk", type=positive_int, default=9, help="images kept per unit (default 9)")
+    g.add_argument("--directions", type=nonnegative_int, default=0, metavar="D",
+                   help="also rank images along D random directions per layer (Szegedy et al.; "
+                        "seeded by --seed)")
+    g.add_argument("--code-layer", default="auto", metavar="LAYER|auto|none",
+                   help="layer whose output is each image's code (default auto: the input of "
+                        "the last linear layer); 'none' for no codes")
+    g.add_argument("--codes", dest="code_layer", action=deprecated("--code-layer"),
+                   help=argparse.SUPPRESS)
     g.add_argument("--no-predictions", dest="predictions", action="store_false",
-                   help="do not write predictions.parquet")
+                   help="do not collect the predictions table")
     g.add_argument("--no-stats", dest="stats", action="store_false",
-                   help="do not collect activation statistics")
-    g.add_argument("--limit", type=int, default=None, help="only the first N items")
-    g.add_argument("--dtype", default=None, choices=("float32", "bf16", "fp16"),
-                   help="run the forward pass under autocast in this type")
+                   help="do not collect the activation statistics")
     g.add_argument("--channels-last", action="store_true", help="feed NHWC input")
-    g.add_argument("--device", default=None, help="e.g. cuda (default: cpu)")
     r = p.add_argument_group("resume and scale")
-    r.add_argument("--checkpoint-every", type=int, default=50, metavar="N",
+    r.add_argument("--checkpoint-every", type=positive_int, default=50, metavar="N",
                    help="checkpoint every N batches (default 50)")
     r.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="start again even if --out holds a checkpoint of this scan")
+                   help="start afresh even if OUT holds a checkpoint")
     r.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (default) or ray (pip install 'convlens[ray]')")
+                   help="local (default) or ray (pip install convlens[ray])")
     r.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to connect to (default: RAY_ADDRESS, else a local Ray)")
-    r.add_argument("--shard-size", type=int, default=None, help="items per Ray task")
-    output_options(p, "convlens-out/scan")
+    r.add_argument("--shard-size", type=positive_int, default=None, help="items per Ray task")
+    output_options(p, "scan")
 
 
 @command("scan", "one pass over a dataset: top-k images per unit, codes, predictions, stats")
@@ -70,22 +72,22 @@ def cmd_scan(args) -> int:
     the way, per-channel statistics, each image's code (float16, for t-SNE) and predictions
     with the items' metadata (for accuracy by attribute). Checkpoints as it goes: run the same
     command again after a crash and it resumes. Then `convlens units --scan DIR --layer L`."""
-    import torch
-
     from ..techniques.scan import scan
 
-    lens = lens_from(args)
-    if args.device:
-        lens = lens.to(torch.device(args.device))
-    data = data_from(args, lens)
-    data.spec = args.data  # recorded, so that `convlens units` can read the images again
-    codes = None if str(args.codes).lower() == "none" else args.codes
-    res = scan(lens, data, args.layers, topk=args.topk, directions=args.directions, codes=codes,
+    lens = lens_from(args, cast=False)  # --dtype runs the pass under autocast
+    data = data_from(args, lens)  # its spec is recorded, so `convlens units` can read it again
+    layers = args.layers[0] if args.layers and args.layers[0] in ("relu", "conv") else args.layers
+    codes = None if str(args.code_layer).lower() == "none" else args.code_layer
+    on_interrupt(args, f"progress is saved in {args.out}/.convlens-scan every "
+                       f"{args.checkpoint_every} batches: run the same command again to continue")
+    res = scan(lens, data, layers, topk=args.topk, directions=args.directions, codes=codes,
                predictions=args.predictions, stats=args.stats, out=args.out,
                batch_size=args.batch_size, workers=args.workers, engine=args.engine,
                resume=args.resume, checkpoint_every=args.checkpoint_every, seed=args.seed,
-               limit=args.limit, dtype=args.dtype, channels_last=args.channels_last,
-               shard_size=args.shard_size, ray_address=args.ray_address)
+               indices=item_indices(args, len(data)),
+               dtype=None if args.dtype == "float32" else args.dtype,
+               channels_last=args.channels_last, shard_size=args.shard_size,
+               ray_address=args.ray_address, device=None if args.engine == "local" else args.device)
     m = res.meta
     rate = f", {m['images_per_s']:.0f} images/s" if m.get("images_per_s") else ""
     resumed = f", resumed after {m['resumed_from']} items" if m.get("resumed_from") else ""
@@ -98,8 +100,12 @@ def cmd_scan(args) -> int:
             print(f"  {layer:<24} {best.shape[0]:>5} units, best score median {float(_median(best)):.3g}")
     if res.folder is not None and (res.folder / "predictions.parquet").is_file() and res.images:
         import pyarrow.parquet as pq
-        correct = pq.read_table(res.folder / "predictions.parquet", columns=["correct"])
-        print(f"  top-1 accuracy {correct.column(0).to_numpy().mean():.4f}")
+        correct = pq.read_table(res.folder / "predictions.parquet", columns=["correct"]).column(0)
+        known = correct.drop_null().to_numpy(zero_copy_only=False)
+        if len(known):
+            print(f"  top-1 accuracy {known.mean():.4f} ({len(known)} labelled images)")
+        else:
+            print("  top-1 accuracy unavailable: the data's labels name none of the model's classes")
     save_result(res, args, lens)
     return 0
 
@@ -112,9 +118,9 @@ def _median(a):
 def _units_opts(p):
     p.add_argument("--scan", required=True, metavar="DIR", help="a folder written by convlens scan")
     p.add_argument("--layer", required=True, metavar="NAME", help="a scanned layer")
-    p.add_argument("--unit", type=int, action="append", metavar="U",
+    p.add_argument("--unit", type=nonnegative_int, action="append", metavar="U",
                    help="unit (channel) to show (repeatable); default the first --max-units")
-    p.add_argument("--max-units", type=int, default=64, help="units shown by default (64)")
+    p.add_argument("--max-units", type=positive_int, default=64, help="units shown by default (64)")
     p.add_argument("--directions", action="store_true",
                    help="show the random directions' top images instead of the units'")
     p.add_argument("--data", metavar="SPEC", default=None,

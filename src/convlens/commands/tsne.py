@@ -9,22 +9,26 @@ from .common import (
     command,
     data_from,
     data_options,
+    deprecated,
+    item_indices,
     lens_from,
     model_options,
     options,
     output_options,
+    positive_float,
+    positive_int,
     save_result,
 )
 
 
 def _grid(s: str):
     try:
-        if "x" in s.lower():
-            r, c = s.lower().split("x")
-            return int(r), int(c)
-        return int(s)
+        v = tuple(int(a) for a in s.lower().split("x")) if "x" in s.lower() else (int(s),)
     except ValueError:
+        v = ()
+    if len(v) not in (1, 2) or min(v) < 1:
         raise argparse.ArgumentTypeError(f"expected SIDE or ROWSxCOLS, e.g. 50 or 40x60, got {s!r}")
+    return v if len(v) == 2 else v[0]
 
 
 def _tsne_opts(p):
@@ -32,18 +36,19 @@ def _tsne_opts(p):
     src.add_argument("--scan", metavar="DIR",
                      help="a `convlens scan` folder: its codes.npy, code_index.npy and "
                           "predictions.parquet (thumbnails from the data spec it names)")
-    src.add_argument("--n", type=int, default=None,
-                     help="embed a seeded random sample of N images (default: 5000 with "
-                          "--data; every scanned image with --scan; 0: all)")
-    src.add_argument("--layer", default="auto", metavar="NAME",
+    src.add_argument("--code-layer", default="auto", metavar="NAME",
                      help="code layer with --model: 'auto' (default) is the input of the last "
                           "nn.Linear, e.g. fc7 after its ReLU")
+    src.add_argument("--layer", dest="code_layer", action=deprecated("--code-layer"),
+                     help=argparse.SUPPRESS)
     model_options(p, required=False)
-    data_options(p, required=False)
+    data_options(p, required=False, n_help="5000 with --data, every scanned image with --scan")
     g = p.add_argument_group("t-SNE and pictures")
-    g.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--pca", type=int, default=50, metavar="DIMS",
+    g.add_argument("--perplexity", type=positive_float, default=30.0,
+                   help="t-SNE perplexity (default 30)")
+    g.add_argument("--k", type=positive_int, default=10,
+                   help="neighbours for the kNN accuracy and trustworthiness (default 10)")
+    g.add_argument("--pca", type=positive_int, default=50, metavar="DIMS",
                    help="PCA dimensions before t-SNE (default 50)")
     g.add_argument("--grid", type=_grid, default=None, metavar="SIDE|RxC",
                    help="grid size (default 50x50, smaller for fewer than 2500 images)")
@@ -52,13 +57,13 @@ def _tsne_opts(p):
                         "pick the image nearest each cell; 'sample' takes a uniform sample")
     g.add_argument("--border", choices=("class", "pred", "correct", "none"), default="class",
                    help="colour of the thumbnails' frames (default class: the true label)")
-    g.add_argument("--thumb", type=int, default=None, metavar="PX",
+    g.add_argument("--thumb", type=positive_int, default=None, metavar="PX",
                    help="thumbnail side in pixels (default: the image size, at most 32)")
-    g.add_argument("--canvas", type=int, default=None, metavar="PX",
+    g.add_argument("--canvas", type=positive_int, default=None, metavar="PX",
                    help="scatter canvas side in pixels (default from the number of images)")
     g.add_argument("--jobs", type=int, default=1,
                    help="threads for t-SNE and neighbour search (default 1; -1: all cores)")
-    output_options(p, "convlens-out/tsne")
+    output_options(p, "tsne")
 
 
 @command("tsne", "t-SNE of CNN codes: scatter of thumbnails, image grid, kNN accuracy")
@@ -78,18 +83,19 @@ def cmd_tsne(args) -> int:
         raise ConvlensError("give either --scan DIR or --model SPEC --data SPEC")
     lens = None
     if args.scan:
-        codes = codes_from_scan(args.scan, n=args.n, seed=args.seed, data=args.data,
-                                thumb=args.thumb, max_pixels=args.max_pixels)
+        codes = codes_from_scan(args.scan, n=args.n, seed=args.seed, sample=args.sample,
+                                data=args.data, thumb=args.thumb, max_pixels=args.max_pixels)
     else:
         if not args.data:
             raise ConvlensError("--model needs --data SPEC (the images to embed)")
         from ..techniques.codes import cnn_codes
         lens = lens_from(args)
-        n = 5000 if args.n is None else args.n
-        codes = cnn_codes(lens, data_from(args, lens), n=n or None, layer=args.layer,
-                          batch_size=args.batch_size, workers=args.workers, seed=args.seed,
-                          thumb=args.thumb or 32)
-    res = tsne_grid(codes, perplexity=args.perplexity, seed=args.seed, pca_dims=args.pca,
+        data = data_from(args, lens)
+        args.n = 5000 if args.n is None else args.n
+        codes = cnn_codes(lens, data, layer=args.code_layer, batch_size=args.batch_size,
+                          workers=args.workers, seed=args.seed, thumb=args.thumb or 32,
+                          indices=item_indices(args, len(data)))
+    res = tsne_grid(codes, perplexity=args.perplexity, seed=args.seed, pca_dims=args.pca, k=args.k,
                     grid=args.grid, select=args.select, border=args.border, n_jobs=args.jobs,
                     canvas=args.canvas, thumb=args.thumb)
     if args.scan:

@@ -98,6 +98,15 @@ class ImageDataset(Dataset):
             tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
         return Item(tensor, int(label), index, meta)
 
+    def raw(self, index: int) -> Item | Skipped:
+        """Item `index` as stored: ``image`` is the PIL image (or uint8 array) as loaded, not a
+        tensor; a file that cannot be used gives `Skipped`."""
+        try:
+            img, label, meta = self.load(index)
+        except BadImage as e:
+            return Skipped(index, self.source(index), str(e))
+        return Item(img, int(label), index, meta)
+
     def __repr__(self) -> str:
         n = len(self.classes) if self.classes else 0
         return f"{type(self).__name__}({len(self)} items, {n} classes)"

@@ -75,6 +75,15 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     raise BadImage(f"the model takes {channels} channels; only 1 (grey) and 3 (RGB) are supported")
 
 
+def image_facts(img) -> tuple[str, str]:
+    """``("HxW", mode)`` of a PIL image or an array (mode of an array: its channels)."""
+    if isinstance(img, Image.Image):
+        return f"{img.height}x{img.width}", img.mode
+    a = np.asarray(img)
+    mode = {2: "L"}.get(a.ndim, {1: "L", 3: "RGB", 4: "RGBA"}.get(a.shape[-1], f"{a.shape[-1]}ch"))
+    return f"{a.shape[0]}x{a.shape[1]}", mode
+
+
 def dataset_thumbnails(data, index: Sequence[int], size: int = 32) -> Callable[[np.ndarray], np.ndarray]:
     """A thumbnail source for `tsne_grid` that opens dataset items only when drawn.
 

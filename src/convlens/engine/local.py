@@ -36,6 +36,8 @@ def feed(lens, batches: Iterable, reducers: Sequence[Reducer], device=None,
     flags are restored afterwards and no hook is left behind.
     """
     device = torch.device(device) if device is not None else model_device(lens)
+    p = next(iter(lens.parameters()), None)
+    param_dtype = p.dtype if p is not None and p.dtype.is_floating_point else None
     users: dict[str, list[tuple[int, Reducer]]] = {}
     for i, r in enumerate(reducers):
         for name in r.layers:
@@ -76,6 +78,8 @@ def feed(lens, batches: Iterable, reducers: Sequence[Reducer], device=None,
         with capture(lens, layers, reduce=reduce) as cap:
             for batch in batches:
                 x = batch.images.to(device, non_blocking=True)
+                if dtype is None and param_dtype is not None:  # no autocast: the model's type
+                    x = x.to(param_dtype)
                 if channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 logits = forward(batch, x)

@@ -31,15 +31,22 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 def load_model(spec: str, weights: str | os.PathLike | None = None, *,
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-               input_size: Sequence[int] | None = None, labels: Sequence[str] | None = None
-               ) -> Lens:
+               input_size: Sequence[int] | None = None, labels: Sequence[str] | None = None,
+               seed: int = 0) -> Lens:
     """A `Lens` from a model spec, in eval mode, on the CPU.
+
+    ``lens.weights`` says where the weights came from. An architecture without weights
+    (``torchvision:NAME`` or ``timm:NAME`` without a file) gets random weights initialised from
+    `seed`, so every command explains the same model; ``lens.weights`` is then
+    ``"random weights, seed S"``.
 
     Args:
         spec: see the module docstring.
         weights: a checkpoint file (state dict, or a dict holding one under ``state_dict`` or
             ``model``), loaded with ``torch.load(weights_only=True)``; keys must match exactly.
-        mean, std, input_size, labels: override the preprocessing the spec implies.
+        mean, std, input_size, labels: override the preprocessing the spec implies; the model
+            must accept the input size (checked with one forward pass).
+        seed: initialisation of random weights (the global random state is left alone).
 
     Example::
 
@@ -48,17 +55,21 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, *,
     """
     spec = os.fspath(spec)
     kind, _, rest = spec.partition(":")
-    if kind == "builtin":
-        lens = _builtin(rest, weights)
-    elif kind == "torchvision":
-        lens = _torchvision(rest, weights)
-    elif kind == "timm":
-        lens = _timm(rest, weights)
-    elif os.path.isfile(spec):
-        lens = _torchscript(spec, weights)
-    elif _FACTORY.match(spec):
-        lens = _factory(spec, weights)
-    else:
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation, global state untouched
+        torch.manual_seed(int(seed))
+        if kind == "builtin":
+            lens = _builtin(rest, weights)
+        elif kind == "torchvision":
+            lens = _torchvision(rest, weights)
+        elif kind == "timm":
+            lens = _timm(rest, weights)
+        elif os.path.isfile(spec):
+            lens = _torchscript(spec, weights)
+        elif _FACTORY.match(spec):
+            lens = _factory(spec, weights)
+        else:
+            lens = None
+    if lens is None:
         raise ConvlensError(
             f"cannot understand model spec {spec!r}: use builtin:NAME, torchvision:NAME, "
             "timm:NAME, a TorchScript file, or package.module:factory"
@@ -72,9 +83,33 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, *,
                     std=std if std is not None else fit(lens.std),
                     input_size=size,
                     labels=labels if labels is not None else lens.labels,
-                    value_range=lens.value_range, name=lens.name)
+                    value_range=lens.value_range, name=lens.name, weights=lens.weights)
+        if input_size is not None:
+            check_input_size(lens, spec)
+    if lens.weights is None:
+        lens.weights = f"random weights, seed {int(seed)}"
     lens.eval()
     return lens
+
+
+def check_input_size(lens: Lens, spec: str = "the model") -> None:
+    """One forward pass of a mean image: an input size the model cannot take is a one-line
+    error here, not a shape error deep inside a technique."""
+    from ..hooks import preserved
+
+    c, h, w = lens.input_size
+    try:
+        with preserved(lens), torch.no_grad():
+            lens.eval()
+            out = lens(lens.example_input())
+    except Exception as e:  # noqa: BLE001  any failure here means: wrong input size
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ConvlensError(f"{spec} does not take {c}x{h}x{w} input ({first}); check "
+                            "--input-size (C,H,W)") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ConvlensError(f"{spec} gives {type(out).__name__} "
+                            f"{tuple(getattr(out, 'shape', ()))} on {c}x{h}x{w} input, not "
+                            "class scores (N, K)")
 
 
 def _builtin(name: str, weights) -> Lens:
@@ -86,7 +121,10 @@ def _builtin(name: str, weights) -> Lens:
     path = weights if weights is not None else b.weights_path()
     if path is not None:
         apply_weights(model, path)
-    return Lens(model, b.mean, b.std, b.input_size, b.labels, name=f"builtin:{name}")
+    desc = (os.fspath(weights) if weights is not None else
+            f"shipped weights ({b.weights})" if b.weights else "seeded test weights (untrained)")
+    return Lens(model, b.mean, b.std, b.input_size, b.labels, name=f"builtin:{name}",
+                weights=desc)
 
 
 def _torchvision(rest: str, weights) -> Lens:
@@ -109,12 +147,14 @@ def _torchvision(rest: str, weights) -> Lens:
     if weights is not None:
         apply_weights(model, weights)
     t = meta_w.transforms()
+    desc = None if weights is None else (f"torchvision {meta_w}" if wname else os.fspath(weights))
     crop = getattr(t, "crop_size", [224])
     size = crop[0] if isinstance(crop, (list, tuple)) else int(crop)
     labels = meta_w.meta.get("categories")
     mean = tuple(getattr(t, "mean", IMAGENET_MEAN))
     std = tuple(getattr(t, "std", IMAGENET_STD))
-    return Lens(model, mean, std, (3, size, size), labels, name=f"torchvision:{name}")
+    return Lens(model, mean, std, (3, size, size), labels, name=f"torchvision:{name}",
+                weights=desc)
 
 
 def _cached_torchvision_file(w) -> str:
@@ -140,7 +180,8 @@ def _timm(name: str, weights) -> Lens:
         apply_weights(model, weights)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     return Lens(model, cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD),
-                cfg.get("input_size", (3, 224, 224)), None, name=f"timm:{name}")
+                cfg.get("input_size", (3, 224, 224)), None, name=f"timm:{name}",
+                weights=None if weights is None else os.fspath(weights))
 
 
 def _torchscript(path: str, weights) -> Lens:
@@ -156,7 +197,9 @@ def _torchscript(path: str, weights) -> Lens:
             "--weights") from None
     if weights is not None:
         apply_weights(model, weights)
-    return _default_lens(model, name=os.path.basename(path))
+    lens = _default_lens(model, name=os.path.basename(path))
+    lens.weights = os.fspath(weights) if weights is not None else "from the TorchScript file"
+    return lens
 
 
 def _factory(spec: str, weights) -> Lens:
@@ -170,15 +213,19 @@ def _factory(spec: str, weights) -> Lens:
         raise unknown(f"factory in {modname}", fname,
                       [n for n in dir(mod) if callable(getattr(mod, n)) and not n.startswith("_")])
     obj = fn()
+    desc = os.fspath(weights) if weights is not None else f"as {spec} made them"
     if isinstance(obj, Lens):
         if weights is not None:
             apply_weights(obj.model, weights)
+        obj.weights = obj.weights or desc
         return obj
     if not isinstance(obj, nn.Module):
         raise ConvlensError(f"{spec} returned {type(obj).__name__}, not an nn.Module")
     if weights is not None:
         apply_weights(obj, weights)
-    return _default_lens(obj, name=spec)
+    lens = _default_lens(obj, name=spec)
+    lens.weights = desc
+    return lens
 
 
 def _default_lens(model: nn.Module, name: str) -> Lens:

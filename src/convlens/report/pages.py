@@ -1,75 +1,30 @@
-"""Pages for the views that need more than the generic run page, and pages across runs."""
+"""Pages for the views that need more than the generic run page (the t-SNE map, a layer's
+units, the scan), and pages across runs (each model's images with every method's map)."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from ..draw import image_hwc, save_png
 from ..results import safe_name
-from .common import Page, copy_file, generic_page
-
-# result kinds that explain single images with one map each (seed §4 and §5)
-IMAGE_MAP_KINDS = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
-                   "guided_grad_cam", "integrated_gradients")
+from .common import (Page, Run, colorbar, copy_file, fmt, generic_page, picture_entry,
+                     table_html_rows)
+from .views import order
 
 
-def is_image_map(kind: str) -> bool:
-    return kind in IMAGE_MAP_KINDS or kind.startswith("smoothgrad")
-
-
-def image_pages(runs, site: Path) -> list:
-    """Per model: one page with every image and its maps from every method, side by side."""
-
-    by_model: dict[str, list] = {}
-    for r in runs:
-        if is_image_map(r.kind) and "images" in r.result.manifest.get("arrays", {}):
-            by_model.setdefault(r.model_name or "model", []).append(r)
-    pages = []
-    for model, group in by_model.items():
-        # runs on the same inputs line up; the first run's images define them
-        images = group[0].result.array("images")
-        labels = (group[0].result.manifest.get("model") or {}).get("labels") or []
-        slug = safe_name(model)
-        folder = site / "images" / slug
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for i in range(len(images)):
-            save_png(folder / f"input_{i}.png", image_hwc(images[i]))
-            cells = []
-            for r in group:
-                if r.result.array("images").shape != images.shape or \
-                        not np.allclose(r.result.array("images")[i], images[i], atol=1e-4):
-                    continue
-                name = f"overlay_{i}"
-                if name in r.result.manifest.get("pictures", {}):
-                    cells.append({"title": r.kind, "href": "../../" + r.href,
-                                  "src": "../../runs/" + r.id + "/" + copy_file(
-                                      r.result.picture(name), site, r.id)})
-            pred = _prediction(group[0].result, i, labels)
-            rows.append({"input": f"input_{i}.png", "prediction": pred, "cells": cells})
-        pages.append(Page(f"images/{slug}/index.html", f"images: {model}", "images.html",
-                          {"rows": rows, "model": model}))
-    return pages
-
-
-def _prediction(result, i: int, labels: list) -> str:
-    arrays = result.manifest.get("arrays", {})
-    for key in ("predicted", "predictions"):
-        if key in arrays:
-            k = int(result.array(key)[i])
-            return labels[k] if 0 <= k < len(labels) else str(k)
-    return ""
-
-
-def tsne_pages(run, site: Path) -> list:
+# -- the t-SNE map ---------------------------------------------------------------------------
+def tsne_pages(run: Run, site: Path) -> list[Page]:
     """The t-SNE run page: an interactive map (pan, zoom, hover shows the image, label and
-    prediction), then the static scatter and grid pictures and the quality measures."""
-
+    prediction), then the scatter and grid pictures and the quality measures."""
     page = generic_page(run, site)
     res = run.result
     t = res.table("embedding")
-    labels = (res.manifest.get("model") or {}).get("labels") or res.info.get("classes") or []
+    model_labels = run.model.get("labels") or []
+    # the data's names for "label", the model's for "predicted" (older runs: the model's for both)
+    labels = res.info.get("classes") or model_labels
+    pred_names = res.info.get("pred_classes") or model_labels or labels
     sprites = res.info.get("sprites")
     sprite_src = None
     if sprites and "sprites" in res.manifest.get("pictures", {}):
@@ -79,7 +34,7 @@ def tsne_pages(run, site: Path) -> list:
     points = {"x": [round(float(v), 3) for v in t["x"]], "y": [round(float(v), 3) for v in t["y"]],
               "label": lab, "pred": pred,
               "index": t["index"].astype(int).tolist() if "index" in t else list(range(len(t))),
-              "names": [str(n) for n in labels],
+              "names": [str(n) for n in labels], "pred_names": [str(n) for n in pred_names],
               "sprite": sprite_src, "sprite_size": (sprites or {}).get("size"),
               "sprite_cols": (sprites or {}).get("cols"), "sprite_count": (sprites or {}).get("count", 0)}
     page.template = "tsne.html"
@@ -87,38 +42,227 @@ def tsne_pages(run, site: Path) -> list:
     return [page]
 
 
-def units_pages(run, site: Path) -> list:
+# -- a layer's units ---------------------------------------------------------------------------
+def units_pages(run: Run, site: Path) -> list[Page]:
     """A layer's units: the run page shows every unit's patch grid, each linking to a page
     with the unit's patches, its top images with the receptive-field box, and their scores."""
-
     res = run.result
     info = res.info
     layer, units = info.get("layer", ""), info.get("units", [])
     tag = "dir" if info.get("what") == "random directions" else "unit"
-    pics = res.manifest.get("pictures", {})
     index, score = res.array("index"), res.array("score")
-    labels = (res.manifest.get("model") or {}).get("labels") or []
-    page = generic_page(run, site)
-    overview_names = [n for n in pics if n.startswith(f"{tag}s_")]
-    page.context["pictures"] = [p for p in page.context["pictures"] if p["name"] in overview_names]
+    names = info.get("image_classes") or []
+    image_labels = res.array("image_labels") if "image_labels" in res.manifest.get("arrays", {}) else None
+    image_of = res.array("image_of")
+    page = generic_page(run, site, figures_only=True)
     cells, pages = [], []
     for row, u in enumerate(units):
         name = f"{tag}_{safe_name(layer)}_{u}"
-        if name not in pics:
+        pic = picture_entry(res, name, site, run.id, "image")
+        if pic is None:
             continue
-        src = copy_file(res.picture(name), site, run.id)
-        boxes = copy_file(res.picture(name + "_boxes"), site, run.id) if name + "_boxes" in pics else None
+        boxes = picture_entry(res, name + "_boxes", site, run.id, "image")
         href = f"{tag}-{u}.html"
-        cells.append({"unit": u, "src": src, "href": href})
-        top = [{"rank": j + 1, "index": int(index[row, j]), "score": f"{float(score[row, j]):.4g}"}
-               for j in range(index.shape[1]) if index[row, j] >= 0]
+        w = max(120, -(-pic["natural"][0] // 2))  # never below half its natural width
+        cells.append({"unit": u, "src": pic["src"], "href": href, "width": w,
+                      "height": round(w * pic["natural"][1] / max(pic["natural"][0], 1))})
+        top = []
+        for j in range(index.shape[1]):
+            if index[row, j] < 0:
+                continue
+            lab = ""
+            if image_labels is not None and image_of[row, j] >= 0:
+                k = int(image_labels[image_of[row, j]])
+                lab = names[k] if 0 <= k < len(names) else str(k)
+            top.append({"rank": j + 1, "index": int(index[row, j]), "label": lab,
+                        "score": f"{float(score[row, j]):.4g}"})
         pages.append(Page(f"runs/{run.id}/{href}", f"{layer} {tag} {u}", "unit.html",
-                          {"run": run, "layer": layer, "unit": u, "patches": src, "boxes": boxes,
-                           "top": top, "tag": tag, "labels": labels}))
+                          {"run": run, "layer": layer, "unit": u, "patches": pic, "boxes": boxes,
+                           "top": top, "tag": tag}))
     page.template = "units.html"
     page.context.update(cells=cells, layer=layer, tag=tag)
     return [page] + pages
 
 
+# -- the scan ---------------------------------------------------------------------------------
+def scan_pages(run: Run, site: Path, runs: list[Run]) -> list[Page]:
+    """The scan's summary: layers with dead channels and sparsity, the predictions (accuracy,
+    confusion matrix), and the top-image grids of the units runs made from this scan. The raw
+    tables are downloads only."""
+    page = generic_page(run, site)
+    res = run.result
+    info = res.info
+    page.context["tables"] = {}
+    facts = (f"{info.get('images', '?')} images of {info.get('data') or 'the data'} in "
+             f"{fmt(info.get('seconds'))} s" + (f", {info['skipped']} unreadable files skipped"
+                                                 if info.get("skipped") else ""))
+    layers, dead = None, []
+    if "layers" in res.manifest.get("tables", {}):
+        lt = res.table("layers")
+        layers = table_html_rows(lt, 200)
+        ch = res.table("channels")
+        for name in lt["layer"]:
+            d = ch[(ch["layer"] == name) & ch["dead"]]["channel"].tolist()
+            if d:
+                dead.append({"layer": name, "channels": ", ".join(map(str, d[:60]))
+                             + (f" and {len(d) - 60} more" if len(d) > 60 else "")})
+    accuracy = (info.get("accuracy_note") or "")
+    folder = res.folder.resolve()
+    grids = []
+    for r in sorted((r for r in runs if r.kind == "units"
+                     and r.result.info.get("scan") and Path(r.result.info["scan"]).resolve() == folder),
+                    key=lambda r: (r.result.info.get("what", ""), r.result.info.get("layer", ""))):
+        what = "direction" if r.result.info.get("what") == "random directions" else "unit"
+        name = next((n for n in r.result.manifest.get("pictures", {}) if n.startswith(("units_", "dirs_"))), None)
+        pic = picture_entry(r.result, name, site, r.id, "image", prefix=f"../{r.id}/") if name else None
+        if pic:
+            grids.append({"title": f"{r.result.info.get('layer')}: top images of each {what}",
+                          "what": what, "layer": r.result.info.get("layer"), "pic": pic,
+                          "href": f"../{r.id}/index.html"})
+    figs = page.context.pop("figures")
+    page.context["figures"] = []
+    page.template = "scan.html"
+    page.context.update(facts=facts, layers=layers, dead=dead, accuracy=accuracy,
+                        threshold=info.get("stats_threshold", 0.99), grids=grids,
+                        prediction_figures=[f for f in figs if f["title"] == "predictions"],
+                        stats_figures=[f for f in figs if f["title"] != "predictions"])
+    return [page]
+
+
 #: kind -> function(run, site) -> its pages (the run's own page first); others get the generic page
 PAGE_BUILDERS = {"tsne": tsne_pages, "units": units_pages}
+
+
+# -- each model's images, with every method's map ------------------------------------------------
+def image_key(img: np.ndarray) -> str:
+    """The identity of an input image: its pixels (as 8-bit) hashed, whichever run saved it."""
+    return hashlib.sha1(np.ascontiguousarray(image_hwc(img)).tobytes()).hexdigest()[:16]
+
+
+def _inputs(run: Run) -> np.ndarray | None:
+    arrays = run.result.manifest.get("arrays", {})
+    for key in ("images", "image"):
+        if key in arrays:
+            return run.result.array(key)
+    return None
+
+
+def image_pages(runs: list[Run], site: Path) -> list[Page]:
+    """Per model: one page, a row per input image (identified by its pixels), with the map of
+    every run that explained it (its overlay), runs in the seed's order."""
+    by_model: dict[str, list[Run]] = {}
+    for r in runs:
+        if "overlay_0" in r.result.manifest.get("pictures", {}) and _inputs(r) is not None:
+            by_model.setdefault(r.model_name or "model", []).append(r)
+    pages = []
+    for model, group in by_model.items():
+        group.sort(key=lambda r: (order(r.kind), r.id))
+        slug = safe_name(model)
+        folder = site / "images" / slug
+        folder.mkdir(parents=True, exist_ok=True)
+        rows: dict[str, dict] = {}
+        per_kind: dict[str, int] = {}
+        for r in group:
+            per_kind[r.kind] = per_kind.get(r.kind, 0) + 1
+        for r in group:
+            images = _inputs(r)
+            labels = r.model.get("labels") or []
+            for i in range(len(images)):
+                pic_name = f"overlay_{i}"
+                if pic_name not in r.result.manifest.get("pictures", {}):
+                    continue
+                key = image_key(images[i])
+                if key not in rows:
+                    src = folder / f"input_{key}.png"
+                    save_png(src, image_hwc(images[i]))
+                    h, w = images[i].shape[-2:] if images[i].ndim == 3 and images[i].shape[0] in (1, 3) \
+                        else images[i].shape[:2]
+                    s = 1 if w >= 192 else int(np.ceil(192 / w))
+                    rows[key] = {"title": f"image {len(rows) + 1}", "cells": [],
+                                 "input": {"src": src.name, "width": w * s, "height": h * s,
+                                           "pixelated": s > 1, "name": "input"},
+                                 "caption": _prediction(r, i, labels)}
+                pic = picture_entry(r.result, pic_name, site, r.id, "map", prefix=f"../../runs/{r.id}/")
+                if pic is None:
+                    continue
+                # the run's own figure panel for this picture gives its colour bar
+                scale = next((p.get("scale") for f in r.result.figures for p in f.get("panels", [])
+                              if p.get("picture") == pic_name), None)
+                rows[key]["cells"].append({
+                    "kind": r.kind, "title": r.title, "href": f"../../{r.href}", "pic": pic,
+                    "colorbar": colorbar(scale, pic["width"]) if scale else None,
+                    "settings": _settings(r) if per_kind[r.kind] > 1 else ""})
+        pages.append(Page(f"images/{slug}/index.html", f"images: {model}", "images.html",
+                          {"rows": list(rows.values()), "model": model}))
+    return pages
+
+
+def _prediction(run: Run, i: int, labels: list) -> list[str]:
+    res = run.result
+    arrays = res.manifest.get("arrays", {})
+    out = []
+    for key in ("predicted", "predictions"):
+        if key in arrays:
+            k = int(res.array(key)[i])
+            name = labels[k] if 0 <= k < len(labels) else str(k)
+            p = ""
+            if "confidence" in arrays:
+                p = f" (p = {float(res.array('confidence')[i]):.2f})"
+            out.append(f"predicted: {name}{p}")
+            break
+    return out
+
+
+def _settings(run: Run) -> str:
+    """A run's parameters in a line, to tell several runs of one method apart."""
+    info = run.result.info
+    params = info.get("params") or {k: info[k] for k in ("window", "stride", "fill", "mode")
+                                    if k in info}
+    return ", ".join(f"{k} {fmt(v)}" for k, v in params.items() if k != "target")[:160]
+
+
+# -- the index -----------------------------------------------------------------------------------
+def model_sections(runs: list[Run], cross: list[Page]) -> list[dict]:
+    """Per model (name and weights): its views in the seed's order, its layer table, its images
+    page."""
+    from .views import SECTIONS
+
+    titles = dict(SECTIONS)
+    models: dict[tuple[str, str], dict] = {}
+    for r in sorted(runs, key=lambda r: (order(r.kind), r.id)):
+        key = (r.model_name or "(no model)", r.model_weights)
+        m = models.setdefault(key, {"name": key[0], "weights": key[1], "random": r.random_weights,
+                                    "sections": {}, "layers": None, "images": None})
+        if r.kind == "layers" and m["layers"] is None:
+            t = r.result.table("layers")
+            m["layers"] = table_html_rows(t, 1000)
+        num = order(r.kind)[0]
+        sec = m["sections"].setdefault(num, {"number": num if num < 99 else "",
+                                             "title": titles.get(num, "Other views"), "views": []})
+        sec["views"].append({"href": r.href, "title": r.title, "line": r.line, "detail": _detail(r)})
+    for page in cross:
+        name = page.context.get("model")
+        for (mname, _), m in models.items():
+            if mname == name:
+                m["images"] = page.path
+    out = []
+    for m in models.values():
+        m["sections"] = [m["sections"][k] for k in sorted(m["sections"])]
+        out.append(m)
+    return out
+
+
+def _detail(run: Run) -> str:
+    """What distinguishes a run: its layer, its data, its images."""
+    info = run.result.info
+    bits = []
+    for k in ("layer", "method"):
+        if isinstance(info.get(k), str) and info[k] and info[k] != run.kind:
+            bits.append(info[k])
+    if isinstance(info.get("layers"), list) and run.kind in ("activations",):
+        bits.append(", ".join(map(str, info["layers"][:4])) + (" ..." if len(info["layers"]) > 4 else ""))
+    if info.get("data"):
+        bits.append(str(info["data"]))
+    if info.get("images") and isinstance(info["images"], int):
+        bits.append(f"{info['images']} images")
+    return "; ".join(bits)

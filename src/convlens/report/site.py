@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..results import MANIFEST, SavedResult, safe_name
 from . import pages
-from .common import Page, Run, generic_page, table_html_rows, template_env
+from .common import Page, Run, generic_page, template_env
 
 
 def find_results(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -41,9 +41,13 @@ def find_results(inputs: list[str | os.PathLike]) -> list[Path]:
 def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: str = "convlens report") -> Path:
     """Write the site for the results under `inputs` into `out`; returns the index path."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     roots = [Path(i) for i in inputs]
     folders = find_results(inputs)
+    if not folders:
+        from ..errors import ConvlensError
+        raise ConvlensError("no convlens results (folders with manifest.json) under "
+                            + ", ".join(str(i) for i in inputs) + ": run a view with --out DIR first")
+    out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     ids: set[str] = set()
     for f in folders:
@@ -56,13 +60,15 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
         ids.add(rid)
         runs.append(Run(rid, res))
     for run in runs:
+        if run.kind == "scan":
+            run.pages = pages.scan_pages(run, out, runs)
+            continue
         builder = pages.PAGE_BUILDERS.get(run.kind)
         run.pages = builder(run, out) if builder else [generic_page(run, out)]
     env = template_env()
     cross = pages.image_pages(runs, out)
     nav = [{"title": p.title, "href": p.path, "kind": "pages"} for p in cross]
-    models = [{"name": r.model_name or r.id, "layers": table_html_rows(r.result.table("layers"), 1000)}
-              for r in runs if r.kind == "layers"]
+    models = pages.model_sections(runs, cross)
     index = Page("index.html", title, "index.html", {"runs": runs, "cross": cross, "models": models})
     for page in [index] + cross + [p for r in runs for p in r.pages]:
         depth = page.path.count("/")

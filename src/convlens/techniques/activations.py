@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..engine import Reducer, channel_maps, local_pass, shared
+from ..errors import ConvlensError
 from ..hooks import capture, model_of, preserved
-from ..lens import as_lens, lens_and_data
+from ..lens import as_batch, as_lens, lens_and_data
 from ..results import Result
 
 DEAD_THRESHOLD = 0.99
@@ -204,7 +205,7 @@ class StatsResult(Result):
         import matplotlib.pyplot as plt
 
         t = self.channels[self.channels.layer == layer]
-        fig, ax = plt.subplots(figsize=(max(4, min(16, len(t) * 0.12)), 2.6), dpi=100)
+        fig, ax = plt.subplots(figsize=(max(5, min(9, len(t) * 0.12)), 2.6), dpi=100)
         colours = np.where(t.dead, "#d62728", "#1f77b4")
         ax.bar(t.channel, t.zero_map_fraction, color=colours, width=0.9)
         ax.axhline(self.threshold, color="#d62728", lw=0.8, ls="--")
@@ -218,13 +219,25 @@ class StatsResult(Result):
         fig.savefig(path)
         plt.close(fig)
 
+    about = ("Dead filters and sparsity over a dataset (the seed's §1): for every channel, the "
+             "share of inputs whose map is zero everywhere. A channel is dead when that share "
+             "reaches the threshold (red bars); many dead channels point at a too-high learning "
+             "rate. Sparsity is the share of exact zeros in the maps.")
+
+    def figures(self):
+        from ..results import figure, panel
+        return [figure(str(r.layer), [panel(f"stats_{r.layer}", kind="plot", caption=[
+            f"{int(r.dead)} of {int(r.channels)} channels dead, mean sparsity "
+            f"{float(r.mean_sparsity):.2f}"])]) for r in self.layers.itertuples()]
+
     def _repr_html_(self) -> str:
         return self.layers.to_html(index=False)
 
 
 def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
                      threshold: float = DEAD_THRESHOLD, batch_size: int = 64, workers: int = 0,
-                     progress: bool = True, limit: int | None = None) -> StatsResult:
+                     progress: bool = True, limit: int | None = None,
+                     indices: Sequence[int] | None = None) -> StatsResult:
     """Dead filters and sparsity of `layers`, streamed over a whole dataset.
 
     A channel is *dead* when its map is zero everywhere for at least `threshold` of the inputs
@@ -241,7 +254,12 @@ def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
     for n in names:
         lens.layer(n)
     reducer = ActivationStats(names)
-    indices = range(min(limit, len(data))) if limit else None
+    if limit is not None and limit < 1:
+        raise ConvlensError(f"limit must be at least 1, got {limit}")
+    if not 0 < threshold <= 1:
+        raise ConvlensError(f"threshold must be in (0, 1], got {threshold}")
+    if indices is None and limit:
+        indices = range(min(limit, len(data)))
     loader = local_pass(lens, data, [reducer], batch_size=batch_size, workers=workers,
                         progress=progress, desc="activation stats", indices=indices)
     return StatsResult.from_reducer(reducer, threshold, skipped=len(loader.skipped))
@@ -296,6 +314,27 @@ class ActivationsResult(Result):
         return tile_grid(tiles, cols=cols, pad=1, scale=scale or max(1, 48 // max(side, 1)),
                          pad_value=80)
 
+    about = ("Layer activations (the seed's §1): every channel of a layer as a grey tile, for "
+             "one image. One scale per layer (black = 0, white = the layer's largest value in "
+             "the batch), so a channel that stays black is silent for this image; trained ReLU "
+             "networks give sparse, local maps.")
+
+    def figures(self):
+        from ..results import figure, panel, scale
+
+        out = []
+        for i in range(len(self.images)):
+            p = int(self.predictions[i])
+            name = self.labels[p] if p < len(self.labels) else str(p)
+            panels = [panel(f"input_{i}", "input", [f"predicted: {name}"], kind="image")]
+            for layer, m in self.maps.items():
+                if m.dim() == 4:
+                    lo, hi = self.scale(layer)
+                    panels.append(panel(f"act_{i}_{layer}", f"{layer}: {m.shape[1]} channels",
+                                        scale=scale(lo, hi, "activation", "gray")))
+            out.append(figure(f"image {i}", panels))
+        return out
+
     def pictures(self):
         from ..draw import image_hwc
         pics = {}
@@ -318,11 +357,14 @@ def activations(lens, x: torch.Tensor, layers: str | Sequence[str] | None = None
         res.save("out/")                  # one tile grid per image and layer, one scale per layer
     """
     lens = as_lens(lens, x)
+    x = as_batch(lens, x)
     names = _layers(lens, layers)
+    for n in names:
+        lens.layer(n)  # an unknown name: error naming the close matches
     with preserved(lens), torch.no_grad():
         lens.eval()
         with capture(lens, names) as cap:
             logits = lens(x)
-        maps = {n: cap[n].cpu() for n in names}
-    return ActivationsResult(lens.to_unit(x.detach()).cpu(), maps, logits.argmax(1).cpu(),
+        maps = {n: cap[n].float().cpu() for n in names}
+    return ActivationsResult(lens.to_unit(x.detach()).float().cpu(), maps, logits.argmax(1).cpu(),
                              list(lens.labels or []))

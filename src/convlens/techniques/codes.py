@@ -29,7 +29,7 @@ from ..data.images import dataset_thumbnails
 from ..engine import Reducer, Slots
 from ..errors import ConvlensError
 from ..hooks import capture, capture_inputs, model_of, preserved
-from ..lens import lens_and_data
+from ..lens import as_batch, lens_and_data
 from ..results import SavedResult
 
 Thumbs = Callable[[np.ndarray], np.ndarray]
@@ -88,7 +88,8 @@ class Codes:
 
     ``codes`` ``(N, D)`` float32; ``index`` ``(N,)`` dataset indices; ``label`` ``(N,)`` (-1:
     none); ``pred`` ``(N,)``; ``p_pred`` ``(N,)`` softmax probability of the prediction;
-    ``thumbnails`` ``(N, h, w)`` or ``(N, h, w, 3)`` uint8; ``classes`` the class names.
+    ``thumbnails`` ``(N, h, w)`` or ``(N, h, w, 3)`` uint8; ``classes`` the data's class names
+    (what ``label`` means), ``pred_classes`` the model's (what ``pred`` means).
     """
 
     codes: np.ndarray
@@ -100,6 +101,7 @@ class Codes:
     classes: list[str] | None = None
     layer: str = ""
     meta: pd.DataFrame | None = None
+    pred_classes: list[str] | None = None
 
 
 def last_linear(lens) -> str:
@@ -112,7 +114,8 @@ def last_linear(lens) -> str:
 
 
 def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size: int = 64,
-              workers: int = 0, seed: int = 0, thumb: int = 32, progress: bool = True) -> Codes:
+              workers: int = 0, seed: int = 0, thumb: int = 32, progress: bool = True,
+              indices=None) -> Codes:
     """Run `data` through `lens` and keep each image's code, prediction and a thumbnail.
 
     Args:
@@ -120,6 +123,7 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
         data: a convlens dataset (preprocessed for `lens`).
         n: how many images; a seeded random sample of the dataset when smaller than it
             (``None`` or 0: all).
+        indices: exactly these dataset items instead (then `n` is ignored).
         layer: ``"auto"``: the input of the last ``nn.Linear`` (the code after its ReLU);
             or a module name whose output, flattened, is the code.
         thumb: thumbnails larger than this are scaled down to it (antialiased).
@@ -130,8 +134,9 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
     if data.lens is None:
         data.with_lens(lens)
     total = len(data)
-    indices = None
-    if n and n < total:
+    if indices is not None:
+        indices = [int(i) for i in indices]
+    elif n and n < total:
         indices = np.sort(np.random.default_rng(seed).choice(total, n, replace=False)).tolist()
     linear = last_linear(lens) if layer == "auto" else None
     name = linear or layer
@@ -142,7 +147,7 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
         with hooks as got:
             for batch in Loader(data, batch_size=batch_size, workers=workers,
                                 progress=progress, desc="codes", indices=indices):
-                logits = lens(batch.images)
+                logits = lens(as_batch(lens, batch.images))
                 codes.append(got[name].flatten(1).float().cpu().numpy())
                 prob = logits.float().softmax(1)
                 pp, pk = prob.max(1)
@@ -162,20 +167,22 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
         raise ConvlensError("no readable images in the data")
     return Codes(np.concatenate(codes), np.concatenate(index), np.concatenate(label),
                  np.concatenate(pred), np.concatenate(p_pred), np.concatenate(thumbs),
-                 classes=lens.labels or getattr(data, "classes", None),
+                 classes=getattr(data, "classes", None), pred_classes=lens.labels,
                  layer=f"input of {linear}" if linear else layer)
 
 
 
 
 def codes_from_scan(scan, n: int | None = None, seed: int = 0, data=None,
-                    thumb: int | None = None, max_pixels: int | None = None) -> Codes:
+                    thumb: int | None = None, max_pixels: int | None = None,
+                    sample: bool = False) -> Codes:
     """The codes a saved scan holds, with labels, predictions, metadata and thumbnails (no
     model is run): the input of `convlens.techniques.tsne.tsne_grid`.
 
     Args:
         scan: a scan folder (or `SavedResult`).
-        n: a seeded random sample of this many codes (None or 0: all).
+        n: this many codes, the first `n` in dataset order (None or 0: all); with `sample`,
+            a random sample of `n` seeded by `seed`.
         data: the data spec to read thumbnails from (default: the spec the scan saved).
         thumb: thumbnail side (default: the model's input side, at most 32).
     """
@@ -190,7 +197,8 @@ def codes_from_scan(scan, n: int | None = None, seed: int = 0, data=None,
         raise ConvlensError(f"{saved.folder}: {len(codes)} codes but {len(index)} indices")
     rows = np.arange(len(index))
     if n and n < len(index):
-        rows = np.sort(np.random.default_rng(seed).choice(len(index), n, replace=False))
+        rows = (np.sort(np.random.default_rng(seed).choice(len(index), n, replace=False))
+                if sample else np.arange(n))
     x = np.asarray(codes[rows], dtype=np.float32)
     index = index[rows]
     kwargs: dict = {}
@@ -205,7 +213,8 @@ def codes_from_scan(scan, n: int | None = None, seed: int = 0, data=None,
                  and not p[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
         kwargs["meta"] = pd.DataFrame({c: p[c].to_numpy() for c in extra})
     model = saved.manifest.get("model") or {}
-    kwargs["classes"] = model.get("labels")
+    kwargs["classes"] = saved.info.get("classes") or None  # the data's names (older scans: none)
+    kwargs["pred_classes"] = model.get("labels")
     size = thumb or min(32, max((model.get("input_size") or [0, 32, 32])[1:]))
     if "thumbnails" in arrays:  # saved with the scan: one per code row
         kwargs["images"] = saved.array("thumbnails", mmap=True)[rows]
@@ -220,7 +229,7 @@ def codes_from_scan(scan, n: int | None = None, seed: int = 0, data=None,
                           "dots only and no grid is drawn; give --data SPEC for pictures")
     return Codes(x, index, kwargs.get("labels", np.full(len(index), -1, np.int64)),
                  kwargs.get("preds"), None, kwargs.get("images"), kwargs.get("classes"),
-                 saved.info.get("code_layer") or "", kwargs.get("meta"))
+                 saved.info.get("code_layer") or "", kwargs.get("meta"), kwargs.get("pred_classes"))
 
 
 # ------------------------------------------------------------------------------------------

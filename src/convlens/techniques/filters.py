@@ -113,8 +113,22 @@ class FiltersResult(Result):
         return tile_grid(slices.reshape(f * s, *slices.shape[2:]), cols=s, pad=1, scale=scale,
                          pad_value=0)
 
+    about = ("Filter weights (the seed's §1): the first layer's filters as colour (or grey) "
+             "tiles, deeper layers as rows of input-channel slices; mid-grey is 0. Well-trained "
+             "filters are smooth; noisy ones (a high share of high-frequency energy) point at "
+             "too little training or regularisation.")
+
     def pictures(self):
         return {f"filters_{self.layer}": self.picture()}
+
+    def figures(self):
+        from ..results import figure, panel, scale
+        m = float(self.weights.abs().max())
+        return [figure(self.layer, [panel(
+            f"filters_{self.layer}", f"{self.layer}: {len(self.scores)} filters",
+            [f"verdict: {self.verdict} (median noise score {float(np.median(self.scores)):.3f}, "
+             f"threshold {self.threshold})", f"{int(self.noisy.sum())} of {len(self.scores)} "
+             "filters noisy"], scale=scale(-m, m, "weight", "gray"))])]
 
     def _repr_html_(self) -> str:
         return (f"<p>{self.layer}: {self.verdict} (median noise score "

@@ -90,6 +90,11 @@ class MonitorResult(Result):
     title: str = ""
     kind: str = "training_monitor"
 
+    about = ("A training run watched (the seed's §1): per layer, the share of dead channels "
+             "and the sparsity of the activations on fixed probe images, and the first layer's "
+             "filter noise, as training goes on. Maps start dense and grow sparse; many dead "
+             "channels early point at a too-high learning rate.")
+
     def tables(self):
         return {"monitor": self.history}
 

@@ -50,6 +50,7 @@ from .occluders import (
 )
 
 MODES = ("incremental", "exact", "approximate")
+PROB_CMAP = "viridis"
 FILLS = ("zero", "gray", "mean", "blur")
 
 
@@ -111,7 +112,8 @@ class OcclusionResult(Result):
                "top_class_image": self.top_class_image,
                "target": self.target, "predicted": self.predicted,
                "clean_prob": self.clean_prob, "clean_logit": self.clean_logit,
-               "pos_y": np.asarray(self.pos_y), "pos_x": np.asarray(self.pos_x)}
+               "pos_y": np.asarray(self.pos_y), "pos_x": np.asarray(self.pos_x),
+               "images": self.image}
         if self.activation is not None:
             out["activation"] = self.activation
             out["activation_image"] = self.activation_image
@@ -138,30 +140,68 @@ class OcclusionResult(Result):
                     rows.append(r)
         return {"positions": pd.DataFrame(rows)}
 
-    def pictures(self) -> dict[str, np.ndarray]:
-        import matplotlib
+    about = ("Occlusion (Zeiler & Fergus 2014, Fig. 7): a grey square slides over the image and "
+             "at each position the model's probability of the target class is recorded. Dark "
+             "regions of the probability map are where hiding that part of the image lowers the "
+             "probability: the parts the decision rests on. The class map shows which class "
+             "wins when that part is hidden.")
 
+    def pictures(self) -> dict[str, np.ndarray]:
         from .. import draw
 
         pics: dict[str, np.ndarray] = {}
         images = as_numpy(self.image)
         prob_image, top = as_numpy(self.prob_image), as_numpy(self.top_class_image)
-        lut = (matplotlib.colormaps["tab20"](np.arange(20))[:, :3] * 255).astype(np.uint8)
-        n = images.shape[0]
-        for k in range(n):
-            pre = f"{k}_" if n > 1 else ""
+        colours = self._class_colours()
+        for k in range(images.shape[0]):
             img = draw.image_hwc(images[k])
-            pics[pre + "image"] = img
-            # Low probability = where the occluder hurts the class: shown hot.
-            pics[pre + "prob_overlay"] = draw.overlay(img, -prob_image[k], alpha=0.5, cmap="jet")
-            pics[pre + "prob"] = draw.colormap(prob_image[k], "viridis", 0.0, None)
-            # Categorical colours for the most probable class (tab20 wraps after 20 classes).
-            pics[pre + "top_class"] = lut[top[k].astype(np.int64) % 20]
+            pics[f"image_{k}"] = img
+            pics[f"prob_{k}"] = draw.colormap(prob_image[k], PROB_CMAP, 0.0, 1.0)
+            pics[f"overlay_{k}"] = draw.overlay(img, prob_image[k], alpha=0.55, cmap=PROB_CMAP,
+                                                lo=0.0, hi=1.0)
+            pics[f"top_class_{k}"] = colours[top[k].astype(np.int64) % len(colours)]
             if self.activation_image is not None:
                 a = as_numpy(self.activation_image)[k]
-                pics[pre + "activation"] = draw.colormap(a, "inferno")
-                pics[pre + "activation_overlay"] = draw.overlay(img, a, alpha=0.5, cmap="jet")
+                pics[f"activation_{k}"] = draw.colormap(a, "inferno", float(a.min()), float(a.max()))
         return pics
+
+    def _class_colours(self) -> np.ndarray:
+        from .. import draw
+        n = len(self.labels) if self.labels else int(as_numpy(self.top_class).max()) + 1
+        return draw.palette(max(n, 1))
+
+    def figures(self) -> list[dict[str, Any]]:
+        from ..results import figure, panel, scale
+
+        out = []
+        top = as_numpy(self.top_class)
+        colours = self._class_colours()
+        for k in range(len(self.target)):
+            t, p = int(self.target[k]), int(self.predicted[k])
+            clean = float(self.clean_prob[k])
+            prob = scale(0.0, 1.0, f"p({self.label(t)}), the target's probability", PROB_CMAP,
+                         marks={f"unoccluded {clean:.2f}": clean})
+            present = sorted(set(top[k].ravel().tolist()))
+            legend = [(colours[c % len(colours)], self.label(c)) for c in present]
+            panels = [
+                panel(f"image_{k}", "input", [f"target: {self.label(t)}",
+                                               f"predicted: {self.label(p)}",
+                                               f"p(target) unoccluded = {clean:.3f}"], kind="image"),
+                panel(f"prob_{k}", "p(target) with the occluder here", scale=prob),
+                panel(f"overlay_{k}", "over the image", scale=prob),
+                panel(f"top_class_{k}", "most probable class with the occluder here",
+                      legend=legend)]
+            if self.activation is not None:
+                a = as_numpy(self.activation_image)[k]
+                panels.append(panel(f"activation_{k}", f"activation of {self.layer} "
+                                    f"channel {self.channel[k] if self.channel else ''}",
+                                    scale=scale(float(a.min()), float(a.max()),
+                                                "total activation of the feature map")))
+            note = (f"window {self.window[0]}x{self.window[1]} px, stride "
+                    f"{self.stride[0]}x{self.stride[1]}, fill {self.fill}; lowest p(target) "
+                    f"{float(as_numpy(self.prob[k]).min()):.3f}")
+            out.append(figure(f"image {k}", panels, note))
+        return out
 
     def info(self) -> dict[str, Any]:
         return {
@@ -196,8 +236,10 @@ def occlusion(lens, x: torch.Tensor,
         prob[i, j] = softmax(f(x_ij))[target],   top_class[i, j] = argmax f(x_ij)
         activation[i, j] = sum_{u, v} A_layer(x_ij)[channel, u, v]
 
-    Positions run ``0, t, 2t, ...`` while the occluder fits in the image (as Captum's
-    ``Occlusion``); pixels beyond the last position are never occluded when ``(H - w) % t != 0``.
+    Positions run ``0, t, 2t, ...`` while the occluder fits in the image, plus one last position
+    flush with the border (``H - w``) when ``(H - w) % t != 0``, so every pixel is occluded at
+    least once (Captum's ``Occlusion`` clips a window at the border instead; here every window
+    has the full size, so every position removes the same area).
 
     Args:
         lens: a `Lens`; its model runs in eval mode (flags restored afterwards).
@@ -265,8 +307,7 @@ def occlusion(lens, x: torch.Tensor,
         if cy % ty or cx % tx:
             raise ConvlensError(f"coarse_stride {cy}x{cx} must be a multiple of stride {ty}x{tx}")
         coarse = (cy // ty, cx // tx)
-    pos_y = list(range(0, h - wy + 1, ty))
-    pos_x = list(range(0, w - wx + 1, tx))
+    pos_y, pos_x = positions(h, wy, ty), positions(w, wx, tx)
     if layer is not None:
         find_module(model, layer)  # fail early, naming close matches
 
@@ -374,6 +415,15 @@ def occlusion(lens, x: torch.Tensor,
 
 
 # -- arguments -------------------------------------------------------------------------------
+def positions(size: int, window: int, stride: int) -> list[int]:
+    """Occluder starts along one axis: ``0, t, 2t, ...`` and, if that misses the border, a last
+    one at ``size - window``."""
+    out = list(range(0, size - window + 1, stride))
+    if out[-1] != size - window:
+        out.append(size - window)
+    return out
+
+
 def _pair(v, what: str) -> tuple[int, int]:
     a = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
     if len(a) != 2 or any(int(u) != u or u < 1 for u in a):

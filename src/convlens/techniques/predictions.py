@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.labels import LabelMap
 from ..engine import Reducer
 
 
@@ -32,7 +33,8 @@ PREDICTION_COLUMNS = ("index", "label", "pred", "correct", "p_true", "p_pred", "
 
 class Predictions(Reducer):
     """Per image: top-5 classes and probabilities (softmax of the logits), the probability of
-    the true label, correct or not, plus the item's scalar metadata (Russakovsky et al. §6.3
+    the true label, correct or not (null where the data's label names no class of the model:
+    see `label_map`), plus the item's scalar metadata (Russakovsky et al. §6.3
     bin accuracy by such attributes; METHODS.md §8).
 
     Rows are buffered and written as a Parquet part at each checkpoint (`state_dict`) into
@@ -42,9 +44,11 @@ class Predictions(Reducer):
 
     layers: list[str] = []
 
-    def __init__(self, folder: str | os.PathLike | None = None, top: int = 5):
+    def __init__(self, folder: str | os.PathLike | None = None, top: int = 5,
+                 label_map: LabelMap | None = None):
         self.folder = None if folder is None else Path(folder)
         self.top = int(top)
+        self.label_map = label_map
         self.parts: list[str] = []
         self.rows = 0
         self._buf: list[dict[str, Any]] = []
@@ -55,13 +59,16 @@ class Predictions(Reducer):
         prob, cls = torch.sort(p, dim=1, descending=True, stable=True)
         prob, cls = prob[:, :k].cpu(), cls[:, :k].cpu()
         labels = batch.labels.cpu()
-        valid = (labels >= 0) & (labels < p.shape[1])
-        p_true = torch.where(valid, p.cpu().gather(1, labels.clamp(0, p.shape[1] - 1)[:, None])[:, 0],
+        # the data's label, as the model's class it names (-1: none, e.g. unrelated names)
+        target = (torch.as_tensor(self.label_map.model_class(labels.numpy()))
+                  if self.label_map is not None else labels)
+        valid = (target >= 0) & (target < p.shape[1])
+        p_true = torch.where(valid, p.cpu().gather(1, target.clamp(0, p.shape[1] - 1)[:, None])[:, 0],
                              torch.tensor(float("nan")))
         self._buf.append({
             "index": batch.indices.numpy().astype(np.int64), "label": labels.numpy().astype(np.int64),
             "pred": cls[:, 0].numpy().astype(np.int64),
-            "correct": (cls[:, 0] == labels).numpy(),
+            "correct": (cls[:, 0] == target).numpy(), "valid": valid.numpy(),
             "p_true": p_true.numpy().astype(np.float32), "p_pred": prob[:, 0].numpy().astype(np.float32),
             "top5": cls.numpy().astype(np.int64), "top5_prob": prob.numpy().astype(np.float32),
             "meta": [scalar_meta(m) for m in batch.meta]})
@@ -76,6 +83,8 @@ class Predictions(Reducer):
         cols = {c: np.concatenate([b[c] for b in bufs]) for c in PREDICTION_COLUMNS}
         metas = [m for b in bufs for m in b["meta"]]
         arrays = {c: pa.array(cols[c]) for c in PREDICTION_COLUMNS[:6]}
+        # correct is unknown (null) where the label names no class of the model
+        arrays["correct"] = pa.array(cols["correct"], mask=~np.concatenate([b["valid"] for b in bufs]))
         for c in ("top5", "top5_prob"):
             arrays[c] = pa.FixedSizeListArray.from_arrays(pa.array(cols[c].ravel()),
                                                           cols[c].shape[1]).cast(
@@ -111,7 +120,7 @@ class Predictions(Reducer):
         return self
 
     def spawn(self) -> "Predictions":
-        return Predictions(None, self.top)
+        return Predictions(None, self.top, self.label_map)
 
     def state_dict(self):
         self.flush()

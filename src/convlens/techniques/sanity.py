@@ -69,6 +69,11 @@ class SanityCheck(Result):
     params: dict[str, Any] = field(default_factory=dict)
     kind: str = "sanity_check"
 
+    about = ("Sanity checks for saliency maps (Adebayo et al. 2018): the model's layers are "
+             "randomised from the top down and each method's map is compared with the trained "
+             "model's. A map that explains the model falls apart as its weights are destroyed; "
+             "one that stays the same shows edges of the image, not the model's reasons.")
+
     def table(self):
         """One row per (stage, method): mean and standard deviation over images."""
         import pandas as pd

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.labels import align_labels, warn_if_differ
 from ..engine import Checkpoint, Slots, fingerprint_model, fingerprint_order, run_local
 from ..errors import ConvlensError, unknown
 from ..hooks import model_of
@@ -168,7 +169,10 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
     dirs = Directions(names, directions, max(topk, 1), seed) if directions else None
     st = ActivationStats(names) if stats else None
     cod = CodesReducer(code, Slots.of(order, len(data)), work / "codes.partial.npy") if code else None
-    pred = Predictions(work / "predictions") if predictions else None
+    label_map = align_labels(getattr(data, "classes", None), getattr(lens, "labels", None))
+    if predictions:
+        warn_if_differ(label_map)
+    pred = Predictions(work / "predictions", label_map=label_map) if predictions else None
     reducers = [r for r in (top, dirs, st, cod, pred) if r is not None]
 
     fingerprint = {"model": fingerprint_model(lens), "data": spec or type(data).__name__,
@@ -217,7 +221,9 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
             "images_per_s": round((info.seen - info.resumed_from) / info.seconds, 1)
             if info.seconds > 0 else None,
             "stats_threshold": threshold, "fields": fields, "shapes": shapes,
-            "labels": list(getattr(lens, "labels", None) or [])}
+            "labels": list(getattr(lens, "labels", None) or []),
+            "classes": list(getattr(data, "classes", None) or []),
+            "label_map": label_map.info()}
     result = ScanResult(names, top.finalize() if top else {}, dirs.finalize() if dirs else {},
                         stats_result, folder, meta, keep)
     if out is not None:  # the data; pictures are drawn when the caller saves (the CLI does)
@@ -249,6 +255,10 @@ class ScanResult(Result):
     """
 
     kind = "scan"
+
+    about = ("One pass over a dataset (the seed's §1-§3 and §8): per layer the dead channels "
+             "and sparsity, for every unit its top images, each image's code and prediction. "
+             "The pages of its units and its t-SNE map show the pictures; here: the summary.")
 
     def __init__(self, layers: list[str], topk: dict[str, dict[str, np.ndarray]],
                  directions: dict[str, dict[str, np.ndarray]], stats=None,
@@ -319,10 +329,79 @@ class ScanResult(Result):
         return self.stats.tables() if self.stats is not None else {}
 
     def pictures(self):
-        return self.stats.pictures() if self.stats is not None else {}
+        pics = dict(self.stats.pictures()) if self.stats is not None else {}
+        if self.predictions is not None and len(self.predictions):
+            pics["confusion"] = self._confusion
+        return pics
+
+    def accuracy_note(self) -> str:
+        """Top-1 accuracy over the labelled images, or why there is none."""
+        p = self.predictions
+        if p is None or not len(p):
+            return ""
+        known = p["correct"].dropna()
+        if not len(known):
+            note = (self.meta.get("label_map") or {}).get("note") or "the data has no labels"
+            return f"Accuracy unavailable: {note}."
+        return f"Top-1 accuracy {known.astype(float).mean():.4f} on {len(known)} labelled images."
+
+    def _confusion(self, path: str) -> None:
+        """Rows: the data's classes; columns: the model's predictions (the 20 most frequent when
+        there are more); each row as shares of that class's images."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        p = self.predictions
+        classes = self.meta.get("classes") or []
+        labels = self.meta.get("labels") or []
+        rows = sorted(int(v) for v in p["label"].unique())
+        counts = p["pred"].value_counts()
+        cols = sorted(int(v) for v in counts.index[:20])
+        if classes and labels and [c.lower() for c in classes] == [c.lower() for c in labels]:
+            cols = sorted(set(cols) | set(r for r in rows if r >= 0))
+        m = np.zeros((len(rows), len(cols)))
+        ri, ci = {r: i for i, r in enumerate(rows)}, {c: j for j, c in enumerate(cols)}
+        for lab, pred in zip(p["label"].to_numpy(), p["pred"].to_numpy()):
+            if int(pred) in ci:
+                m[ri[int(lab)], ci[int(pred)]] += 1
+        share = m / np.maximum(m.sum(1, keepdims=True), 1)
+        name = lambda names, k: names[k] if 0 <= k < len(names) else ("(none)" if k < 0 else str(k))  # noqa: E731
+        w = min(12.0, 2.5 + 0.45 * len(cols))
+        h = min(10.0, 1.8 + 0.35 * len(rows))
+        fig, ax = plt.subplots(figsize=(w, h), dpi=100)
+        im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(cols)), [name(labels, c) for c in cols], rotation=60, ha="right",
+                      fontsize=8)
+        ax.set_yticks(range(len(rows)), [name(classes or labels, r) for r in rows], fontsize=8)
+        ax.set_xlabel("predicted (the model's classes)")
+        ax.set_ylabel("label (the data's classes)")
+        if len(rows) * len(cols) <= 400:
+            for i in range(len(rows)):
+                for j in range(len(cols)):
+                    if m[i, j]:
+                        ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                                color="white" if share[i, j] > 0.6 else "black")
+        fig.colorbar(im, ax=ax, label="share of the class's images")
+        ax.set_title(self.accuracy_note(), fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+    def figures(self):
+        from ..results import figure, panel
+
+        out = []
+        if self.predictions is not None and len(self.predictions):
+            out.append(figure("predictions", [panel("confusion", kind="plot", caption=[
+                "each row: how the model classified the images of one class (counts in the "
+                "cells)"])]))
+        if self.stats is not None:
+            out += self.stats.figures()
+        return out
 
     def info(self):
-        return self.meta
+        return {**self.meta, "accuracy_note": self.accuracy_note()}
 
     def save(self, out: str | os.PathLike, lens=None, command: list[str] | None = None,
              pictures: bool = True, model: dict | None = None) -> Path:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.labels import align_labels
 from ..draw import (
     BORDER_GREY,
     BORDER_RIGHT,
@@ -164,6 +165,7 @@ def _thumb_source(images, n: int) -> Thumbs | None:
 
 
 def tsne_grid(codes, images=None, *, labels=None, preds=None, index=None, classes=None,
+              pred_classes=None,
               perplexity: float = 30.0, seed: int = 0, pca_dims: int = 50, grid=None,
               select: str = "nearest", border: str = "class", k: int = 10,
               knn_queries: int | None = 10000, trust_points: int | None = 2000,
@@ -181,6 +183,9 @@ def tsne_grid(codes, images=None, *, labels=None, preds=None, index=None, classe
     Args:
         codes: ``(N, D)`` array or tensor (float16 is fine), or a `Codes` from `cnn_codes`
             (then images, labels, preds, index and classes come from it).
+        classes, pred_classes: the data's class names (what `labels` mean) and the model's
+            (what `preds` mean); when they differ, "correct" compares them by name
+            (`convlens.data.labels.align_labels`) and is unknown where no name matches.
         images: ``(N, H, W)``, ``(N, H, W, 3)`` or ``(N, C, H, W)``, uint8 or floats in [0, 1];
             or a function ``rows -> uint8 images`` (called only for the images drawn).
         labels, preds, index: ``(N,)`` true class (-1: none), predicted class, dataset index.
@@ -202,6 +207,7 @@ def tsne_grid(codes, images=None, *, labels=None, preds=None, index=None, classe
         preds = c.pred if preds is None else preds
         index = c.index if index is None else index
         classes = c.classes if classes is None else classes
+        pred_classes = c.pred_classes if pred_classes is None else pred_classes
         if meta is None:
             meta = pd.DataFrame({"p_pred": c.p_pred}) if c.p_pred is not None else c.meta
         layer = c.layer
@@ -214,10 +220,14 @@ def tsne_grid(codes, images=None, *, labels=None, preds=None, index=None, classe
     if x.ndim != 2:
         x = x.reshape(len(x), -1)
     n = len(x)
-    if n < 5:
-        raise ConvlensError(f"t-SNE needs at least 5 codes, got {n}")
     if not np.isfinite(x).all():
         raise ConvlensError("the codes hold NaN or infinite values")
+    if k < 1:
+        raise ConvlensError(f"k must be at least 1, got {k}")
+    if n < max(5, k + 2):
+        raise ConvlensError(f"t-SNE of {n} codes: at least {max(5, k + 2)} are needed (its "
+                            f"measures compare each point's {k} nearest neighbours); embed more "
+                            "images or lower k")
     labels = np.full(n, -1, np.int64) if labels is None else as_numpy(labels).astype(np.int64)
     preds_a = None if preds is None else as_numpy(preds).astype(np.int64)
     index = np.arange(n) if index is None else as_numpy(index).astype(np.int64)
@@ -251,7 +261,8 @@ def tsne_grid(codes, images=None, *, labels=None, preds=None, index=None, classe
     table = pd.DataFrame({"index": index, "label": labels})
     if preds_a is not None:
         table["pred"] = preds_a
-        table["correct"] = pd.array(np.where(labels >= 0, preds_a == labels, None), dtype="boolean")
+        target = align_labels(classes, pred_classes).model_class(labels)
+        table["correct"] = pd.array(np.where(target >= 0, preds_a == target, None), dtype="boolean")
     table["x"], table["y"] = emb[:, 0], emb[:, 1]
     gr = np.full(n, -1, np.int64)
     gc = np.full(n, -1, np.int64)
@@ -265,7 +276,8 @@ def tsne_grid(codes, images=None, *, labels=None, preds=None, index=None, classe
     placed = cells[cells >= 0]
     return TsneResult(
         embedding=emb, grid=cells, table=table, thumbs=thumbs,
-        classes=list(classes) if classes is not None else None, border=border,
+        classes=list(classes) if classes is not None else None,
+        pred_classes=list(pred_classes) if pred_classes is not None else None, border=border,
         canvas=canvas, thumb=thumb, seed=seed,
         params={"n": n, "code_dim": int(x.shape[1]), "layer": layer,
                 "pca_dims": int(reduced.shape[1]),
@@ -305,6 +317,7 @@ class TsneResult(Result):
     table: pd.DataFrame
     thumbs: Thumbs | None = None
     classes: list[str] | None = None
+    pred_classes: list[str] | None = None
     border: str = "class"
     canvas: int | None = None
     thumb: int | None = None
@@ -321,7 +334,8 @@ class TsneResult(Result):
         return {"embedding": self.table}
 
     def info(self):
-        out = {**self.params, **self.metrics}
+        out = {**self.params, **self.metrics, "classes": self.classes,
+               "pred_classes": self.pred_classes}
         if self.thumbs is not None:
             out["scatter_thumbnails"] = int(len(self.scatter_layout()[1]))
             out["sprites"] = {"size": self.SPRITE_SIZE, "cols": self.SPRITE_COLS,
@@ -343,10 +357,27 @@ class TsneResult(Result):
     #: thumbnails of the report's interactive map: side (px), per sprite-sheet row, at most
     SPRITE_SIZE, SPRITE_COLS, SPRITE_MAX = 24, 100, 20_000
 
+    about = ("t-SNE of CNN codes (the seed's §3): every image placed so that images with similar "
+             "codes (the vector the classifier reads) lie close together. Clusters of one class "
+             "mean the network separates it; the grid snaps the same map to rows and columns. "
+             "Frame colours show the true class (or the prediction, or right and wrong).")
+
     def pictures(self):
         if self.thumbs is None:
             return {"scatter": self._scatter}  # dots only
         return {"scatter": self._scatter, "grid": self._grid, "sprites": self._sprites}
+
+    def figures(self):
+        from ..results import figure, panel
+        m = self.metrics
+        facts = [f"kNN accuracy (k={self.params.get('k')}): 2-D {m.get('knn_accuracy_2d', 0):.3f}, "
+                 f"code space {m.get('knn_accuracy_code', 0):.3f}",
+                 f"trustworthiness {m.get('trustworthiness', 0):.3f}"]
+        out = [figure("thumbnails at their t-SNE positions", [panel("scatter", kind="plot",
+                                                                    caption=facts)])]
+        if self.thumbs is not None:
+            out.append(figure("the same map snapped to a grid", [panel("grid", kind="plot")]))
+        return out
 
     def _sprites(self, path: str) -> None:
         """Every point's thumbnail (table order), SPRITE_COLS per row, for hover in the report."""
@@ -380,7 +411,7 @@ class TsneResult(Result):
             return c
         key = "pred" if self.border == "pred" else "label"
         lab = t[key].to_numpy() if key in t else np.full(n, -1)
-        k = max(int(lab.max()) + 1, len(self.classes or []), 1)
+        k = max(int(lab.max()) + 1, len(self._names() or []), 1)
         pal = palette(k)
         c = np.tile(BORDER_GREY, (n, 1))
         c[lab >= 0] = pal[lab[lab >= 0]]
@@ -455,6 +486,11 @@ class TsneResult(Result):
         self._save(path, img, f"{rows_}x{cols_} grid of {len(where)} images "
                               f"({self.params.get('grid_method', '')})")
 
+    def _names(self) -> list[str] | None:
+        """The names of what the frames show: the model's classes for ``border="pred"``, the
+        data's otherwise."""
+        return self.pred_classes if self.border == "pred" else self.classes
+
     def _legend_items(self) -> list[tuple[np.ndarray, str]]:
         if self.border == "none":
             return []
@@ -462,9 +498,9 @@ class TsneResult(Result):
             return [(BORDER_RIGHT, "correct"), (BORDER_WRONG, "wrong")]
         key = "pred" if self.border == "pred" else "label"
         lab = self.table[key].to_numpy() if key in self.table else np.full(1, -1)
-        k = max(int(lab.max()) + 1, len(self.classes or []), 1)
+        k = max(int(lab.max()) + 1, len(self._names() or []), 1)
         pal = palette(k)
-        names = self.classes or [str(i) for i in range(k)]
+        names = self._names() or [str(i) for i in range(k)]
         items = [(pal[i], names[i] if i < len(names) else str(i)) for i in range(k)]
         return items + ([(BORDER_GREY, "no label")] if (lab < 0).any() else [])
 

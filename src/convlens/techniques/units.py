@@ -76,17 +76,28 @@ class UnitsResult(Result):
     directions: bool = False
     labels: list[str] = field(default_factory=list)
     image_labels: np.ndarray | None = None
+    scan: str | None = None                     # the scan folder the units come from
+    image_classes: list[str] = field(default_factory=list)   # what image_labels mean
     kind: str = "units"
 
+    about = ("Images that excite a unit most (the seed's §2; Girshick et al. 2014): for each "
+             "unit (channel) of a layer, the part of each of its top images that the unit sees "
+             "(its receptive field), best first. Random directions (Szegedy et al. 2014) do the "
+             "same along random mixtures of channels, which look just as coherent.")
+
     def arrays(self):
-        return {"units": self.units, "index": self.index, "score": self.score,
-                "patches": self.patches, "boxes": self.boxes, "images": self.images,
-                "image_of": self.image_of}
+        out = {"units": self.units, "index": self.index, "score": self.score,
+               "patches": self.patches, "boxes": self.boxes, "images": self.images,
+               "image_of": self.image_of}
+        if self.image_labels is not None:
+            out["image_labels"] = self.image_labels
+        return out
 
     def info(self):
         return {"layer": self.layer, "units": self.units.tolist(), "k": int(self.index.shape[1]),
                 "what": "random directions" if self.directions else "units",
-                "patch_size": list(self.patches.shape[2:4])}
+                "patch_size": list(self.patches.shape[2:4]), "scan": self.scan,
+                "image_classes": self.image_classes}
 
     # -- pictures (numpy + PIL only) ---------------------------------------------------
     def _scale(self, side: int, target: int) -> int:
@@ -250,4 +261,5 @@ def unit_patches(scan: str | os.PathLike | SavedResult, layer: str,
     imgs = np.stack(images) if images else np.zeros((0, *lens.input_size[1:], 3), np.uint8)
     return UnitsResult(layer, np.asarray(units, np.int64), index[units], score[units], out, boxes,
                        imgs, image_of, directions, list(info.get("labels") or []),
-                       np.asarray(image_labels, np.int64))
+                       np.asarray(image_labels, np.int64), scan=str(saved.folder.resolve()),
+                       image_classes=list(info.get("classes") or info.get("labels") or []))

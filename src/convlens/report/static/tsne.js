@@ -11,6 +11,8 @@
                "#7f7f7f", "#bcbd22", "#17becf"];
   const colour = k => k < 0 ? "#999" : pal[k % pal.length];
   const name = k => (k >= 0 && k < P.names.length) ? P.names[k] : String(k);
+  const predNames = P.pred_names || P.names;
+  const predName = k => (k >= 0 && k < predNames.length) ? predNames[k] : String(k);
   let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
   for (let i = 0; i < n; i++) {
     minX = Math.min(minX, P.x[i]); maxX = Math.max(maxX, P.x[i]);
@@ -49,7 +51,7 @@
     }
     const i = nearest(e.offsetX, e.offsetY);
     if (i < 0) { tip.style.display = "none"; return; }
-    tipText.textContent = "#" + P.index[i] + "  label: " + name(P.label[i]) + "  predicted: " + name(P.pred[i]);
+    tipText.textContent = "#" + P.index[i] + "  label: " + name(P.label[i]) + "  predicted: " + predName(P.pred[i]);
     tctx.clearRect(0, 0, thumb.width, thumb.height);
     if (sprite && sprite.complete && i < P.sprite_count) {
       const s = P.sprite_size, c = P.sprite_cols;

@@ -1,0 +1,129 @@
+"""The house rules that hold the code together (docs/architecture.md).
+
+The direction of imports between packages is checked by import-linter's contracts in
+pyproject.toml (`lint-imports`, run by `make test`); here: no import cycle between any two files,
+and the README's Python examples run as written.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the convlens modules it imports (at module level or inside functions)."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("convlens")
+    return {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in graph:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    comp.append(m)
+                    if m == node:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+    return found
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_between_files():
+    graph = import_graph()
+    # a package's __init__ re-exporting its own modules is not a cycle of ideas
+    graph = {m: {d for d in deps if not (m.startswith(d + ".") and d != "convlens")}
+             for m, deps in graph.items()}
+    graph["convlens"] = set()  # the root imports lazily (importlib), by name only
+    assert cycles(graph) == []
+
+
+def test_import_contracts_hold():
+    """The same check `make test` runs, so that a plain `pytest` notices a broken arrow too."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    if not exe.exists():
+        pytest.skip("import-linter is not installed (pip install import-linter)")
+    r = subprocess.run([str(exe), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+@pytest.mark.slow
+def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
+    """Every ```python block of the README, in order, in one namespace, in a folder holding
+    what the examples name: `photos/` (class folders of images) and `r18.pth` (a ResNet-18
+    state dict, random weights)."""
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("animal", "object", "scene"):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        for i in range(3):
+            arr = rng.integers(0, 256, (160 + 20 * i, 200, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / "photos" / cls / f"{cls}{i}.jpg")
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    monkeypatch.chdir(tmp_path)
+    blocks = readme_blocks()
+    assert blocks, "the README has no Python example"
+    namespace: dict = {}
+    for i, code in enumerate(blocks):
+        try:
+            exec(compile(code, f"README.md python block {i + 1}", "exec"), namespace)
+        except Exception as e:  # say which block failed
+            raise AssertionError(f"README python block {i + 1} failed: {type(e).__name__}: {e}"
+                                 f"\n{code}") from e
