@@ -464,7 +464,8 @@ def test_results_save_pictures_and_tables(tmp_path):
     saved = SavedResult(tmp_path / "fgsm")
     assert saved.kind == "fgsm" and {"gallery", "saliency"} <= set(saved.manifest["pictures"])
     assert saved.array("adversarial").shape == (3, 3, 16, 16)
-    assert "about" in saved.info and saved.info["params"]["eps"] == 0.1
+    assert saved.about and saved.info["params"]["eps"] == 0.1
+    assert [p["picture"] for f in saved.figures for p in f["panels"]] == ["gallery", "saliency"]
     t = saved.table("examples")
     assert list(t.columns[:4]) == ["image", "label", "clean_pred", "clean_prob"]
     rob = robustness(lens, Pixels(10), eps=[0, 0.1], examples=2, progress=False)
@@ -485,17 +486,21 @@ def test_cli_fool_and_adversarial(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "L2" in out and "Linf" in out and (tmp_path / "fool" / "gallery.png").is_file()
-    rc = main(["adversarial", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
-               "--limit", "20", "--eps", "0,0.05", "--attack", "pgd", "--steps", "2",
+    rc = main(["adversarial", "--model", "builtin:fashion-net", "--data", "builtin:fashion-mnist:test",
+               "--n", "20", "--eps", "0,0.05", "--attack", "pgd", "--steps", "2",
                "--examples", "2", "--batch-size", "8", "--out", str(tmp_path / "adv")])
     assert rc == 0
     out = capsys.readouterr().out
     assert "20 images" in out and "0.05" in out
     assert (tmp_path / "adv" / "accuracy_vs_eps.png").is_file()
     assert (tmp_path / "adv" / "example_gallery.png").is_file()
-    assert main(["adversarial", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
-                 "--eps", "0,1.5", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["adversarial", "--model", "builtin:fashion-net", "--data",
+                 "builtin:fashion-mnist:test", "--eps", "0,1.5", "--out", str(tmp_path / "bad")]) == 2
     assert main(["fool", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
                  "--target", "11", "--out", str(tmp_path / "bad")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("convlens: error:") == 2 and len(err.strip().splitlines()) == 2
+    # an untrained model whose labels (0..9) are not the data's: accuracy means nothing
+    assert main(["adversarial", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
+                 "--n", "8", "--out", str(tmp_path / "bad")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 3 and all(line.startswith("convlens: error:") for line in err), err
+    assert "accuracy" in err[2]

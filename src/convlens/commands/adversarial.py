@@ -9,11 +9,16 @@ from .common import (
     data_options,
     image_options,
     images_from,
+    item_indices,
     lens_from,
     model_options,
+    nonnegative_int,
+    on_interrupt,
     options,
     output_options,
+    positive_int,
     save_result,
+    unit_interval,
 )
 
 
@@ -42,14 +47,16 @@ def _fool_opts(p: argparse.ArgumentParser) -> None:
     image_options(p)
     p.add_argument("--target", required=True, metavar="CLASS",
                    help="the class to turn every image into: an index or a label name")
-    p.add_argument("--confidence", type=float, default=0.9,
-                   help="target probability to reach (default 0.9)")
+    p.add_argument("--confidence", type=unit_interval, default=0.9,
+                   help="target probability to reach, in (0, 1) (default 0.9)")
     p.add_argument("--method", default="adam", choices=("adam", "lbfgs"),
                    help="optimiser: adam (batched, default) or lbfgs (scipy L-BFGS-B, the paper's)")
-    p.add_argument("--steps", type=int, default=50, help="iterations per value of c (default 50)")
-    p.add_argument("--search", type=int, default=6, help="values of c tried (default 6)")
+    p.add_argument("--steps", type=positive_int, default=50,
+                   help="iterations per value of c (default 50)")
+    p.add_argument("--search", type=positive_int, default=6,
+                   help="values of c tried (default 6)")
     _explain(p)
-    output_options(p, "convlens-out/fool")
+    output_options(p, "fool")
 
 
 @command("fool", "the smallest change that makes the model answer a chosen class "
@@ -84,19 +91,18 @@ def _adv_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eps", type=_eps_list, default=[0.0, 0.01, 0.03, 0.1], metavar="E1,E2,...",
                    help="largest change of a pixel, pixels in [0, 1] (default 0,0.01,0.03,0.1)")
     g.add_argument("--attack", default="fgsm", choices=("fgsm", "pgd"), help="default fgsm")
-    g.add_argument("--steps", type=int, default=10, help="PGD iterations (default 10)")
+    g.add_argument("--steps", type=positive_int, default=10, help="PGD iterations (default 10)")
     g.add_argument("--alpha", type=float, default=None,
                    help="PGD step in pixel units (default 2.5 eps / steps)")
     g.add_argument("--norm", default="linf", choices=("linf", "l2"), help="PGD's ball (default linf)")
     g.add_argument("--no-random-start", dest="random_start", action="store_false",
-                   help="PGD from the image itself (the basic iterative method)")
-    g.add_argument("--seed", type=int, default=0, help="seed of PGD's random start")
-    g.add_argument("--limit", type=int, default=None, help="only the first N items")
-    g.add_argument("--examples", type=int, default=8,
+                   help="PGD from the image itself (the basic iterative method); else from a "
+                        "random point of the eps-ball, seeded by --seed and each item's index")
+    g.add_argument("--examples", type=nonnegative_int, default=8,
                    help="items shown attacked at the largest eps (default 8; 0: none)")
     _explain(g)
     r = p.add_argument_group("resume and scale")
-    r.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
+    r.add_argument("--checkpoint-every", type=positive_int, default=20, metavar="N",
                    help="checkpoint every N batches (default 20)")
     r.add_argument("--no-resume", dest="resume", action="store_false",
                    help="start again even if --out holds a checkpoint of this run")
@@ -104,8 +110,8 @@ def _adv_opts(p: argparse.ArgumentParser) -> None:
                    help="local (default) or ray (pip install 'convlens[ray]')")
     r.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to connect to (default: RAY_ADDRESS, else a local Ray)")
-    r.add_argument("--shard-size", type=int, default=None, help="items per Ray task")
-    output_options(p, "convlens-out/adversarial")
+    r.add_argument("--shard-size", type=positive_int, default=None, help="items per Ray task")
+    output_options(p, "adversarial")
 
 
 @command("adversarial", "accuracy and confidence against eps (FGSM or PGD) over a dataset")
@@ -120,13 +126,15 @@ def cmd_adversarial(args) -> int:
 
     lens = lens_from(args)
     data = data_from(args, lens)
-    data.spec = args.data
+    on_interrupt(args, f"progress is saved in {args.out}/.convlens-robustness every "
+                       f"{args.checkpoint_every} batches: run the same command again to continue")
     res = robustness(lens, data, eps=args.eps, attack=args.attack, steps=args.steps,
                      alpha=args.alpha, random_start=args.random_start, norm=args.norm,
                      seed=args.seed, examples=args.examples, explain=_explain_arg(args),
                      out=args.out, batch_size=args.batch_size, workers=args.workers,
                      engine=args.engine, resume=args.resume,
-                     checkpoint_every=args.checkpoint_every, limit=args.limit,
+                     checkpoint_every=args.checkpoint_every,
+                     indices=item_indices(args, len(data)),
                      shard_size=args.shard_size, ray_address=args.ray_address)
     m = res.meta
     resumed = f", resumed after {m['resumed_from']} items" if m.get("resumed_from") else ""

@@ -306,10 +306,10 @@ class AdversarialExamples(Result):
             out["success_rate"] = float(self.success.float().mean()) if len(self.labels) else None
             out["clean_accuracy_vs_labels"] = (None if self.targeted else
                                                float((self.clean_pred == self.labels).float().mean()))
-        out["about"] = self.about()
         return out
 
-    def about(self) -> str:
+    @property
+    def about(self) -> str:  # type: ignore[override]
         what = {"fgsm": "the fast gradient sign method (Goodfellow et al. 2015): one step of size "
                         "ε along the sign of the loss gradient",
                 "pgd": "projected gradient descent (Kurakin 2016, Madry et al. 2018): repeated "
@@ -328,6 +328,29 @@ class AdversarialExamples(Result):
         if self.saliency_clean is not None:
             pics["saliency"] = lambda path: saliency_figure(self, n, path)
         return pics
+
+    def figures(self, prefix: str = "") -> list[dict[str, Any]]:
+        """For the report: the gallery and the saliency figure, each with a summary line."""
+        from ..results import figure, panel
+
+        n = min(len(self.labels), self.max_pictures)
+        if n == 0:
+            return []
+        lines = [f"{len(self.labels)} images; median change L∞ {float(self.linf.median()):.3g}, "
+                 f"L2 {float(self.l2.median()):.3g} (pixels in [0, 1])"]
+        if self.adv_pred is not None:
+            lines.append(f"{'target reached' if self.targeted else 'prediction changed'} for "
+                         f"{int(self.success.sum())} of {len(self.labels)}")
+        out = [figure("x | the change, amplified | x_adv",
+                      [panel(prefix + "gallery", kind="plot", caption=lines)],
+                      "Under each image: the label (or target) and the model's answer with its "
+                      "probability; red: the model was fooled.")]
+        if self.saliency_clean is not None:
+            out.append(figure(f"{(self.explain or 'saliency').replace('_', ' ')} of x and x_adv",
+                              [panel(prefix + "saliency", kind="plot")],
+                              "The map of each image's predicted class, before and after the "
+                              "change, on one colour scale per row."))
+        return out
 
 
 def examples_result(method: str, lens, xb: torch.Tensor, u: torch.Tensor, adv: torch.Tensor,

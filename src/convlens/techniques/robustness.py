@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.labels import LabelMap, align_labels, warn_if_differ
 from ..engine import Checkpoint, Reducer, fingerprint_model, fingerprint_order, run_local
 from ..errors import ConvlensError, unknown
 from ..lens import lens_and_data
@@ -47,8 +48,9 @@ _SUMS = ("correct", "confidence", "confidence_wrong", "p_true")
 
 class Robustness(Reducer):
     """Per ε: images, correct answers, and sums of p(answer), p(answer) over the wrong ones and
-    p(true label), on the adversarial images of each labelled item (unlabelled ones are
-    counted apart). Attacks are untargeted, against the item's label.
+    p(true label), on the adversarial images of each labelled item (unlabelled ones, and items
+    whose class the model does not have, are counted apart). Attacks are untargeted, against
+    the item's label, mapped to the model's classes by `label_map` (`convlens.data.labels`).
 
     The reducer runs the model itself: the engine hands it the model (`attach`) before a pass.
     PGD's random start is seeded per item by ``(seed, dataset index)``.
@@ -58,8 +60,9 @@ class Robustness(Reducer):
 
     def __init__(self, eps: Sequence[float], attack: str = "fgsm", steps: int = 10,
                  alpha: float | None = None, random_start: bool = True, norm: str = "linf",
-                 seed: int = 0):
+                 seed: int = 0, label_map: LabelMap | None = None):
         self.eps = [float(e) for e in eps]
+        self.label_map = label_map  # data class -> model class (None: the same indices)
         self.attack, self.steps, self.alpha = attack, int(steps), alpha
         self.random_start, self.norm, self.seed = bool(random_start), norm, int(seed)
         self.n = 0
@@ -74,6 +77,9 @@ class Robustness(Reducer):
     def config(self) -> dict[str, Any]:
         return {"eps": self.eps, "attack": self.attack, "steps": self.steps, "alpha": self.alpha,
                 "random_start": self.random_start, "norm": self.norm, "seed": self.seed}
+
+    def spawn(self) -> "Robustness":
+        return Robustness(**self.config(), label_map=self.label_map)
 
     def attach(self, lens) -> None:
         self._lens = lens
@@ -91,7 +97,10 @@ class Robustness(Reducer):
         if lens is None:
             raise ConvlensError("the Robustness reducer runs the model: pass it to the engine "
                                 "(run_local / feed), which attaches the model first")
-        labels = batch.labels.to(logits.device)
+        labels = batch.labels
+        if self.label_map is not None:  # the data's classes as the model's (-1: none)
+            labels = torch.as_tensor(self.label_map.model_class(labels.cpu().numpy()))
+        labels = labels.to(logits.device)
         valid = (labels >= 0) & (labels < logits.shape[1])
         self.unlabelled += int((~valid).sum())
         if not bool(valid.any()):
@@ -137,9 +146,6 @@ class Robustness(Reducer):
         for name in _SUMS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
-
-    def spawn(self) -> "Robustness":
-        return Robustness(**self.config())
 
     def to(self, device) -> "Robustness":
         return self  # the sums live on the CPU
@@ -197,16 +203,32 @@ class RobustnessResult(Result):
             out["examples"] = self.examples.tables()["examples"]
         return out
 
+    @property
+    def about(self) -> str:  # type: ignore[override]
+        norm = "L∞" if self.meta.get("norm", "linf") == "linf" else "L2 norm of the change"
+        return ("Fooling ConvNets (Goodfellow et al. 2015): every labelled item attacked at each "
+                f"ε, the largest change allowed ({norm}, pixels in [0, 1]); the curve shows the "
+                "accuracy (solid) and the mean confidence of the model's answer (dashed) on the "
+                "changed images, ε = 0 being the clean accuracy. The gallery shows the first "
+                "items attacked at the largest ε.")
+
     def info(self):
         out = dict(self.meta)
-        out["about"] = (
-            "Accuracy (solid) and mean confidence of the model's answer (dashed) on adversarial "
-            f"images of every labelled item, for each ε: the largest change of a pixel "
-            f"({'L∞' if self.meta.get('norm', 'linf') == 'linf' else 'L2 norm of the change'}"
-            ", pixels in [0, 1]). ε = 0 is the clean accuracy. The gallery shows the first "
-            "items attacked at the largest ε.")
         if self.examples is not None:
             out["examples"] = self.examples.info()
+        return out
+
+    def figures(self):
+        from ..results import figure, panel
+
+        lines = [f"ε = {r.eps:g}: accuracy {r.accuracy:.1%}, mean confidence "
+                 f"{r.mean_confidence:.2f}" for r in self.table.itertuples()]
+        out = [figure("accuracy against ε", [panel("accuracy_vs_eps", kind="plot",
+                                                   caption=lines)],
+                      f"{self.meta.get('images', 0)} labelled images, "
+                      f"{str(self.meta.get('attack', '')).upper()}")]
+        if self.examples is not None:
+            out += self.examples.figures(prefix="example_")
         return out
 
     def pictures(self):
@@ -283,7 +305,11 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
     if len(order) and (order.min() < 0 or order.max() >= len(data)):
         raise ConvlensError(f"indices must lie in 0..{len(data) - 1}")
 
-    reducer = Robustness(eps, attack, steps, alpha, random_start, norm, seed)
+    label_map = align_labels(getattr(data, "classes", None), getattr(lens, "labels", None))
+    if not label_map.comparable:
+        raise ConvlensError(f"robustness measures accuracy, but {label_map.note()}")
+    warn_if_differ(label_map)
+    reducer = Robustness(eps, attack, steps, alpha, random_start, norm, seed, label_map)
     folder = None
     if out is not None:
         folder = Path(out)
@@ -305,16 +331,17 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
         info = run_ray(lens, data, [reducer], order, batch_size, workers, progress, desc,
                        checkpoint, shard_size, ray_address, ray_options)
     if reducer.n == 0:
-        raise ConvlensError(f"none of the {info.images} items read has a label: robustness "
-                            "measures accuracy, so it needs labelled data")
+        raise ConvlensError(f"none of the {info.images} items read has a label the model knows: "
+                            "robustness measures accuracy, so it needs labelled data")
     table = reducer.finalize()
     gallery = _examples(lens, data, order, examples, max(eps), attack, steps, alpha,
-                        random_start, norm, seed, explain) if examples else None
+                        random_start, norm, seed, explain, label_map) if examples else None
     meta = {"model": getattr(lens, "name", None), "data": spec, "attack": attack, "eps": eps,
             "norm": norm, "steps": int(steps) if attack == "pgd" else None,
             "alpha": (alpha if alpha is not None else "2.5 eps / steps") if attack == "pgd" else None,
             "random_start": bool(random_start) if attack == "pgd" else None, "seed": seed,
             "images": reducer.n, "unlabelled": reducer.unlabelled, "skipped": info.skipped,
+            "label_map": label_map.info(),
             "skipped_sources": info.skipped_sources, "engine": engine,
             "resumed_from": info.resumed_from, "seconds": round(info.seconds, 3),
             "images_per_s": round((info.seen - info.resumed_from) / info.seconds, 1)
@@ -328,7 +355,7 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
 
 
 def _examples(lens, data, order, n, eps, attack, steps, alpha, random_start, norm, seed,
-              explain) -> AdversarialExamples | None:
+              explain, label_map: LabelMap) -> AdversarialExamples | None:
     """The first `n` items of the pass, attacked at ε for the gallery."""
     from ..data import Loader
     from .adversarial import fgsm, pgd
@@ -337,7 +364,8 @@ def _examples(lens, data, order, n, eps, attack, steps, alpha, random_start, nor
     if not batches or eps == 0:
         return None
     b = batches[0]
-    y = b.labels if bool((b.labels >= 0).all()) else None
+    y = torch.as_tensor(label_map.model_class(b.labels.numpy()))
+    y = y if bool((y >= 0).all()) else None  # else each image's prediction
     if attack == "fgsm":
         return fgsm(lens, b.images, y, eps=eps, explain=explain)
     return pgd(lens, b.images, y, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
