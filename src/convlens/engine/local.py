@@ -73,6 +73,8 @@ def feed(lens, batches: Iterable, reducers: Sequence[Reducer], device=None,
 
     with preserved(lens), torch.no_grad():
         lens.eval()
+        for r in reducers:
+            r.attach(lens)
         with capture(lens, layers, reduce=reduce) as cap:
             for batch in batches:
                 x = batch.images.to(device, non_blocking=True)

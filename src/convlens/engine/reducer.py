@@ -30,6 +30,11 @@ class Reducer:
     #: layers whose activations `update` needs
     layers: list[str] = []
 
+    def attach(self, lens) -> None:
+        """Called by `feed` once before a pass with the model it runs (on its device), for a
+        reducer whose `update` runs the model itself (adversarial robustness). Not kept in
+        the reducer's state: a worker's reducer is attached to the worker's model."""
+
     def begin(self, batch) -> None:
         """Called before the forward pass of each batch (e.g. to learn its dataset indices)."""
 
