@@ -29,6 +29,9 @@ DATA_FUNCTIONS = {
     "scan": lambda m, d: convlens.scan(m, d, progress=False, topk=2),
     "cnn_codes": lambda m, d: convlens.cnn_codes(m, d, progress=False),
     "evaluate": lambda m, d: convlens.evaluate(m, d, progress=False),
+    "robustness": lambda m, d: convlens.robustness(m, d, eps=[0, 0.05], progress=False),
+    "attribute_performance": lambda m, d: convlens.attribute_performance(m, data=d, progress=False,
+                                                                         n_resamples=50),
 }
 
 X_FUNCTIONS = {
@@ -41,6 +44,9 @@ X_FUNCTIONS = {
     "smoothgrad": lambda m, x: convlens.smoothgrad(m, x, samples=2),
     "integrated_gradients": lambda m, x: convlens.integrated_gradients(m, x, steps=4),
     "occlusion": lambda m, x: convlens.occlusion(m, x, window=32, stride=32),
+    "fgsm": lambda m, x: convlens.fgsm(m, x, eps=0.03),
+    "pgd": lambda m, x: convlens.pgd(m, x, eps=0.03, steps=2),
+    "fool": lambda m, x: convlens.fool(m, x, target=1, steps=3, search=1),
 }
 
 

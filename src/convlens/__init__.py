@@ -42,6 +42,10 @@ _EXPORTS = {
     # §8 performance as a function of image attributes
     "attribute_performance": "techniques.attributes", "AttributeResult": "techniques.attribute_result",
     "image_attributes": "techniques.image_stats",
+    # §9 fooling ConvNets
+    "fgsm": "techniques.adversarial", "pgd": "techniques.adversarial",
+    "AdversarialExamples": "techniques.adversarial", "fool": "techniques.fooling",
+    "robustness": "techniques.robustness", "RobustnessResult": "techniques.robustness",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

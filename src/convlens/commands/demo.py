@@ -136,6 +136,8 @@ def run_demo(out: str | Path = "convlens-demo", quick: bool = False, progress: b
 
 def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Step]:
     """The views of one model and its data, in the seed's order."""
+    import torch
+
     from ..data import Loader, load_data
     from ..lens import LayersResult
     from ..models import load_model
@@ -232,6 +234,22 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         save(res, "attributes", model)
         return ", ".join(res.attributes)
 
+    def step_robustness():
+        from ..techniques.robustness import robustness
+        res = robustness(lens, s.data, eps=[0, 0.01, 0.03, 0.1], indices=range(min(s.n_scan, 500 if quick else 2000)),
+                         examples=6, progress=progress)
+        save(res, "robustness")
+        return None
+
+    def step_fool():
+        from ..techniques.fooling import fool
+        x = images()[:4]
+        k = lens.num_classes or 2
+        with torch.no_grad():
+            pred = lens(x).argmax(1)
+        save(fool(lens, x, target=(pred + 1) % k, steps=20 if quick else 50, search=3), "fool")
+        return None
+
     def per_image(fn, name: str, **kw):
         def run():
             save(fn(lens, images(), target="auto", **kw), name)
@@ -257,4 +275,6 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         per_image(guided_grad_cam, "guided_grad_cam"),
         per_image(smoothgrad, "smoothgrad", samples=samples),
         per_image(integrated_gradients, "integrated_gradients", steps=32 if quick else 64),
+        Step("fooling: the smallest change to another class", step_fool),
+        Step("robustness against FGSM", step_robustness),
     ]

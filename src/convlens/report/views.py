@@ -39,8 +39,10 @@ VIEWS: dict[str, tuple[int, str, str]] = {
     "feature_visualization": (6, "feature visualisation", "images optimised to excite a unit or a channel"),
     "correspondence": (7, "correspondence", "how well features find the same point in another image"),
     "attributes": (8, "accuracy by attribute", "accuracy binned by object scale, clutter, occlusion, ..."),
-    "fooling": (9, "fooling", "the smallest change that makes the model predict another class"),
-    "adversarial": (9, "robustness", "accuracy against the size of an adversarial perturbation"),
+    "fgsm": (9, "fast gradient sign", "one step of size ε along the sign of the loss gradient"),
+    "pgd": (9, "iterative attack (PGD)", "many small gradient-sign steps inside the ε-ball"),
+    "fool": (9, "fooling", "the smallest change that makes the model predict a chosen class"),
+    "robustness": (9, "robustness", "accuracy and confidence against the size ε of an attack"),
 }
 
 
