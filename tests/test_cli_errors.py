@@ -95,6 +95,16 @@ BAD = [
     (["smoothgrad", *SHAPES, *SHAPES_DATA, "--method", "magic"], "invalid choice"),
     (["integrated-gradients", *SHAPES, *SHAPES_DATA, "--steps", "0"], "a positive integer"),
     (["integrated-gradients", *SHAPES, *SHAPES_DATA, "--baseline", "grey-ish"], "baseline"),
+    # accuracy by attribute, fooling
+    (["attributes", "--scan", "SCAN", "--attributes", "nope"], "nope"),
+    (["attributes", "--scan", "SCAN", "--bins", "0"], "a positive integer"),
+    (["attributes", "--scan", "no/such/scan"], "no/such/scan"),
+    (["fool", *SHAPES, *SHAPES_DATA, "--target", "dog"], "dog"),
+    (["fool", *SHAPES, *SHAPES_DATA, "--target", "99"], "99"),
+    (["fool", *SHAPES, *SHAPES_DATA], "--target"),
+    (["adversarial", *SHAPES, *SHAPES_DATA, "--eps", "2"], "eps"),
+    (["adversarial", *SHAPES, *SHAPES_DATA, "--eps", "-0.1"], "eps"),
+    (["adversarial", *SHAPES, *SHAPES_DATA, "--attack", "cw"], "invalid choice"),
     # training, the report, the server
     (["train"], "give the model to train"),
     (["train", "--model", "builtin:tiny"], "no training recipe"),
