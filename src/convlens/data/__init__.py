@@ -53,9 +53,10 @@ def load_data(spec: str | os.PathLike, lens=None, max_pixels: int | None = None)
 
 
 def _register_builtins() -> None:
-    from . import fashion, procedural
+    from . import fashion, procedural, stamps
     register_data("fashion-mnist")(fashion._factory)
     register_data("shapes")(procedural._factory)
+    register_data("stamps")(stamps._factory)
 
 
 _register_builtins()
