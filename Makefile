@@ -16,7 +16,7 @@ data:
 	if [ -z "$$need" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
-	else echo "note: not found: $$need (apt-get install $$need, or set CONVLENS_DATA / CONVLENS_STAMPS; tests that need them are skipped)"; fi
+	else need="$${need# }"; echo "note: not found: $$need (apt-get install $$need, or set CONVLENS_DATA / CONVLENS_STAMPS; tests that need them are skipped)"; fi
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)

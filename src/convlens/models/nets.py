@@ -74,3 +74,8 @@ def fashion_net() -> SmallAlexNet:
 def shapes_net() -> SmallAlexNet:
     """64×64 RGB → 8 shape classes."""
     return SmallAlexNet(3, (32, 64, 96, 96, 64), kernel1=5, stride1=2, fc=256, classes=8, flat=4)
+
+
+def stamps_net() -> SmallAlexNet:
+    """96×96 RGB → 7 ``builtin:stamps`` classes (photographs of objects)."""
+    return SmallAlexNet(3, (32, 64, 96, 96, 64), kernel1=5, stride1=2, fc=256, classes=7, flat=6)
