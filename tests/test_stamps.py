@@ -20,7 +20,7 @@ from convlens.data import stamps as S
 from convlens.errors import ConvlensError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-N_ITEMS = 280  # 40 per class
+N_ITEMS = 300  # 50 per class
 
 try:
     S.find_root()
@@ -192,7 +192,8 @@ def test_attribute_ranges_and_rates(items):
         assert -S.MAX_ROTATION <= a["rotation"] <= S.MAX_ROTATION
         assert a["flipped"] in (0, 1)
         for k, (lo, hi) in S.JITTER.items():
-            assert lo <= a[k] <= hi
+            assert lo <= a[k] <= hi or (k == "saturation" and a[k] == 0)  # 0: shown in grey
+        assert S.ASPECT[0] <= a["aspect"] <= S.ASPECT[1] and abs(a["hue"]) <= S.HUE
         assert a["background"] in S.BACKGROUNDS
         assert 0 <= a["clutter"] <= 3
         assert a["occluded"] == 0 or 0.08 <= a["occluded"] <= 0.42
@@ -203,6 +204,7 @@ def test_attribute_ranges_and_rates(items):
     assert abs(sum(a["truncated"] > 0 for a in att) / n - S.P_TRUNCATED) < 0.07
     assert abs(sum(a["clutter"] > 0 for a in att) / n - S.P_CLUTTER) < 0.09
     assert abs(sum(a["flipped"] for a in att) / n - 0.5) < 0.1
+    assert abs(sum(a["saturation"] == 0 for a in att) / n - S.P_GRAY) < 0.06
     assert len(Counter(a["background"] for a in att)) == len(S.BACKGROUNDS)
 
 
@@ -218,7 +220,7 @@ def test_dataset_spec_meta_and_fast_path():
         assert key in item.meta
     images, labels = ds.arrays(0, 5)
     assert np.array_equal(images[3], (item.image.numpy().transpose(1, 2, 0) * 255).round())
-    assert labels.tolist() == [i % 7 for i in range(5)]
+    assert labels.tolist() == [i % len(S.CLASSES) for i in range(5)]
     assert len(load_data("builtin:stamps")) == S.DEFAULT_LENGTH["test"]
     assert len(load_data(f"builtin:stamps:train:7:{S.find_root()}")) == 7
 

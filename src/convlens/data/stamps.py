@@ -89,9 +89,8 @@ CLASS_FOLDERS: dict[str, tuple[str, ...]] = {
     "bird": ("animals/birds",),
     "coin": ("symbols/money",),
     "flower": ("plants/flowers",),
-    "fruit": ("food/fruit",),
+    "fruit-veg": ("food/fruit", "food/vegetables", "food/spices", "plants/mushrooms"),
     "mammal": ("animals/mammals", "animals/marsupials"),
-    "vegetable": ("food/vegetables", "food/nuts", "food/spices", "plants/mushrooms"),
     "vehicle": ("vehicles", "military/vehicles"),
 }
 CLASSES: tuple[str, ...] = tuple(CLASS_FOLDERS)
@@ -112,7 +111,10 @@ _PHOTO_SOURCES = {"grass": "grass", "brick": "brick", "gravel": "gravel", "coffe
 
 DEFAULT_SIZE = 96
 EXTENT = (0.40, 0.90)        # the object's longer side (after rotation) / image side
-MAX_ROTATION = 20.0
+MAX_ROTATION = 30.0
+ASPECT = (0.75, 1.33)         # width / height stretch of the object, log-uniform
+P_GRAY = 0.15                 # chance that the object is shown in grey
+HUE = 0.05                    # object hue shift, fraction of the colour circle, +-
 JITTER = {"brightness": (0.7, 1.3), "saturation": (0.6, 1.4), "contrast": (0.75, 1.25)}
 P_CLUTTER = 0.4
 CLUTTER_EXTENT = (0.25, 0.5)  # of the object's extent
@@ -355,17 +357,19 @@ _U_NCLUT = 21
 _U_CLUT = 22            # 3 x (stamp, extent, x, y, flip, rotation)
 _U_OCC = 40             # flag, amount, angle, offset, kind, 8 colour / texture parameters
 _U_NOISE = 53           # flag, sigma
-_N_U = 55
+_U_ASPECT, _U_GRAY, _U_HUE = 55, 56, 57
+_N_U = 58
 
 
 def _place(root: Path, rel: str, extent_px: float, rotation: float, flip: bool,
-           max_side: int) -> np.ndarray:
+           max_side: int, aspect: float = 1.0) -> np.ndarray:
     """The stamp scaled so that its rotated box's longer side is ``extent_px``: ``(h, w, 4)``.
 
     Channels: premultiplied RGB and alpha, float32 in [0, 1].
     """
     im = _stamp(root, rel, max_side)
     w0, h0 = im.size
+    w0, h0 = w0 * math.sqrt(aspect), h0 / math.sqrt(aspect)
     c, s = abs(math.cos(math.radians(rotation))), abs(math.sin(math.radians(rotation)))
     f = extent_px / max(w0 * c + h0 * s, w0 * s + h0 * c)
     im = im.resize((max(1, round(w0 * f)), max(1, round(h0 * f))), Image.Resampling.BILINEAR)
@@ -391,9 +395,19 @@ def _paste(img: np.ndarray, fg: np.ndarray, x: int, y: int) -> tuple[np.ndarray,
     return a, (x0, y0, x1, y1)
 
 
-def _jitter(fg: np.ndarray, b: float, s: float, c: float) -> np.ndarray:
-    """Brightness, saturation and contrast on premultiplied pixels (all linear in colour)."""
+def _hue_matrix(turn: float) -> np.ndarray:
+    """Rotation of the chroma plane by ``turn`` of a circle, luminance kept (YIQ)."""
+    to = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    c, s = math.cos(2 * math.pi * turn), math.sin(2 * math.pi * turn)
+    rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    return (np.linalg.inv(to) @ rot @ to).T.astype(np.float32)
+
+
+def _jitter(fg: np.ndarray, b: float, s: float, c: float, hue: float = 0.0) -> np.ndarray:
+    """Brightness, saturation, contrast and hue on premultiplied pixels (all linear in colour)."""
     rgb, a = fg[..., :3], fg[..., 3:]
+    if hue:
+        rgb = rgb @ _hue_matrix(hue)
     lum = rgb @ _LUMA
     wsum = float(a.sum())
     mean = float(lum.sum()) / wsum if wsum > 0 else 0.0  # mean luminance of the object
@@ -430,7 +444,8 @@ def _render(split: str, index: int, size: int, root, full: bool, out=None, draw_
     extent = size * (EXTENT[0] + (EXTENT[1] - EXTENT[0]) * u[_U_EXT])
     rotation = MAX_ROTATION * (2 * u[_U_ROT] - 1)
     flip = u[_U_FLIP] < 0.5
-    fg = _place(cat.root, rel, extent, rotation, flip, max_side)
+    aspect = math.exp(math.log(ASPECT[0]) + u[_U_ASPECT] * math.log(ASPECT[1] / ASPECT[0]))
+    fg = _place(cat.root, rel, extent, rotation, flip, max_side, aspect)
     h, w = fg.shape[:2]
     solid = fg[..., 3] >= 0.5
     total = int(solid.sum())
@@ -468,7 +483,10 @@ def _render(split: str, index: int, size: int, root, full: bool, out=None, draw_
 
     # ---- the object --------------------------------------------------------------------------
     jit = [lo + (hi - lo) * u[_U_JIT + k] for k, (lo, hi) in enumerate(JITTER.values())]
-    fg = _jitter(fg, *jit)
+    if u[_U_GRAY] < P_GRAY:
+        jit[1] = 0.0
+    hue = HUE * (2 * u[_U_HUE] - 1)
+    fg = _jitter(fg, *jit, hue=hue)
     a_in, (bx0, by0, bx1, by1) = _paste(img if draw_object else img.copy(), fg, x, y)
 
     # ---- occluder: a bar in front, hiding a target share of the whole object -----------------
@@ -533,9 +551,11 @@ def _render(split: str, index: int, size: int, root, full: bool, out=None, draw_
         "cy": float(y + sy.mean() + 0.5) if total else float(y + h / 2),
         "rotation": float(rotation),
         "flipped": int(flip),
+        "aspect": float(aspect),
         "brightness": float(jit[0]),
         "saturation": float(jit[1]),
         "contrast": float(jit[2]),
+        "hue": float(hue),
         "background": bg_kind,
         "clutter": int(n_clutter),
         "occluded": float(occluded),

@@ -77,5 +77,5 @@ def shapes_net() -> SmallAlexNet:
 
 
 def stamps_net() -> SmallAlexNet:
-    """96×96 RGB → 7 ``builtin:stamps`` classes (photographs of objects)."""
-    return SmallAlexNet(3, (32, 64, 96, 96, 64), kernel1=5, stride1=2, fc=256, classes=7, flat=6)
+    """96×96 RGB → 6 ``builtin:stamps`` classes (photographs of objects)."""
+    return SmallAlexNet(3, (32, 64, 96, 96, 64), kernel1=5, stride1=2, fc=256, classes=6, flat=6)
