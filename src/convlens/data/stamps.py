@@ -198,7 +198,7 @@ def _catalogue(root: str) -> Catalogue:
     per_class: list[list[str]] = []
     top8: dict[str, float] = {}
     dropped: dict[str, str] = {}
-    for cls, folders in CLASS_FOLDERS.items():
+    for folders in CLASS_FOLDERS.values():
         kept = []
         for folder in folders:
             for p in sorted((base / folder).rglob("*.png")):
