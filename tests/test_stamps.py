@@ -245,3 +245,27 @@ def test_missing_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("CONVLENS_STAMPS", str(tmp_path))  # a folder without stamps
     with pytest.raises(ConvlensError, match="CONVLENS_STAMPS"):
         S.find_root()
+
+
+# -- the shipped network ----------------------------------------------------------------------
+# top-1 floors for 240 items: the model card's figures less about 3 standard errors
+TEST_MIN, SEEN_MIN = 0.30, 0.38
+@needs_stamps
+@pytest.mark.slow
+def test_stamps_net_shipped():
+    """Weights small and safe to load; accuracy on 240 items of each split near the model
+    card's (docs/models.md: measured on 10,000), with a margin for the smaller sample."""
+    from convlens.evaluate import evaluate
+    from convlens.models import load_model
+    from convlens.models.builtin import BUILTIN_MODELS
+    from convlens.models.checkpoint import read_state_dict
+
+    path = BUILTIN_MODELS["stamps-net"].weights_path()
+    assert os.path.getsize(path) <= 5 * 2**20 and read_state_dict(path)
+    lens = load_model("builtin:stamps-net")
+    assert lens.input_size == (3, 96, 96) and lens.labels == list(S.CLASSES)
+    test = evaluate(lens, load_data("builtin:stamps:test:240", lens), progress=False)
+    seen = evaluate(lens, load_data("builtin:stamps:seen:240", lens), progress=False)
+    assert test.n == seen.n == 240
+    assert test.top1 >= TEST_MIN and seen.top1 >= SEEN_MIN
+    assert seen.top1 > test.top1  # objects seen in training are easier than unseen ones

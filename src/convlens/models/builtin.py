@@ -83,7 +83,7 @@ def _shapes_data(recipe):
 
 def _stamps_data(recipe):
     from ..data import stamps
-    n = recipe.train_items or 16_000
+    n = recipe.train_items or 12_000
     train = stamps.render_batch("train", range(n))
     test = stamps.render_batch("test", range(2_000))  # unseen stamps; per-epoch check only
     return train, test
@@ -113,7 +113,7 @@ def _register_trained() -> None:
         weights="stamps-net.pt",
         description="AlexNet-shaped ConvNet trained on builtin:stamps photographs (docs/models.md)",
         extra={"recipe": Recipe(epochs=8, batch_size=128, lr=2e-3, shift=4, flip=True,
-                                label_smoothing=0.1, train_items=16_000),
+                                label_smoothing=0.1, train_items=12_000),
                "train_data": _stamps_data}))
 
 
