@@ -395,12 +395,15 @@ def _paste(img: np.ndarray, fg: np.ndarray, x: int, y: int) -> tuple[np.ndarray,
     return a, (x0, y0, x1, y1)
 
 
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = np.linalg.inv(_YIQ)
+
+
 def _hue_matrix(turn: float) -> np.ndarray:
     """Rotation of the chroma plane by ``turn`` of a circle, luminance kept (YIQ)."""
-    to = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
     c, s = math.cos(2 * math.pi * turn), math.sin(2 * math.pi * turn)
     rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-    return (np.linalg.inv(to) @ rot @ to).T.astype(np.float32)
+    return (_YIQ_INV @ rot @ _YIQ).T.astype(np.float32)
 
 
 def _jitter(fg: np.ndarray, b: float, s: float, c: float, hue: float = 0.0) -> np.ndarray:
