@@ -123,6 +123,7 @@ def test_item_depends_only_on_split_and_index(items):
 
 
 @needs_stamps
+@pytest.mark.slow
 def test_same_bytes_in_a_fresh_process(items):
     code = ("import hashlib; from convlens.data.stamps import render; it = render('train', 42); "
             "print(hashlib.sha256(it.image.tobytes() + it.mask.tobytes()).hexdigest())")
@@ -269,3 +270,5 @@ def test_stamps_net_shipped():
     assert test.n == seen.n == 240
     assert test.top1 >= TEST_MIN and seen.top1 >= SEEN_MIN
     assert seen.top1 > test.top1  # objects seen in training are easier than unseen ones
+    from convlens.techniques.filters import filters
+    assert filters(lens).verdict == "smooth"  # trained conv1 filters, as for the other nets
