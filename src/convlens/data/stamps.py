@@ -2,7 +2,7 @@
 
 Tux Paint's stamps (Debian's ``tuxpaint-stamps-default``, GPL-2, about 800 cut-out images with
 alpha masks in category folders) are pasted onto crops of photographs and textures, with random
-scale, position, flip, small rotation, colour jitter, clutter and occlusion. The mask and the box
+scale, position, flip, small rotation, aspect stretch, colour jitter, clutter and occlusion. The mask and the box
 of the object are exact, and every nuisance factor is recorded, as for ``builtin:shapes``.
 
 ``builtin:stamps[:train|:test|:seen][:N][:FOLDER]``
@@ -14,7 +14,7 @@ of the object are exact, and every nuisance factor is recorded, as for ``builtin
   training, under new poses, backgrounds and jitter.
 
 Item ``i`` of a split depends only on ``(split, i)`` (and the image size): `render(split, i)`
-gives the same bytes in any process, in any order. Labels are balanced: ``label = i % 7``.
+gives the same bytes in any process, in any order. Labels are balanced: ``label = i % 6``.
 
 Where the stamps are looked for: a folder named in the spec, ``$CONVLENS_STAMPS``, then
 ``/usr/share/tuxpaint/stamps`` (``apt-get install tuxpaint-stamps-default``).
@@ -50,8 +50,10 @@ Attributes (``meta`` of each item, beside ``mask``, ``box``, ``split``, ``stamp`
 -------------------------------------------------------------------------------
 ``scale``: area of the whole object (alpha >= 0.5, inside and outside the image) / image area.
 ``cx``, ``cy``: centroid of that whole object, pixels (pixel ``x`` covers ``[x, x+1)``).
-``rotation``: degrees counter-clockwise, -20..20. ``flipped``: 0/1 (mirrored left-right).
-``brightness``, ``saturation``, ``contrast``: jitter factors applied to the object.
+``rotation``: degrees counter-clockwise, -30..30. ``flipped``: 0/1 (mirrored left-right).
+``aspect``: width / height stretch of the object, 0.75..1.33.
+``brightness``, ``saturation``, ``contrast``: jitter factors applied to the object (saturation
+0: the object is shown in grey, 15 % of items). ``hue``: hue shift, turns, -0.05..0.05.
 ``background``: one of `BACKGROUNDS`. ``clutter``: number of other stamps (0-3, a quarter to a
 half the object's size, from the same split) drawn *under* the object. ``occluded``: fraction of
 the whole object hidden by a bar in front of it (0 for ~75 % of items, else 0.1-0.4).
