@@ -7,12 +7,16 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: demo test venv install clean data
 
-# Fashion-MNIST from Debian's package, where apt exists and we may use it; otherwise a hint.
+# Fashion-MNIST and Tux Paint's photo stamps (builtin:stamps) from Debian's packages, where apt
+# exists and we may use it; otherwise a hint.
 data:
-	@if [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || [ -n "$$CONVLENS_DATA" ]; then :; \
+	@need=""; \
+	if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] && [ -z "$$CONVLENS_DATA" ]; then need="dataset-fashion-mnist"; fi; \
+	if [ ! -d /usr/share/tuxpaint/stamps/animals ] && [ -z "$$CONVLENS_STAMPS" ]; then need="$$need tuxpaint-stamps-default"; fi; \
+	if [ -z "$$need" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
-	else echo "note: Fashion-MNIST not found; install dataset-fashion-mnist or set CONVLENS_DATA (tests that need it are skipped)"; fi
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
+	else need="$${need# }"; echo "note: not found: $$need (apt-get install $$need, or set CONVLENS_DATA / CONVLENS_STAMPS; tests that need them are skipped)"; fi
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)

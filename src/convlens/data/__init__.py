@@ -77,9 +77,10 @@ def as_dataset(data, lens=None, max_pixels: int | None = None) -> ImageDataset:
 
 
 def _register_builtins() -> None:
-    from . import fashion, procedural
+    from . import fashion, procedural, stamps
     register_data("fashion-mnist")(fashion._factory)
     register_data("shapes")(procedural._factory)
+    register_data("stamps")(stamps._factory)
 
 
 _register_builtins()

@@ -96,9 +96,17 @@ def _shapes_data(recipe):
     return train, test
 
 
+def _stamps_data(recipe):
+    from ..data import stamps
+    n = recipe.train_items or 12_000
+    train = stamps.render_batch("train", range(n))
+    test = stamps.render_batch("test", range(2_000))  # unseen stamps; per-epoch check only
+    return train, test
+
+
 def _register_trained() -> None:
-    from ..data import fashion, shapes
-    from .nets import fashion_net, shapes_net
+    from ..data import fashion, shapes, stamps
+    from .nets import fashion_net, shapes_net, stamps_net
 
     register_model("fashion-net", BuiltinModel(
         build=fashion_net, mean=(fashion.MEAN,), std=(fashion.STD,), input_size=(1, 28, 28),
@@ -113,6 +121,14 @@ def _register_trained() -> None:
         extra={"recipe": Recipe(epochs=10, batch_size=128, lr=2e-3, shift=0, flip=True,
                                 train_items=100_000),
                "train_data": _shapes_data}))
+    register_model("stamps-net", BuiltinModel(
+        build=stamps_net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+        input_size=(3, stamps.DEFAULT_SIZE, stamps.DEFAULT_SIZE), labels=list(stamps.CLASSES),
+        weights="stamps-net.pt",
+        description="AlexNet-shaped ConvNet trained on builtin:stamps photographs (docs/models.md)",
+        extra={"recipe": Recipe(epochs=8, batch_size=128, lr=2e-3, shift=4, flip=True,
+                                label_smoothing=0.1, train_items=12_000),
+               "train_data": _stamps_data}))
 
 
 _register_trained()
