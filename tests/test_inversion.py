@@ -8,19 +8,19 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from conftest import assert_unchanged, snapshot
 from torch import nn
 
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.optimize import Context
 from convlens.techniques.inversion import (
-    InversionResult,
     PAPER_TV,
-    invert,
+    InversionResult,
     inversion_objective,
+    invert,
     paper_tv,
 )
-from conftest import assert_unchanged, snapshot
 
 
 def orthogonal_net(channels: int = 3, seed: int = 0) -> nn.Module:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +94,7 @@ class Objective:
             v = v.expand(ctx.batch)
         return v
 
-    def __add__(self, other) -> "Objective":
+    def __add__(self, other) -> Objective:
         if isinstance(other, numbers.Number):
             if other == 0:
                 return self
@@ -108,7 +108,7 @@ class Objective:
 
     __radd__ = __add__
 
-    def __mul__(self, k) -> "Objective":
+    def __mul__(self, k) -> Objective:
         if not isinstance(k, numbers.Number):
             return NotImplemented
         k = float(k)
@@ -117,13 +117,13 @@ class Objective:
 
     __rmul__ = __mul__
 
-    def __neg__(self) -> "Objective":
+    def __neg__(self) -> Objective:
         return -1.0 * self
 
-    def __sub__(self, other) -> "Objective":
+    def __sub__(self, other) -> Objective:
         return self + (-1.0 * other)
 
-    def __rsub__(self, other) -> "Objective":
+    def __rsub__(self, other) -> Objective:
         return (-1.0 * self) + other
 
     def __repr__(self) -> str:
@@ -141,7 +141,7 @@ def _per_image(v, what: str) -> tuple[torch.Tensor | int, int | None]:
     """An int (same for every image) or a sequence (one per image) as an index."""
     if isinstance(v, numbers.Integral):
         return int(v), None
-    if isinstance(v, range) or isinstance(v, (list, tuple)) or (
+    if isinstance(v, (range, list, tuple)) or (
             isinstance(v, torch.Tensor) and v.dim() == 1):
         idx = torch.as_tensor(list(v) if not isinstance(v, torch.Tensor) else v, dtype=torch.long)
         if idx.numel() == 0:
@@ -401,7 +401,7 @@ class PixelImage(Parameterization):
 
     @classmethod
     def random(cls, batch: int, size: Sequence[int], sd: float = 0.01, seed: int = 0,
-               squash: str = "sigmoid", device=None, dtype=torch.float32) -> "PixelImage":
+               squash: str = "sigmoid", device=None, dtype=torch.float32) -> PixelImage:
         """Grey plus Gaussian noise of std `sd` (pre-sigmoid with ``squash="sigmoid"``)."""
         g = _gen(seed)
         noise = torch.randn((batch, *size), generator=g) * sd
@@ -473,7 +473,7 @@ class FFTImage(Parameterization):
         return [self.spectrum]
 
     def __call__(self) -> torch.Tensor:
-        c, h, w = self.size
+        _c, h, w = self.size
         spec = torch.view_as_complex(self.spectrum) * self.weight
         img = torch.fft.irfft2(spec, s=(h, w), norm="ortho")
         # ortho: an image of N pixels with unit-variance spectrum has unit-variance pixels

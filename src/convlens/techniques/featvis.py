@@ -24,8 +24,9 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +35,8 @@ from ..errors import ConvlensError, unknown
 from ..hooks import model_of
 from ..lens import as_lens
 from ..optimize import (  # noqa: F401  (re-exported: users build objectives from here)
-    Objective,
     FFTImage,
+    Objective,
     PixelImage,
     Schedule,
     Transform,
@@ -59,6 +60,7 @@ from ..optimize import (  # noqa: F401  (re-exported: users build objectives fro
 from ..results import Result, as_numpy
 
 PARAMS = ("fft", "pixel")
+UNITS = ("channel", "neuron")
 
 
 # ------------------------------------------------------------------------------------------
@@ -122,8 +124,12 @@ class FeatureVisResult(Result):
 
     def _grid(self, path: str, max_images: int = 256) -> None:
         """A grid of the images, each titled with its channel (or row) and objective value."""
-        what = (f"{self.layer}: the image that maximises each channel's mean activation"
-                if self.channels is not None else f"maximising {self.objective}")
+        if self.channels is None:
+            what = f"maximising {self.objective}"
+        elif self.objective.startswith("neuron"):
+            what = f"{self.layer}: the image that maximises each channel's centre neuron"
+        else:
+            what = f"{self.layer}: the image that maximises each channel's mean activation"
         titles = [(f"ch {c}" if self.channels is not None else f"#{i}") +
                   f"\n{float(self.values[i]):.3g}"
                   for i, c in enumerate(self.channels or range(self.images.shape[0]))]
@@ -208,7 +214,7 @@ def _image_grid(path: str, images: np.ndarray, titles: Sequence[str], title: str
     n = len(images)
     cols = cols or min(12, max(1, math.ceil(math.sqrt(n * 1.5))))
     rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols + 0.3, 1.6 * rows + 0.7),
+    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols + 0.3, 1.75 * rows + 0.8),
                              dpi=100, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -244,8 +250,8 @@ def _color(lens, data, decorrelate, limit: int = 512):
         return decorrelate
     if data is None:
         return None  # nothing to measure colour statistics on: plain RGB
-    from ..data import Loader, as_dataset
     from .. import optimize
+    from ..data import Loader, as_dataset
 
     ds = as_dataset(data, lens)
     batch = next(iter(Loader(ds, batch_size=min(limit, len(ds)), indices=range(min(limit, len(ds))))))
@@ -255,7 +261,8 @@ def _color(lens, data, decorrelate, limit: int = 512):
 def feature_visualization(lens, objective: Objective | str, channels: Sequence[int] | str | None = None,
                           steps: int = 256, param: str = "fft", decorrelate=True, data=None,
                           transforms: Sequence[Transform] | str | None = "standard",
-                          lr: float = 0.05, seed: int = 0, batch_size: int | None = None,
+                          lr: float = 0.05, init_sd: float = 0.5, seed: int = 0,
+                          batch_size: int | None = None, unit: str = "channel",
                           progress: bool = True) -> FeatureVisResult:
     """Images that maximise an objective (Olah et al., "Feature Visualization", Distill 2017).
 
@@ -276,7 +283,12 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
         data: a dataset or spec to measure colour statistics on (optional).
         transforms: ``"standard"``, a list of transforms, or None/[] for none.
         lr: Adam's rate.  seed: initial image and transforms.
+        init_sd: std of the initial noise (before the sigmoid). Lucid starts from 0.01, an
+            almost flat grey image; a net whose first ReLUs are all off on a flat image (both
+            built-in nets) has no gradient there, so the default starts from visible noise.
         batch_size: images per batch when there are many channels (default: all at once).
+        unit: with a layer name: ``"channel"`` (mean over positions, the default) or
+            ``"neuron"`` (the centre position of each channel).
         progress: a progress bar on stderr.
 
     Example::
@@ -306,6 +318,8 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
                                     f"{n} channels (0..{n - 1})")
         if not chans:
             raise ConvlensError("no channels to visualise")
+        if unit not in UNITS:
+            raise unknown("unit", unit, UNITS)
     elif not isinstance(objective, Objective):
         raise ConvlensError(f"objective must be a layer name or a convlens objective "
                             f"(channel(...), neuron(...), ...), got {type(objective).__name__}")
@@ -321,9 +335,10 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
 
     def one(obj: Objective, b: int, chunk_seed: int, desc: str):
         if param == "fft":
-            prm = FFTImage(b, (c, h, w), color=color, seed=chunk_seed, device=device)
+            prm = FFTImage(b, (c, h, w), sd=init_sd, color=color, seed=chunk_seed,
+                           device=device)
         else:
-            prm = PixelImage.random(b, (c, h, w), seed=chunk_seed, squash="sigmoid",
+            prm = PixelImage.random(b, (c, h, w), sd=init_sd, seed=chunk_seed, squash="sigmoid",
                                     device=device)
         return render(lens, obj, prm, tlist, steps=steps, optimizer="adam", lr=lr,
                       seed=chunk_seed, progress=progress, desc=desc)
@@ -333,10 +348,11 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
         size = batch_size or len(chans)
         for k in range(0, len(chans), size):
             part = chans[k:k + size]
-            # each chunk its own seed stream, so chunking changes nothing but the batch
-            outs.append(one(channel(layer, part), len(part), seed + k,
+            # each chunk its own seed (seed + its first index)
+            obj = channel(layer, part) if unit == "channel" else neuron(layer, part)
+            outs.append(one(obj, len(part), seed + k,
                             f"featvis {layer} {k + 1}-{k + len(part)}/{len(chans)}"))
-        name = f"channel({layer}, ...)"
+        name = f"{unit}({layer}, ...)"
     else:
         outs.append(one(objective, objective.batch or 1, seed, "featvis"))
         name = objective.name
@@ -347,6 +363,7 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
         g is not None and g.dim() == 2 for g in logits) else None
     history = torch.stack([o.history for o in outs]).mean(0)
     params = {"steps": int(steps), "param": param, "decorrelated": color is not None,
+              "init_sd": init_sd,
               "transforms": [(t.kind, list(t.values), t.fill) for t in tlist], "lr": lr,
               "optimizer": "adam", "seed": int(seed), "batch_size": batch_size,
               "seconds": round(sum(o.seconds for o in outs), 2)}
@@ -359,7 +376,7 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
 # ------------------------------------------------------------------------------------------
 def _blur(sigma: float, every: int):
     """A post-step Gaussian blur of the pixel image every `every` steps (Yosinski et al. 2015)."""
-    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = max(1, math.ceil(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k1 = torch.exp(-t ** 2 / (2 * sigma ** 2))
     k1 = k1 / k1.sum()
