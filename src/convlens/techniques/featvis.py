@@ -196,11 +196,13 @@ class ClassModelResult(Result):
 
     def _grid(self, path: str) -> None:
         titles = [f"{self.label(c)}\nS={float(s):.1f}  p={float(p):.2f}"
-                  for c, s, p in zip(self.classes, self.scores, self.p_class)]
+                  + ("" if int(k) == c else f"\n→ {self.label(int(k))} ✗")
+                  for c, s, p, k in zip(self.classes, self.scores, self.p_class, self.predicted)]
         _image_grid(path, as_numpy(self.images), titles,
                     "Class models (Simonyan et al. 2014): the image that maximises each class's "
-                    "score S_c minus λ‖I‖². Under each: the class, S_c (before softmax) and "
-                    "p(class | image).", cols=min(8, len(titles)))
+                    "score S_c minus λ‖I‖². Under each: the class, S_c (before softmax), "
+                    "p(class | image) and, if the net prefers another class, that class (✗).",
+                    cols=min(8, len(titles)))
 
 
 def _image_grid(path: str, images: np.ndarray, titles: Sequence[str], title: str,
@@ -395,9 +397,9 @@ def _blur(sigma: float, every: int):
 
 
 def class_model(lens, target: int | str | Sequence[int | str] | None = None, steps: int = 200,
-                l2_weight: float = 1e-3, lr: float = 0.1, momentum: float = 0.9,
+                l2_weight: float = 3e-3, lr: float = 0.1, momentum: float = 0.9,
                 jitter_px: int = 0, blur_sigma: float = 0.0, blur_every: int = 4,
-                init_sd: float = 0.1, seed: int = 0, progress: bool = True) -> ClassModelResult:
+                init_sd: float = 0.5, seed: int = 0, progress: bool = True) -> ClassModelResult:
     """Class model visualisation (Simonyan, Vedaldi & Zisserman 2014, §2,
     https://arxiv.org/abs/1312.6034): ``I*_c = argmax_I S_c(I) - lambda ||I||_2^2``.
 
