@@ -183,6 +183,15 @@ def test_all_channels_in_one_batch_raise_their_channel(lens, param):
     assert (acts.argmax(0) == torch.arange(5)).float().mean() >= 0.8
 
 
+def test_bare_module_with_an_input_size(lens):
+    res = feature_visualization(lens.model, "c2", channels=[0], steps=2, input_size=(3, 12, 12),
+                                progress=False)
+    assert res.images.shape == (1, 3, 12, 12)
+    assert class_model(lens.model, 1, steps=2, input_size=(3, 12, 12), progress=False).classes == [1]
+    with pytest.raises(ConvlensError, match="does not say what input"):
+        class_model(lens.model, 1, steps=2, progress=False)
+
+
 def test_featvis_seeded_and_chunked(lens):
     a = feature_visualization(lens, "c1", channels=[0, 3], steps=10, progress=False, seed=2)
     b = feature_visualization(lens, "c1", channels=[0, 3], steps=10, progress=False, seed=2)

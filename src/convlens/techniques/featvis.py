@@ -233,6 +233,13 @@ def _image_grid(path: str, images: np.ndarray, titles: Sequence[str], title: str
 # ------------------------------------------------------------------------------------------
 # feature visualisation
 # ------------------------------------------------------------------------------------------
+def _lens(model, input_size):
+    """A `Lens` as it is; a bare module with `input_size` (pixels in [0, 1], no normalisation)."""
+    if input_size is not None and not hasattr(model, "input_size"):
+        return as_lens(model, torch.zeros(tuple(int(v) for v in input_size)))
+    return as_lens(model)
+
+
 def _layer_channels(lens, layer: str) -> int:
     """Number of channels of `layer`'s output (one dry run, cached by the lens)."""
     lens.layer(layer)
@@ -265,7 +272,8 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
                           transforms: Sequence[Transform] | str | None = "standard",
                           lr: float = 0.05, init_sd: float = 0.5, seed: int = 0,
                           batch_size: int | None = None, unit: str = "channel",
-                          progress: bool = True) -> FeatureVisResult:
+                          input_size: Sequence[int] | None = None, progress: bool = True
+                          ) -> FeatureVisResult:
     """Images that maximise an objective (Olah et al., "Feature Visualization", Distill 2017).
 
     ``I* = argmax_I objective(I)`` with the image parameterised (``param="fft"``: a 1/f-scaled
@@ -291,6 +299,7 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
         batch_size: images per batch when there are many channels (default: all at once).
         unit: with a layer name: ``"channel"`` (mean over positions, the default) or
             ``"neuron"`` (the centre position of each channel).
+        input_size: ``(C, H, W)`` for a bare ``nn.Module`` (a `Lens` knows its own).
         progress: a progress bar on stderr.
 
     Example::
@@ -298,7 +307,7 @@ def feature_visualization(lens, objective: Objective | str, channels: Sequence[i
         fv = feature_visualization(lens, "features.7", channels=[0, 5, 9])
         fv = feature_visualization(lens, channel("features.7", 3) + 0.5 * deepdream("features.4"))
     """
-    lens = as_lens(lens)
+    lens = _lens(lens, input_size)
     if param not in PARAMS:
         raise unknown("parameterisation", param, PARAMS)
     if int(steps) < 1:
@@ -399,7 +408,8 @@ def _blur(sigma: float, every: int):
 def class_model(lens, target: int | str | Sequence[int | str] | None = None, steps: int = 200,
                 l2_weight: float = 3e-3, lr: float = 0.1, momentum: float = 0.9,
                 jitter_px: int = 0, blur_sigma: float = 0.0, blur_every: int = 4,
-                init_sd: float = 0.5, seed: int = 0, progress: bool = True) -> ClassModelResult:
+                init_sd: float = 0.5, seed: int = 0, input_size: Sequence[int] | None = None,
+                progress: bool = True) -> ClassModelResult:
     """Class model visualisation (Simonyan, Vedaldi & Zisserman 2014, §2,
     https://arxiv.org/abs/1312.6034): ``I*_c = argmax_I S_c(I) - lambda ||I||_2^2``.
 
@@ -417,6 +427,7 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
         target: a class (index or label name), a list of them, or None for every class.
         steps, lr, momentum: the ascent.  l2_weight: lambda.
         init_sd: the start's noise.  seed: the start's noise and the jitter.
+        input_size: ``(C, H, W)`` for a bare ``nn.Module`` (a `Lens` knows its own).
         progress: a progress bar.
 
     Example::
@@ -424,7 +435,7 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
         cm = class_model(lens, ["star", "ring"])
         cm.p_class        # p(c | I*_c)
     """
-    lens = as_lens(lens)
+    lens = _lens(lens, input_size)
     if int(steps) < 1:
         raise ConvlensError(f"steps must be at least 1, got {steps}")
     k = lens.num_classes
