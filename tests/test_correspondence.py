@@ -29,11 +29,11 @@ from convlens.techniques.pairs import (
 )
 
 # -- a fully convolutional net whose features are one-hot codes of pixel blocks ------------------
-SIDE, SHIFT = 48, 16
+SIDE, SHIFT = 32, 8
 
 
 class BlockNet(nn.Sequential):
-    """1x1 depthwise conv (weight 1) -> ReLU -> four 2x2 average pools: strides 1, 2, 4, 8, 16,
+    """1x1 depthwise conv (weight 1) -> ReLU -> three 2x2 average pools: strides 1, 2, 4, 8,
     each cell the mean of its block. On an image whose every pixel is a different one-hot
     channel, the cells of a layer are orthogonal and of equal length, so the feature
     interpolated at a point is nearest (cosine) to the cell whose centre is nearest."""
@@ -42,8 +42,7 @@ class BlockNet(nn.Sequential):
         conv = nn.Conv2d(c, c, 1, groups=c, bias=False)
         with torch.no_grad():
             conv.weight.fill_(1.0)
-        super().__init__(conv, nn.ReLU(), nn.AvgPool2d(2), nn.AvgPool2d(2), nn.AvgPool2d(2),
-                         nn.AvgPool2d(2))
+        super().__init__(conv, nn.ReLU(), nn.AvgPool2d(2), nn.AvgPool2d(2), nn.AvgPool2d(2))
 
 
 def one_hot_image(side: int) -> torch.Tensor:
@@ -59,7 +58,7 @@ def block_setup():
     rng = np.random.default_rng(3)
     pairs = []
     for k in range(3):
-        pa = rng.uniform(9, 23, (6, 2))  # B's points stay inside every layer's grid
+        pa = rng.uniform(5, 19, (6, 2))  # A's and B's points inside every layer's grid
         pairs.append(make_pair(a, b, pa, pa + SHIFT, [f"k{j}" for j in range(6)], key_a="a",
                                key_b="b"))
     return lens, pairs
@@ -68,8 +67,8 @@ def block_setup():
 def test_closed_form_translation(block_setup):
     """Acceptance 1: a shift by a whole number of cells; PCK 1 wherever stride <= alpha size."""
     lens, pairs = block_setup
-    layers = ["1", "2", "3", "4", "5"]  # strides 1, 2, 4, 8, 16
-    for alpha in (0.1, 0.35):
+    layers = ["1", "2", "3", "4"]  # strides 1, 2, 4, 8
+    for alpha in (0.1, 0.3):  # 3.2 px: strides 1 and 2; 9.6 px: all
         res = correspondence(lens, pairs, layers, alpha, baselines=(), examples=0, progress=False)
         t = res.pck.set_index("layer")
         for name in layers:
@@ -79,11 +78,13 @@ def test_closed_form_translation(block_setup):
         f = res.transfers.merge(res.layers, on="layer")
         assert (np.abs(f.x_pred - f.x_b) <= f.stride / 2 + 1e-9).all()
         assert (np.abs(f.y_pred - f.y_b) <= f.stride / 2 + 1e-9).all()
+        if alpha == 0.1:  # the 8-px cells are too coarse for a 3.2-px threshold
+            assert t.loc["4", "pck"] < 1.0
 
 
 def test_closed_form_pixel_baseline(block_setup):
     lens, pairs = block_setup
-    res = correspondence(lens, pairs, ["1", "2", "3"], 0.1, baselines=("pixels",), step=1,
+    res = correspondence(lens, pairs, ["1", "2", "3"], 0.15, baselines=("pixels",), step=1,
                          examples=0, progress=False)
     px = res.pck[res.pck.method == "pixels"]
     assert len(px) == 3 and (px.pck == 1.0).all()
