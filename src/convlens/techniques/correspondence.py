@@ -306,7 +306,8 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
         pairs = make_pairs(pairs, data, n=n, seed=seed, warp=warp, close=close, points=points)
     infos = spatial_layers(lens, layers)
     sift = _sift() if "sift" in baselines else None
-    methods = ["features"] + [b for b in baselines if b != "sift" or sift is not None]
+    feat = "features" if search == "cells" else "features_grid"
+    methods = [feat] + [b for b in baselines if b != "sift" or sift is not None]
     shape = tuple(lens.input_size)
     step = step or max(1, round(max(shape[-2:]) / 32))
     grid = grid_points(shape[-2:], step) if search == "grid" else None
@@ -338,7 +339,7 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
             preds: dict[tuple[str, str], torch.Tensor] = {}
             for info in infos:
                 m = maps[info.name]
-                preds["features", info.name] = transfer_features(m[ia], m[ib], pts, info.field,
+                preds[feat, info.name] = transfer_features(m[ia], m[ib], pts, info.field,
                                                                  metric, grid)
             size_of = {info.name: int(max(info.field.size)) for info in infos}
             if "pixels" in methods:

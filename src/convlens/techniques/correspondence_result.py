@@ -10,9 +10,11 @@ import pandas as pd
 from ..results import Result
 
 LABELS = {"features": "conv features (nearest neighbour)",
+          "features_grid": "conv features, interpolated on the pixel grid",
           "pixels": "raw pixels (patch = receptive field)",
           "sift": "SIFT (descriptor = receptive field)"}
 STYLES = {"features": dict(color="#1f77b4", marker="o", ls="-", lw=2),
+          "features_grid": dict(color="#9467bd", marker="D", ls="-", lw=1.5),
           "pixels": dict(color="#7f7f7f", marker="s", ls="--", lw=1.5),
           "sift": dict(color="#ff7f0e", marker="^", ls=":", lw=1.5)}
 RIGHT, WRONG = "#2ca02c", "#d62728"
@@ -57,6 +59,8 @@ class CorrespondenceResult(Result):
         self.skipped, self.dropped, self.examples, self.seed = skipped, dropped, examples, seed
         self.alpha = float(params["alpha"])
         self.pck = self.pck_table()
+        self.feature_method = next((m for m in ("features", "features_grid")
+                                    if m in set(self.pck.method)), "features")
 
     def pck_table(self, alpha: float | None = None) -> pd.DataFrame:
         """PCK per method and layer at `alpha` (default: the run's)."""
@@ -76,8 +80,10 @@ class CorrespondenceResult(Result):
                                            "ci_low", "ci_high", "correct", "keypoints", "pairs",
                                            "median_error_px", "shape"]]
 
-    def best(self, method: str = "features") -> dict | None:
-        """The row of the layer where `method` peaks (the shallowest of equal ones)."""
+    def best(self, method: str | None = None) -> dict | None:
+        """The row of the layer where `method` (default: the features) peaks (the shallowest
+        of equal ones)."""
+        method = method or self.feature_method
         t = self.pck[self.pck.method == method]
         return None if t.empty else t.loc[t.pck.idxmax()].to_dict()
 
@@ -99,7 +105,7 @@ class CorrespondenceResult(Result):
                     f"in image B lands within {self.alpha:g}·max(h, w) px of the true point; "
                     "higher is better. Intervals: 95 % bootstrap over pairs.",
             "pairs": int(self.transfers.pair.nunique()), "pair_kind": self.params.get("pairs"),
-            "keypoints": int(len(self.transfers[(self.transfers.method == "features")
+            "keypoints": int(len(self.transfers[(self.transfers.method == self.feature_method)
                                                 & (self.transfers.layer == self.layers.layer.iloc[0])])),
             "skipped_pairs": self.skipped, "dropped_keypoints": self.dropped}
         info.update({k: v for k, v in self.params.items() if k not in ("pairs",)})
@@ -112,7 +118,7 @@ class CorrespondenceResult(Result):
 
     def pictures(self):
         pics = {"pck_by_layer": self._plot}
-        b = self.best("features")
+        b = self.best()
         if b is not None and self.examples:
             for method in self.pck.method.unique():
                 pics[f"examples_{method}_{b['layer']}"] = (
