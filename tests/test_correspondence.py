@@ -8,25 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_unchanged, snapshot
 from PIL import Image
 from torch import nn
 
-from conftest import assert_unchanged, snapshot
 from convlens import Lens
 from convlens.errors import ConvlensError
 from convlens.techniques.correspondence import correspondence, transfer_features
-from convlens.techniques.pairs import (
-    Pair,
-    Pairs,
-    ThinPlate,
-    file_pairs,
-    invert,
-    make_pair,
-    random_affine,
-    random_tps,
-    to_input,
-    warp_image,
-)
+from convlens.techniques.pairs import Pair, file_pairs, make_pair, to_input
+from convlens.techniques.warps import ThinPlate, invert, random_affine, random_tps, warp_image
 
 # -- a fully convolutional net whose features are one-hot codes of pixel blocks ------------------
 SIDE, SHIFT = 32, 8
@@ -305,6 +295,7 @@ def test_keypoints_outside_and_empty_pairs_are_counted():
     assert res.dropped["keypoint outside the image"] == 2
     assert res.skipped["no keypoint inside both images"] == 1
     assert res.transfers.pair.nunique() == 3
+    assert len(outside.points_a) == 3  # the caller's pair is not trimmed in place
     assert make_pair(a, a, [[-1, 2]], [[3, 3]], ["x"]) == "no keypoint inside both images"
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import command, data_from, lens_from, model_options, options, output_options, save_result
+from .common import (
+    command,
+    data_from,
+    lens_from,
+    model_options,
+    options,
+    output_options,
+    save_result,
+)
 
 
 def _names(s: str) -> list[str]:

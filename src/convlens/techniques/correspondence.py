@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -139,7 +140,7 @@ def transfer_patches(img_a: torch.Tensor, img_b: torch.Tensor, points: torch.Ten
                     stride=step, padding=pad, groups=p).reshape(p, k, -1)
     sq = F.avg_pool2d((img_b * img_b).sum(1, keepdim=True), size, step, pad,
                       count_include_pad=True) * (size * size)
-    gh, gw = sq.shape[-2:]
+    gw = sq.shape[-1]
     sq = sq.reshape(p, 1, -1)
     if metric == "cosine":
         qn = q.flatten(2).norm(dim=2, keepdim=True)
@@ -239,10 +240,11 @@ def _clean(pair: Pair | str, shape) -> Pair | str:
     ok = inside(pair.points_a, shape[-2:]) & inside(pair.points_b, shape[-2:])
     if not ok.any():
         return "no keypoint inside both images"
-    if not ok.all():
-        pair.dropped["keypoint outside the image"] += int((~ok).sum())
-        pair.points_a, pair.points_b = pair.points_a[ok], pair.points_b[ok]
-        pair.names = [n for n, k in zip(pair.names, ok) if k]
+    if not ok.all():  # a trimmed copy: the caller's pair stays as it was
+        dropped = Counter(pair.dropped)
+        dropped["keypoint outside the image"] += int((~ok).sum())
+        pair = replace(pair, points_a=pair.points_a[ok], points_b=pair.points_b[ok],
+                       names=[n for n, k in zip(pair.names, ok) if k], dropped=dropped)
     return pair
 
 
