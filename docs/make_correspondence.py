@@ -27,7 +27,7 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.techniques.correspondence import correspondence
-from convlens.techniques.correspondence_result import CorrespondenceResult
+from convlens.techniques.correspondence_result import CorrespondenceResult, pck_interval
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,6 +54,12 @@ SETTINGS = [
 ]
 
 
+def _per_pair(t: pd.DataFrame, alpha: float):
+    """Correct and total keypoints per pair at `alpha`."""
+    per = (t.error <= alpha * t.ref).groupby(t.pair).agg(["sum", "count"])
+    return per["sum"].to_numpy(), per["count"].to_numpy()
+
+
 def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     lens = convlens.load_model(s.model)
     common = dict(data=s.data, n=n, seed=seed, progress=True, **s.options)
@@ -61,6 +67,13 @@ def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     cells = correspondence(lens, s.pairs, **common)
     grid = correspondence(lens, s.pairs, search="grid", baselines=(), examples=0, **common)
     seconds = time.time() - t
+    # "no motion": guess that the point stays where it was in A, a floor for any descriptor
+    first = cells.transfers[cells.transfers.layer == cells.layers.layer.iloc[0]]
+    still = first[first.method == "features"].assign(
+        method="no motion", layer="(none)", x_pred=first.x_a, y_pred=first.y_a,
+        error=((first.x_a - first.x_b) ** 2 + (first.y_a - first.y_b) ** 2) ** 0.5)
+    s_1, s_2 = _per_pair(still, cells.alpha), _per_pair(still, 2 * cells.alpha)
+    s_pck, s_lo, s_hi = pck_interval(*s_1, seed)
     both = CorrespondenceResult(pd.concat([cells.transfers, grid.transfers], ignore_index=True),
                                 cells.layers, cells.params, cells.skipped, cells.dropped,
                                 cells.examples, seed=seed)
@@ -73,7 +86,17 @@ def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     table.insert(1, "model", s.model)
     table.insert(2, "data", s.data)
     table.insert(3, "pair_kind", s.pairs + (f" {s.options}" if s.options else ""))
+    table = pd.concat([table, pd.DataFrame([{
+        "setting": s.name, "model": s.model, "data": s.data, "pair_kind": table.pair_kind.iloc[0],
+        "method": "no motion", "layer": "(none)", "pck": s_pck, "ci_low": s_lo, "ci_high": s_hi,
+        "correct": int(s_1[0].sum()),
+        "keypoints": len(still), "pairs": still.pair.nunique(),
+        "median_error_px": float(still.error.median()),
+        "pck_2alpha": float(s_2[0].sum() / s_2[1].sum())}])], ignore_index=True)
     table["seconds"] = round(seconds, 1)
+    diffs = pd.concat([both.difference(a, b) for a in ("features", "features_grid")
+                       for b in ("pixels", "sift")], ignore_index=True)
+    diffs.insert(0, "setting", s.name)
     t = both.transfers.assign(correct=both.transfers.error <= both.alpha * both.transfers.ref)
     by_name = t.groupby(["method", "layer", "name"]).correct.agg(["mean", "count"]).reset_index()
     by_name.insert(0, "setting", s.name)
@@ -81,7 +104,8 @@ def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
           f"{seconds:.0f} s; skipped {cells.skipped}, dropped {cells.dropped}")
     print(table[["method", "layer", "rf_size", "stride", "pck", "ci_low", "ci_high",
                  "pck_2alpha"]].to_string(index=False))
-    return table, by_name
+    print(diffs.to_string(index=False))
+    return table, by_name, diffs
 
 
 def main(argv=None) -> int:
@@ -93,27 +117,26 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    out, out_names = HERE / "correspondence.csv", HERE / "correspondence_by_keypoint.csv"
-    old = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=["setting"])
-    old_names = pd.read_csv(out_names) if out_names.is_file() else pd.DataFrame(columns=["setting"])
-    tables, names, done = [], [], set()
+    outs = [HERE / f"correspondence{x}.csv" for x in ("", "_by_keypoint", "_differences")]
+    olds = [pd.read_csv(o) if o.is_file() else pd.DataFrame(columns=["setting"]) for o in outs]
+    new: list[list[pd.DataFrame]] = [[], [], []]
+    done = set()
     for s in SETTINGS:
         if args.only and s.name not in args.only:
             continue
         try:
-            table, by_name = run(s, args.n, args.seed)
+            got = run(s, args.n, args.seed)
         except convlens.ConvlensError as e:
             print(f"\n== {s.name}: not run ({e})")
             continue
-        tables.append(table)
-        names.append(by_name)
+        for lst, df in zip(new, got):
+            lst.append(df)
         done.add(s.name)
-    keep = lambda df: df[~df.setting.isin(done)]  # noqa: E731
     order = {s.name: k for k, s in enumerate(SETTINGS)}
-    pd.concat([keep(old)] + tables, ignore_index=True).sort_values(
-        "setting", key=lambda c: c.map(order), kind="stable").to_csv(out, index=False)
-    pd.concat([keep(old_names)] + names, ignore_index=True).to_csv(out_names, index=False)
-    print(f"\nwrote {out} and {out_names}")
+    for out, old, frames in zip(outs, olds, new):
+        pd.concat([old[~old.setting.isin(done)]] + frames, ignore_index=True).sort_values(
+            "setting", key=lambda c: c.map(order), kind="stable").to_csv(out, index=False)
+        print(f"wrote {out}")
     return 0
 
 

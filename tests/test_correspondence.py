@@ -78,6 +78,8 @@ def test_closed_form_pixel_baseline(block_setup):
                          examples=0, progress=False)
     px = res.pck[res.pck.method == "pixels"]
     assert len(px) == 3 and (px.pck == 1.0).all()
+    d = res.difference("features", "pixels")
+    assert (d.difference == 0).all() and (d.ci_low == 0).all() and (d.ci_high == 0).all()
 
 
 # -- a slow literal reference ---------------------------------------------------------------
@@ -392,6 +394,11 @@ def test_result_saves_and_draws(tmp_path):
     assert {"pck_by_layer", "examples_features_" + res.best()["layer"]} <= set(saved.manifest["pictures"])
     assert saved.table("pck").shape[0] == 6
     assert saved.array("example_a").shape == (2, 64, 64, 3)
+    d = res.difference()  # features - SIFT, paired over the same pairs
+    both = res.pck.pivot(index="layer", columns="method", values="pck")
+    np.testing.assert_allclose(d.set_index("layer").difference,
+                               (both.features - both.sift).loc[d.layer], atol=1e-12)
+    assert ((d.ci_low <= d.difference) & (d.difference <= d.ci_high)).all()
     # rescoring at a looser threshold never lowers PCK
     assert (res.pck_table(0.3).pck.to_numpy() >= res.pck.pck.to_numpy() - 1e-12).all()
 

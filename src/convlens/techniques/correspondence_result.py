@@ -20,21 +20,30 @@ STYLES = {"features": dict(color="#1f77b4", marker="o", ls="-", lw=2),
 RIGHT, WRONG = "#2ca02c", "#d62728"
 
 
-def pck_interval(correct: np.ndarray, total: np.ndarray, seed: int = 0, n_resamples: int = 2000,
-                 level: float = 0.95) -> tuple[float, float, float]:
-    """PCK ``sum(correct) / sum(total)`` over pairs and its percentile bootstrap interval,
-    resampling whole pairs (keypoints of one pair are not independent). ``(pck, low, high)``."""
+def _interval(data: tuple[np.ndarray, ...], statistic, seed: int, n_resamples: int,
+              level: float) -> tuple[float, float, float]:
+    """``(value, low, high)``: `statistic` of `data` (per-pair arrays) and its percentile
+    bootstrap interval, resampling whole pairs (keypoints of one pair are not independent)."""
     from scipy.stats import bootstrap
 
-    correct, total = np.asarray(correct, float), np.asarray(total, float)
-    pck = float(correct.sum() / total.sum())
-    ratio = correct / total
-    if len(correct) < 2 or np.all(ratio == ratio[0]):
-        return pck, pck, pck  # every resample gives the same value
-    res = bootstrap((correct, total), lambda c, t, axis=-1: c.sum(axis) / t.sum(axis),
-                    paired=True, vectorized=True, n_resamples=n_resamples,
+    value = float(statistic(*data))
+    if len(data[0]) < 2:
+        return value, value, value
+    res = bootstrap(data, statistic, paired=True, vectorized=True, n_resamples=n_resamples,
                     confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
-    return pck, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # every resample gave the same value
+        return value, value, value
+    return value, min(lo, value), max(hi, value)
+
+
+def pck_interval(correct: np.ndarray, total: np.ndarray, seed: int = 0, n_resamples: int = 2000,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """PCK ``sum(correct) / sum(total)`` over pairs and its 95 % bootstrap interval over
+    pairs: ``(pck, low, high)``."""
+    data = (np.asarray(correct, float), np.asarray(total, float))
+    return _interval(data, lambda c, t, axis=-1: c.sum(axis) / t.sum(axis), seed, n_resamples,
+                     level)
 
 
 class CorrespondenceResult(Result):
@@ -79,6 +88,29 @@ class CorrespondenceResult(Result):
         return out.reset_index(drop=True)[["method", "layer", "depth", "rf_size", "stride", "pck",
                                            "ci_low", "ci_high", "correct", "keypoints", "pairs",
                                            "median_error_px", "shape"]]
+
+    def difference(self, a: str | None = None, b: str = "sift", alpha: float | None = None,
+                   n_resamples: int = 2000) -> pd.DataFrame:
+        """Per layer, ``PCK(a) - PCK(b)`` (default: the features minus SIFT) on the pairs both
+        scored, with a *paired* 95 % bootstrap interval (the same resampled pairs for both, so
+        the interval is much narrower than the two PCK intervals side by side)."""
+        a = a or self.feature_method
+        alpha = self.alpha if alpha is None else alpha
+        t = self.transfers.assign(correct=self.transfers.error <= alpha * self.transfers.ref)
+        rows = []
+        for layer in self.layers.sort_values("depth").layer:
+            per = [t[(t.method == m) & (t.layer == layer)].groupby("pair").correct
+                   .agg(["sum", "count"]) for m in (a, b)]
+            both = per[0].add_suffix("_a").join(per[1].add_suffix("_b"), how="inner")
+            if both.empty:
+                continue
+            data = tuple(both[c].to_numpy(float) for c in ("sum_a", "count_a", "sum_b", "count_b"))
+            d, lo, hi = _interval(data, lambda ca, na, cb, nb, axis=-1:
+                                  ca.sum(axis) / na.sum(axis) - cb.sum(axis) / nb.sum(axis),
+                                  self.seed, n_resamples, 0.95)
+            rows.append({"layer": layer, "a": a, "b": b, "difference": d, "ci_low": lo,
+                         "ci_high": hi, "pairs": len(both)})
+        return pd.DataFrame(rows)
 
     def best(self, method: str | None = None) -> dict | None:
         """The row of the layer where `method` (default: the features) peaks (the shallowest
@@ -147,8 +179,9 @@ class CorrespondenceResult(Result):
         ax.set_ylabel(f"PCK (share within {self.alpha:g}·max(h, w))")
         ax.grid(axis="y", alpha=0.3)
         n_pairs = int(self.transfers.pair.nunique())
+        data = f" of {self.params['data']}" if self.params.get("data") else ""
         ax.set_title(f"{self.params.get('model', '')}: keypoint transfer on {n_pairs} "
-                     f"{self.params.get('pairs', '')} pairs, {self.params.get('metric')} "
+                     f"{self.params.get('pairs', '')} pairs{data}, {self.params.get('metric')} "
                      "nearest neighbour\nbars: 95 % bootstrap interval over pairs", fontsize=10)
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
