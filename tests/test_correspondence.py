@@ -332,8 +332,12 @@ def test_pairs_file_counts_what_it_cannot_use(manifest):
 
 
 def test_intraclass_without_keypoints_is_one_line():
+    from convlens.data import load_data
     from convlens.models import load_model
+    from convlens.techniques.pairs import has_keypoints
 
+    assert has_keypoints(load_data("builtin:shapes:test:5"))
+    assert not has_keypoints(load_data("builtin:fashion-mnist:test"), scan=5)
     with pytest.raises(ConvlensError, match="keypoints"):
         correspondence(load_model("builtin:tiny"), "intraclass", data="builtin:fashion-mnist:test",
                        n=2)

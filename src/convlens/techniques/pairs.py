@@ -362,6 +362,12 @@ def file_pairs(data, path: str | os.PathLike, n: int | None = None) -> Pairs:
                  params={"file": str(p)})
 
 
+def has_keypoints(data, scan: int = 50) -> bool:
+    """Whether any of the first `scan` items carries named keypoints (then intra-class pairs
+    can be made; otherwise use warp pairs)."""
+    return any(r[2] for r in _labels_and_names(data, scan))
+
+
 def make_pairs(spec, data, n: int = 100, seed: int = 0, warp: str = "affine",
                close: dict | None = None, points: int = 8) -> Pairs:
     """Pairs from a spec: ``"warp"``, ``"intraclass"``, or a pairs file path."""
