@@ -2,8 +2,8 @@
 
     .venv/bin/python docs/make_correspondence.py [--only NAME ...] [--n 200] [--threads 1]
 
-One entry of `SETTINGS` per model, data and kind of pairs. Each runs `correspondence` twice on
-the same pairs: the method as defined (features searched on the layer's own cells, with the
+One entry of `SETTINGS` per model, data and kind of pairs, scored at every conv layer (pre-ReLU)
+and every ReLU (post-ReLU) with a spatial map. Each runs `correspondence` twice on the same pairs: the method as defined (features searched on the layer's own cells, with the
 pixel and SIFT baselines) and the features searched on the baselines' pixel grid (interpolated),
 so that all descriptors are compared at one precision. Rows of settings not run keep their
 previous values in the CSV (so ``--only stamps-warp`` adds the stamps rows). Figures:
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 try:
     import convlens
@@ -60,9 +61,17 @@ def _per_pair(t: pd.DataFrame, alpha: float):
     return per["sum"].to_numpy(), per["count"].to_numpy()
 
 
-def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def conv_and_relu(lens) -> list[str]:
+    """Every Conv2d and ReLU module with a spatial output: pre- and post-ReLU maps."""
+    shapes = {i.name: i.shape for i in lens.layers()}
+    return [n for n, m in lens.model.named_modules() if isinstance(m, (nn.Conv2d, nn.ReLU))
+            and shapes.get(n) is not None and len(shapes[n]) == 3]
+
+
+def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     lens = convlens.load_model(s.model)
-    common = dict(data=s.data, n=n, seed=seed, progress=True, **s.options)
+    common = dict(data=s.data, n=n, seed=seed, progress=True, layers=conv_and_relu(lens),
+                  **s.options)
     t = time.time()
     cells = correspondence(lens, s.pairs, **common)
     grid = correspondence(lens, s.pairs, search="grid", baselines=(), examples=0, **common)

@@ -344,16 +344,25 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
                 preds[feat, info.name] = transfer_features(m[ia], m[ib], pts, info.field,
                                                                  metric, grid)
             size_of = {info.name: int(max(info.field.size)) for info in infos}
-            if "pixels" in methods:
-                for info in infos:
-                    preds["pixels", info.name] = transfer_patches(
-                        xs[ia], xs[ib], pts, size_of[info.name], step, metric)
-            if "sift" in methods:
-                grey = (lens.to_unit(xs).mean(1) * 255 + 0.5).clamp(0, 255).byte().cpu().numpy()
-                for info in infos:
-                    preds["sift", info.name] = transfer_sift(
-                        sift, [grey[j] for j in ia.tolist()], [grey[j] for j in ib.tolist()],
-                        pts.numpy(), mask, size_of[info.name], step, metric)
+            # a baseline depends on the layer only through its field size: once per size
+            done: dict[tuple[str, int], torch.Tensor] = {}
+            grey = None
+            for info in infos:
+                size = size_of[info.name]
+                if "pixels" in methods:
+                    if ("pixels", size) not in done:
+                        done["pixels", size] = transfer_patches(xs[ia], xs[ib], pts, size, step,
+                                                                metric)
+                    preds["pixels", info.name] = done["pixels", size]
+                if "sift" in methods:
+                    if grey is None:
+                        grey = (lens.to_unit(xs).mean(1) * 255 + 0.5).clamp(0, 255).byte()
+                        grey = grey.cpu().numpy()
+                    if ("sift", size) not in done:
+                        done["sift", size] = transfer_sift(
+                            sift, [grey[j] for j in ia.tolist()], [grey[j] for j in ib.tolist()],
+                            pts.numpy(), mask, size, step, metric)
+                    preds["sift", info.name] = done["sift", size]
             for (method, layer), pred in preds.items():
                 rows.append(_rows(method, layer, ids, good, pred.numpy(), mask))
             for i, pr in zip(ids, good):
