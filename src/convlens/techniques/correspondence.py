@@ -261,8 +261,8 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
     Args:
         lens: a `Lens` or an ``nn.Module``.
         pairs: ``"warp"`` (items of `data` and random warps), ``"intraclass"`` (two items of a
-            class with the same keypoint names), a pairs file (columns ``a``, ``b``), a `Pairs`,
-            or a list of `Pair`.
+            class with the same keypoint names), a pairs file (columns ``a``, ``b``), or a
+            `Pairs` or list of `Pair` (used whole; `data` and `n` are then not needed).
         layers: layer names (default: every ReLU with a spatial map).
         alpha: a transfer is correct within ``alpha * max(h, w)`` pixels of the true point.
         data: a dataset or data spec, for the string forms of `pairs`; `n` pairs from it.
@@ -341,8 +341,8 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
             preds: dict[tuple[str, str], torch.Tensor] = {}
             for info in infos:
                 m = maps[info.name]
-                preds[feat, info.name] = transfer_features(m[ia], m[ib], pts, info.field,
-                                                                 metric, grid)
+                preds[feat, info.name] = transfer_features(m[ia], m[ib], pts, info.field, metric,
+                                                           grid)
             size_of = {info.name: int(max(info.field.size)) for info in infos}
             # a baseline depends on the layer only through its field size: once per size
             done: dict[tuple[str, int], torch.Tensor] = {}
