@@ -197,7 +197,8 @@ class CorrespondenceResult(Result):
         t = self.transfers[(self.transfers.method == method) & (self.transfers.layer == layer)]
         row = self.pck[(self.pck.method == method) & (self.pck.layer == layer)].iloc[0]
         n = len(self.examples)
-        fig, axes = plt.subplots(n, 1, figsize=(6.4, 3.1 * n + 0.9), dpi=110, squeeze=False)
+        height = 3.1 * n + 0.9
+        fig, axes = plt.subplots(n, 1, figsize=(6.4, height), dpi=110, squeeze=False)
         for ax, (pair, a, b, title) in zip(axes[:, 0], self.examples):
             h, w = a.shape[:2]
             gap = max(2, w // 16)
@@ -224,6 +225,6 @@ class CorrespondenceResult(Result):
         fig.suptitle(f"{LABELS[method]} at {layer} (RF {row.rf_size} px, stride {row.stride}):\n"
                      f"image A left, B right; PCK {row.pck:.2f} over all {row.pairs} pairs",
                      fontsize=9)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        fig.tight_layout(rect=(0, 0.5 / height, 1, 1))  # room for the legend below
         fig.savefig(path)
         plt.close(fig)
