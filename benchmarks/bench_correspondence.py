@@ -2,7 +2,7 @@
 loop, in one run, on the same forward passes.
 
     .venv/bin/python benchmarks/bench_correspondence.py [--pairs 1000] [--threads 1]
-        [--layers layer1,layer2,layer3,layer4] [--markdown FILE]
+        [--layers layer1,layer2,layer3,layer4] [--api-pairs 200] [--markdown FILE]
 
 Workload: torchvision ResNet-18 (random weights, seeded, eval mode) at 224x224; `--pairs`
 synthetic affine-warp pairs of ``builtin:shapes`` rendered at 224 px (each item's own keypoints,
@@ -11,12 +11,14 @@ the model once (timed as "forward"), then both searches run on the same feature 
 
 * ``batched``: `convlens.techniques.correspondence.transfer_features`, one batched matrix
   product per chunk and layer (what `correspondence` runs);
-* ``loop``: the natural per-keypoint code: per pair and layer, B's map normalised once; per
-  keypoint, the bilinear feature at the point, its cosine with every cell, argmax, back to
-  pixels.
+* ``careful loop``: per pair and layer, B's map normalised once; per keypoint, the bilinear
+  feature at the point, one matrix-vector product with every cell, argmax, back to pixels;
+* ``naive loop``: the same with ``F.cosine_similarity`` per keypoint (B's norms every time),
+  as a first implementation would write it.
 
-Both must give the same points (checked). Reported: keypoint transfers (keypoint x layer) per
-second of search, the ratio, and end to end with the forward passes. Pair making (render + warp)
+All must give the same points up to exact ties (checked). Reported, in CPU seconds of the
+process: keypoint transfers (keypoint x layer) per second of search, the ratios, and end to end
+with the forward passes. Pair making (render + warp)
 is timed apart. Finally `correspondence()` itself, end to end, on the first `--api-pairs`.
 """
 from __future__ import annotations
