@@ -385,6 +385,7 @@ def test_deterministic_and_seeded():
     assert not a.transfers[["x_b", "y_b"]].equals(c.transfers[["x_b", "y_b"]])
 
 
+@pytest.mark.slow  # shapes-net with both baselines: ~5 s quiet, ~11 s on busy cores
 def test_result_saves_and_draws(tmp_path):
     from convlens.models import load_model
     from convlens.results import SavedResult
