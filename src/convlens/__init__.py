@@ -39,6 +39,13 @@ _EXPORTS = {
     "grad_cam": "techniques.cam", "guided_grad_cam": "techniques.cam",
     "smoothgrad": "techniques.smoothing", "integrated_gradients": "techniques.smoothing",
     "cascading_randomization": "techniques.sanity",
+    # §6 images from codes: inversion, class models, feature visualisation
+    "invert": "techniques.inversion", "InversionResult": "techniques.inversion",
+    "class_model": "techniques.featvis", "ClassModelResult": "techniques.featvis",
+    "feature_visualization": "techniques.featvis", "FeatureVisResult": "techniques.featvis",
+    # §7 how much spatial information is preserved
+    "correspondence": "techniques.correspondence",
+    "CorrespondenceResult": "techniques.correspondence_result",
     # §8 performance as a function of image attributes
     "attribute_performance": "techniques.attributes", "AttributeResult": "techniques.attribute_result",
     "image_attributes": "techniques.image_stats",

@@ -70,6 +70,8 @@ class Setting:
     sample: bool = False
     seed: int = 0
     attributes: list[str] | None = None   # for accuracy by attribute (default: all there are)
+    pairs: str | None = None      # correspondence: "warp" or "intraclass" (default: by the data)
+    close: dict | None = None     # correspondence: which intra-class pairs are comparable
 
 
 def settings(quick: bool) -> list[Setting]:
@@ -80,8 +82,24 @@ def settings(quick: bool) -> list[Setting]:
         Setting("builtin:shapes-net", "builtin:shapes:test:" + ("600" if quick else "5000"),
                 n_scan=600 if quick else 5000, n_images=4 if quick else 8,
                 occlusion={"window": 12, "stride": 4},
-                attributes=["scale", "clutter", "occluded", "truncated", "contrast", "background"]),
-    ]
+                attributes=["scale", "clutter", "occluded", "truncated", "contrast", "background"],
+                pairs="intraclass", close={"rotation": (30, 360)}),
+    ] + ([Setting("builtin:stamps-net", "builtin:stamps:test:" + ("300" if quick else "2000"),
+                  n_scan=300 if quick else 2000, n_images=4 if quick else 8,
+                  occlusion={"window": 16, "stride": 6},
+                  attributes=["scale", "clutter", "occluded", "truncated", "background",
+                              "brightness"], pairs="warp")]
+         if stamps_available() else [])
+
+
+def stamps_available() -> bool:
+    """Whether Debian's tuxpaint-stamps-default (the photos of builtin:stamps) is installed."""
+    from ..data import stamps
+    try:
+        stamps.find_root(None)
+    except Exception:  # noqa: BLE001  missing: the demo runs without the photo model
+        return False
+    return True
 
 
 @dataclass
@@ -250,6 +268,40 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         save(fool(lens, x, target=(pred + 1) % k, steps=20 if quick else 50, search=3), "fool")
         return None
 
+    def step_inversion():
+        from ..techniques.inversion import invert
+        layers = default_layers(lens)
+        picks = list(dict.fromkeys([layers[0], layers[len(layers) // 2], layers[-1]]))
+        res = invert(lens, images()[:4], picks, steps=100 if quick else 200, progress=progress)
+        save(res, "inversion")
+        return ", ".join(picks)
+
+    def step_class_model():
+        from ..techniques.featvis import class_model
+        save(class_model(lens, steps=60 if quick else 150, progress=progress), "class_model")
+
+    def step_featvis():
+        from ..techniques.featvis import feature_visualization
+        spatial = spatial_layers()
+        if not spatial:
+            raise RuntimeError("no layer with spatial maps")
+        layer = spatial[-1]  # the layer whose units the scan shows: one image per unit
+        res = feature_visualization(lens, layer, channels=range(24), steps=48 if quick else 128,
+                                    data=s.data, progress=progress)
+        save(res, "featvis")
+        return layer
+
+    def step_correspondence():
+        from ..techniques.correspondence import correspondence
+        from ..techniques.pairs import has_keypoints
+        kind = s.pairs or ("intraclass" if has_keypoints(load_data(s.data)) else "warp")
+        extra = {"close": s.close} if kind == "intraclass" and s.close else (
+            {"warp": "mixed"} if kind == "warp" else {})
+        res = correspondence(lens, kind, data=s.data, n=16 if quick else 100, progress=progress,
+                             **extra)
+        save(res, "correspondence")
+        return kind
+
     def per_image(fn, name: str, **kw):
         def run():
             save(fn(lens, images(), target="auto", **kw), name)
@@ -275,6 +327,10 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         per_image(guided_grad_cam, "guided_grad_cam"),
         per_image(smoothgrad, "smoothgrad", samples=samples),
         per_image(integrated_gradients, "integrated_gradients", steps=32 if quick else 64),
+        Step("inversion: images from codes", step_inversion),
+        Step("class models", step_class_model),
+        Step("feature visualisation", step_featvis),
+        Step("correspondence", step_correspondence),
         Step("fooling: the smallest change to another class", step_fool),
         Step("robustness against FGSM", step_robustness),
     ]

@@ -126,8 +126,8 @@ def _register_trained() -> None:
         input_size=(3, stamps.DEFAULT_SIZE, stamps.DEFAULT_SIZE), labels=list(stamps.CLASSES),
         weights="stamps-net.pt",
         description="AlexNet-shaped ConvNet trained on builtin:stamps photographs (docs/models.md)",
-        extra={"recipe": Recipe(epochs=8, batch_size=128, lr=2e-3, shift=4, flip=True,
-                                label_smoothing=0.1, train_items=12_000),
+        extra={"recipe": Recipe(epochs=16, batch_size=128, lr=2e-3, shift=4, flip=True,
+                                label_smoothing=0.1, train_items=32_000),
                "train_data": _stamps_data}))
 
 

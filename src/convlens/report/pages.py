@@ -43,9 +43,11 @@ def tsne_pages(run: Run, site: Path) -> list[Page]:
 
 
 # -- a layer's units ---------------------------------------------------------------------------
-def units_pages(run: Run, site: Path) -> list[Page]:
+def units_pages(run: Run, site: Path, runs: list[Run] = ()) -> list[Page]:
     """A layer's units: the run page shows every unit's patch grid, each linking to a page
-    with the unit's patches, its top images with the receptive-field box, and their scores."""
+    with the unit's patches, its top images with the receptive-field box, their scores, and the
+    unit's feature visualisation where one was computed (a featvis run of the same model and
+    layer)."""
     res = run.result
     info = res.info
     layer, units = info.get("layer", ""), info.get("units", [])
@@ -55,6 +57,7 @@ def units_pages(run: Run, site: Path) -> list[Page]:
     image_labels = res.array("image_labels") if "image_labels" in res.manifest.get("arrays", {}) else None
     image_of = res.array("image_of")
     page = generic_page(run, site, figures_only=True)
+    featvis = _featvis_of(run, runs, layer, site)
     cells, pages = [], []
     for row, u in enumerate(units):
         name = f"{tag}_{safe_name(layer)}_{u}"
@@ -76,12 +79,39 @@ def units_pages(run: Run, site: Path) -> list[Page]:
                 lab = names[k] if 0 <= k < len(names) else str(k)
             top.append({"rank": j + 1, "index": int(index[row, j]), "label": lab,
                         "score": f"{float(score[row, j]):.4g}"})
+        vis = featvis.get(u) if tag == "unit" else None
         pages.append(Page(f"runs/{run.id}/{href}", f"{layer} {tag} {u}", "unit.html",
                           {"run": run, "layer": layer, "unit": u, "patches": pic, "boxes": boxes,
-                           "top": top, "tag": tag}))
+                           "top": top, "tag": tag, "featvis": vis}))
     page.template = "units.html"
     page.context.update(cells=cells, layer=layer, tag=tag)
     return [page] + pages
+
+
+def _featvis_of(run: Run, runs, layer: str, site: Path) -> dict[int, dict]:
+    """Channel -> picture entry of the feature visualisation of `layer` for the same model."""
+    for r in runs:
+        info = r.result.info
+        if (r.kind != "featvis" or r.model_name != run.model_name or info.get("layer") != layer
+                or not info.get("channels") or "images" not in r.result.manifest.get("arrays", {})):
+            continue
+        images = r.result.array("images")
+        values = r.result.array("values") if "values" in r.result.manifest.get("arrays", {}) else None
+        folder = site / "runs" / run.id / "files"
+        folder.mkdir(parents=True, exist_ok=True)
+        out = {}
+        for i, c in enumerate(info["channels"]):
+            name = f"featvis_{int(c)}.png"
+            img = image_hwc(images[i])
+            save_png(folder / name, img)
+            h, w = img.shape[:2]
+            s = 1 if w >= 192 else int(np.ceil(192 / w))
+            out[int(c)] = {"src": f"files/{name}", "width": w * s, "height": h * s,
+                           "pixelated": s > 1, "name": "feature visualisation",
+                           "href": f"../{r.id}/index.html",
+                           "value": None if values is None else float(values[i])}
+        return out
+    return {}
 
 
 # -- the scan ---------------------------------------------------------------------------------
@@ -129,8 +159,10 @@ def scan_pages(run: Run, site: Path, runs: list[Run]) -> list[Page]:
     return [page]
 
 
-#: kind -> function(run, site) -> its pages (the run's own page first); others get the generic page
-PAGE_BUILDERS = {"tsne": tsne_pages, "units": units_pages}
+#: kind -> function(run, site, runs) -> its pages (the run's own page first); others get the
+#: generic page
+PAGE_BUILDERS = {"tsne": lambda run, site, runs: tsne_pages(run, site), "units": units_pages,
+                 "scan": lambda run, site, runs: scan_pages(run, site, runs)}
 
 
 # -- each model's images, with every method's map ------------------------------------------------

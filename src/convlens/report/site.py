@@ -60,11 +60,8 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
         ids.add(rid)
         runs.append(Run(rid, res))
     for run in runs:
-        if run.kind == "scan":
-            run.pages = pages.scan_pages(run, out, runs)
-            continue
         builder = pages.PAGE_BUILDERS.get(run.kind)
-        run.pages = builder(run, out) if builder else [generic_page(run, out)]
+        run.pages = builder(run, out, runs) if builder else [generic_page(run, out)]
     env = template_env()
     cross = pages.image_pages(runs, out)
     nav = [{"title": p.title, "href": p.path, "kind": "pages"} for p in cross]

@@ -36,7 +36,7 @@ VIEWS: dict[str, tuple[int, str, str]] = {
     "sanity_check": (5, "sanity checks", "how each map changes as the model's weights are randomised"),
     "inversion": (6, "inversion", "images reconstructed from a layer's code"),
     "class_model": (6, "class models", "the image each class score likes best"),
-    "feature_visualization": (6, "feature visualisation", "images optimised to excite a unit or a channel"),
+    "featvis": (6, "feature visualisation", "images optimised to excite a unit or a channel"),
     "correspondence": (7, "correspondence", "how well features find the same point in another image"),
     "attributes": (8, "accuracy by attribute", "accuracy binned by object scale, clutter, occlusion, ..."),
     "fgsm": (9, "fast gradient sign", "one step of size ε along the sign of the loss gradient"),

@@ -148,6 +148,23 @@ class CorrespondenceResult(Result):
                                           f"[{b['ci_low']:.3f}, {b['ci_high']:.3f}]")
         return info
 
+    about = ("Do ConvNets learn correspondence? (Long, Zhang & Darrell 2014): for each keypoint of "
+             "one image, the most similar feature of a layer in a second image shows where the "
+             "network thinks the same point lies. PCK is the share of keypoints that land close "
+             "to the true point (within alpha times the image size); raw pixels and SIFT, "
+             "scored the same way, are the baselines. In the examples, green lines land right, "
+             "red ones wrong.")
+
+    def figures(self):
+        from ..results import figure, panel
+        pics = self.pictures()
+        out = [figure("PCK by layer, with the baselines", [panel("pck_by_layer", kind="plot")])]
+        for name in pics:
+            if name.startswith("examples_"):
+                out.append(figure(name.removeprefix("examples_").replace("_", " at ", 1),
+                                  [panel(name, kind="plot")]))
+        return out
+
     def pictures(self):
         pics = {"pck_by_layer": self._plot}
         b = self.best()

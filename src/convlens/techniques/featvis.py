@@ -119,6 +119,15 @@ class FeatureVisResult(Result):
         return {"objective": self.objective, "layer": self.layer, "channels": self.channels,
                 "images": int(self.images.shape[0]), "params": self.params}
 
+    about = ("Feature visualisation (Olah et al., Distill 2017): for each channel, an image "
+             "optimised (from noise, through random jitter, scaling and rotation so that it "
+             "stays natural) to excite that channel as much as possible: what the unit looks "
+             "for, without any dataset image. Under each: the channel and the objective's value.")
+
+    def figures(self):
+        from ..results import figure, panel
+        return [figure(self.layer or self.objective, [panel("grid", kind="plot")])]
+
     def pictures(self):
         return {"grid": self._grid}
 
@@ -190,6 +199,15 @@ class ClassModelResult(Result):
     def info(self) -> dict[str, Any]:
         return {"classes": self.classes, "labels": [self.label(c) for c in self.classes],
                 "p_class": [round(float(p), 4) for p in self.p_class], "params": self.params}
+
+    about = ("Class models (Simonyan et al. 2014, §2): for each class, the image that maximises "
+             "its score before softmax, with a penalty on the image's size: what the network "
+             "thinks the class looks like. Under each: the score S, the probability p the "
+             "network gives the class, and the class it predicts if that is another.")
+
+    def figures(self):
+        from ..results import figure, panel
+        return [figure("one image per class", [panel("grid", kind="plot")])]
 
     def pictures(self):
         return {"grid": self._grid}

@@ -159,6 +159,19 @@ class InversionResult(Result):
                 "mean_rep_error": dict(zip(t.layer, t.rep_error.round(4))),
                 "mean_pixel_error": dict(zip(t.layer, t.pixel_error.round(4)))}
 
+    about = ("Images reconstructed from a layer's code (Mahendran & Vedaldi 2015): starting from "
+             "noise, an image is optimised until the layer's response to it matches the "
+             "original's, with image priors that keep it natural. Early layers keep "
+             "photographic detail; deeper ones keep the object's parts but not their exact "
+             "arrangement and colour. Under each: the representation error (how well the code "
+             "is matched) and the pixel error (how far the image is from the original).")
+
+    def figures(self):
+        from ..results import figure, panel
+        return [figure("each image and its reconstruction from each layer",
+                       [panel("strip", kind="plot")]),
+                figure("the errors by layer", [panel("errors", kind="plot")])]
+
     def pictures(self):
         return {"strip": self._strip, "errors": self._errors}
 
