@@ -8,10 +8,14 @@ import argparse
 from .common import (
     command,
     data_from,
+    fraction,
+    layers_option,
     lens_from,
     model_options,
+    nonnegative_int,
     options,
     output_options,
+    positive_int,
     save_result,
 )
 
@@ -42,22 +46,20 @@ def _opts(p: argparse.ArgumentParser) -> None:
                    help="warp: each item and a random warp of it (default); intraclass: two "
                         "items of one class with the same keypoint names; FILE: a CSV/Parquet "
                         "table with columns a, b (item indices or paths)")
-    g.add_argument("--n", type=int, default=100, help="number of pairs (default 100)")
+    g.add_argument("--n", type=positive_int, default=100, help="number of pairs (default 100)")
     g.add_argument("--warp", default="affine", choices=("affine", "tps", "mixed"),
                    help="warp pairs: affine, thin-plate spline, or alternating (default affine)")
-    g.add_argument("--points", type=int, default=8,
+    g.add_argument("--points", type=positive_int, default=8,
                    help="warp pairs of items without keypoints: textured points per image "
                         "(default 8)")
     g.add_argument("--close", type=_close, action="append", metavar="KEY:TOL[:PERIOD]",
                    help="intraclass pairs: metadata that must agree, e.g. rotation:30:360 for "
                         "builtin:shapes, whose keypoint names turn with the shape (repeatable)")
-    g.add_argument("--seed", type=int, default=0, help="seed of pairs, warps, bootstrap (default 0)")
-    g.add_argument("--max-pixels", type=int, default=None,
+    g.add_argument("--max-pixels", type=positive_int, default=None,
                    help="skip images with more pixels than this (default: PIL's bomb limit)")
     s = p.add_argument_group("scoring")
-    s.add_argument("--layers", type=_names, default=None, metavar="L1,L2",
-                   help="layers to score, comma-separated (default: every ReLU with a spatial map)")
-    s.add_argument("--alpha", type=float, default=0.1,
+    layers_option(s, "layers to score (default: every ReLU with a spatial map)")
+    s.add_argument("--alpha", type=fraction, default=0.1,
                    help="a transfer is correct within alpha x max(h, w) pixels (default 0.1)")
     s.add_argument("--metric", default="cosine", choices=("cosine", "l2"),
                    help="feature similarity (default cosine)")
@@ -66,11 +68,12 @@ def _opts(p: argparse.ArgumentParser) -> None:
     s.add_argument("--search", default="cells", choices=("cells", "grid"),
                    help="features in B: the layer's own cells (default; precision = its stride) "
                         "or interpolated on the baselines' grid (one precision for all)")
-    s.add_argument("--step", type=int, default=None,
+    s.add_argument("--step", type=positive_int, default=None,
                    help="grid step in pixels of the baselines' search in B (default size/32)")
-    s.add_argument("--batch-size", type=int, default=64, help="images per forward call (default 64)")
-    s.add_argument("--examples", type=int, default=4, help="example pairs drawn (default 4)")
-    output_options(p, "convlens-out/correspondence")
+    s.add_argument("--batch-size", type=positive_int, default=64,
+                   help="images per forward call (default 64)")
+    s.add_argument("--examples", type=nonnegative_int, default=4, help="example pairs drawn (default 4)")
+    output_options(p, "correspondence")
 
 
 @command("correspondence", "keypoint transfer by nearest neighbour per layer, PCK against pixels "

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .common import command, data_options, lens_from, model_options, options, positive_int
+from .common import (
+    command,
+    data_options,
+    lens_from,
+    model_options,
+    options,
+    positive_int,
+)
 
 
 def _demo_opts(p):

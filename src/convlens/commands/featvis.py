@@ -8,8 +8,11 @@ from .common import (
     command,
     lens_from,
     model_options,
+    nonnegative_int,
     options,
     output_options,
+    positive_float,
+    positive_int,
     save_result,
 )
 
@@ -28,16 +31,15 @@ def _class_opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
     p.add_argument("--classes", metavar="C1,C2,...",
                    help="classes (indices or label names, comma-separated; default: all)")
-    p.add_argument("--steps", type=int, default=200, help="gradient steps (default 200)")
+    p.add_argument("--steps", type=positive_int, default=200, help="gradient steps (default 200)")
     p.add_argument("--l2", type=float, default=3e-3, metavar="LAMBDA",
                    help="weight of the L2 prior lambda ||I||^2 (default 3e-3)")
-    p.add_argument("--lr", type=float, default=0.1, help="rate of the ascent (default 0.1)")
-    p.add_argument("--jitter", type=int, default=0, metavar="PX",
+    p.add_argument("--lr", type=positive_float, default=0.1, help="rate of the ascent (default 0.1)")
+    p.add_argument("--jitter", type=nonnegative_int, default=0, metavar="PX",
                    help="random shift before each step, pixels (Yosinski et al.; default 0)")
     p.add_argument("--blur", type=float, default=0.0, metavar="SIGMA",
                    help="Gaussian blur of this std (pixels) every 4 steps (default 0: off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the start and jitter (default 0)")
-    output_options(p, "convlens-out/class-model")
+    output_options(p, "class-model")
 
 
 @command("class-model", "class model visualisation: the image that maximises each class score "
@@ -75,16 +77,15 @@ def _featvis_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", choices=("fft", "pixel"), default="fft",
                    help="image parameterisation: fft (1/f-scaled spectrum, decorrelated colour "
                         "with --data; default) or pixel")
-    p.add_argument("--steps", type=int, default=256, help="optimisation steps (default 256)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam's rate (default 0.05)")
+    p.add_argument("--steps", type=positive_int, default=256, help="optimisation steps (default 256)")
+    p.add_argument("--lr", type=positive_float, default=0.05, help="Adam's rate (default 0.05)")
     p.add_argument("--data", metavar="SPEC",
                    help="data to measure colour statistics on (decorrelated colour space)")
     p.add_argument("--no-transforms", action="store_true",
                    help="no random jitter, scale and rotation between steps")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="channels per batch (default: all at once)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    output_options(p, "convlens-out/featvis")
+    output_options(p, "featvis")
 
 
 @command("featvis", "feature visualisation: images that maximise each channel of a layer "

@@ -12,6 +12,8 @@ from .common import (
     model_options,
     options,
     output_options,
+    positive_float,
+    positive_int,
     save_result,
 )
 
@@ -29,7 +31,7 @@ def _opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=_names, required=True, metavar="L1,L2,...",
                    help="layers to reconstruct from (comma-separated names from "
                         "`convlens layers`); every image is reconstructed from each, in one batch")
-    p.add_argument("--steps", type=int, default=400,
+    p.add_argument("--steps", type=positive_int, default=400,
                    help="gradient steps (default 400, as the paper)")
     p.add_argument("--lambda-tv", default=None, metavar="W|paper",
                    help="weight of the total-variation prior (default 0.05 for every layer; "
@@ -38,9 +40,8 @@ def _opts(p: argparse.ArgumentParser) -> None:
                    help="weight of the alpha-norm prior (default: the paper's)")
     p.add_argument("--no-priors", action="store_true",
                    help="turn both priors off (a pure match of the code)")
-    p.add_argument("--lr", type=float, default=0.01, help="base rate (default 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default 0)")
-    output_options(p, "convlens-out/invert")
+    p.add_argument("--lr", type=positive_float, default=0.01, help="base rate (default 0.01)")
+    output_options(p, "invert")
 
 
 @command("invert", "reconstruct images from their codes at several layers "
