@@ -7,6 +7,7 @@ from .common import (
     command,
     data_from,
     data_options,
+    engine_options,
     image_options,
     images_from,
     item_indices,
@@ -101,16 +102,7 @@ def _adv_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--examples", type=nonnegative_int, default=8,
                    help="items shown attacked at the largest eps (default 8; 0: none)")
     _explain(g)
-    r = p.add_argument_group("resume and scale")
-    r.add_argument("--checkpoint-every", type=positive_int, default=20, metavar="N",
-                   help="checkpoint every N batches (default 20)")
-    r.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="start again even if --out holds a checkpoint of this run")
-    r.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (default) or ray (pip install 'convlens[ray]')")
-    r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="Ray cluster to connect to (default: RAY_ADDRESS, else a local Ray)")
-    r.add_argument("--shard-size", type=positive_int, default=None, help="items per Ray task")
+    engine_options(p, checkpoint_every=20)
     output_options(p, "adversarial")
 
 

@@ -198,6 +198,20 @@ def layers_option(p, help_: str, single: bool = False, required: bool = False) -
                    help=argparse.SUPPRESS)
 
 
+def engine_options(p: argparse.ArgumentParser, checkpoint_every: int = 50) -> None:
+    """How a dataset pass checkpoints, resumes and scales (the engine's options)."""
+    r = p.add_argument_group("resume and scale")
+    r.add_argument("--checkpoint-every", type=positive_int, default=checkpoint_every, metavar="N",
+                   help=f"checkpoint every N batches (default {checkpoint_every})")
+    r.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start afresh even if --out holds a checkpoint of this run")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default) or ray (pip install 'convlens[ray]')")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to connect to (default: RAY_ADDRESS, else a local Ray)")
+    r.add_argument("--shard-size", type=positive_int, default=None, help="items per Ray task")
+
+
 def output_options(p: argparse.ArgumentParser, view: str) -> None:
     default = f"convlens-out/{view}"
     p.add_argument("--out", metavar="DIR", default=default,

@@ -11,6 +11,7 @@ from .common import (
     data_from,
     data_options,
     deprecated,
+    engine_options,
     item_indices,
     layer_list,
     lens_from,
@@ -51,16 +52,7 @@ def _scan_opts(p):
     g.add_argument("--no-stats", dest="stats", action="store_false",
                    help="do not collect the activation statistics")
     g.add_argument("--channels-last", action="store_true", help="feed NHWC input")
-    r = p.add_argument_group("resume and scale")
-    r.add_argument("--checkpoint-every", type=positive_int, default=50, metavar="N",
-                   help="checkpoint every N batches (default 50)")
-    r.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="start afresh even if OUT holds a checkpoint")
-    r.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (default) or ray (pip install convlens[ray])")
-    r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="Ray cluster to connect to (default: RAY_ADDRESS, else a local Ray)")
-    r.add_argument("--shard-size", type=positive_int, default=None, help="items per Ray task")
+    engine_options(p, checkpoint_every=50)
     output_options(p, "scan")
 
 
