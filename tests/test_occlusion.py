@@ -406,7 +406,7 @@ def test_cli_writes_maps_overlays_and_manifest(tmp_path, png, capsys):
     assert m["info"]["target"] == [3] and m["command"][0] == "convlens"
     for name in ("prob", "prob_image", "top_class", "activation"):
         assert (out / m["arrays"][name]).is_file()
-    for name in ("prob_overlay", "prob", "top_class", "activation_overlay"):
+    for name in ("image_0", "prob_0", "overlay_0", "top_class_0", "activation_0"):
         assert (out / m["pictures"][name]).is_file()
     assert np.load(out / m["arrays"]["prob"]).shape == (1, 6, 6)
 

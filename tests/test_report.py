@@ -102,12 +102,18 @@ def demo_site(tmp_path_factory):
 
 
 def test_demo_writes_every_view(demo_site):
+    """Every view on every built-in model, stamps-net (photographs) included where Debian's
+    tuxpaint-stamps-default is installed (CI installs it)."""
+    from convlens.commands.demo import stamps_available
+
     root = demo_site.parent.parent
-    for model in ("fashion-net", "shapes-net"):
+    models = ("fashion-net", "shapes-net") + (("stamps-net",) if stamps_available() else ())
+    for model in models:
         for view in ("layers", "activations", "filters", "stats", "saliency", "deconvnet",
                      "guided_backprop", "grad_cam", "guided_grad_cam", "smoothgrad",
                      "integrated_gradients", "occlusion", "scan", "units_features.11",
-                     "units_dirs_features.11", "tsne", "attributes"):
+                     "units_dirs_features.11", "tsne", "attributes", "inversion", "class_model",
+                     "featvis", "correspondence", "fool", "robustness"):
             assert (root / model / view / "manifest.json").is_file(), (model, view)
 
 
@@ -117,10 +123,11 @@ def test_demo_site_in_chromium(demo_site):
     pages = sorted(site.rglob("*.html"))
     assert len(pages) > 50
     with browser() as b:
-        for p in pages:
+        for p in pages:  # one pass: errors, broken images and the report's promises
             page, errors = open_page(b, p.as_uri())
             assert errors == [], (p, errors)
             assert broken_images(page) == [], p
+            check_promises(page, p)
             page.close()
         # the t-SNE hover shows a tooltip with the image, label and prediction
         page, _ = open_page(b, (site / "runs" / "fashion-net_tsne" / "index.html").as_uri())
@@ -138,37 +145,40 @@ PICTURE_WIDTHS = """() => Array.from(document.images).filter(i => i.naturalWidth
     .map(i => i.getAttribute('src') + ' ' + i.getBoundingClientRect().width + '/' + i.naturalWidth)"""
 
 
-@needs_browser
-def test_demo_site_keeps_the_reports_promises(demo_site):
+METHODS = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
+           "guided_grad_cam", "smoothgrad", "integrated_gradients")
+
+
+def check_promises(page, p) -> None:
     """Every run page says what it shows; every map on the occlusion and gradient pages has a
-    colour bar (class maps a legend); no picture is shown at less than half its natural width;
-    the images page has a row with every method, occlusion included."""
+    colour bar (class maps a legend); no picture is shown at less than half its natural width."""
+    assert page.evaluate(PICTURE_WIDTHS) == [], p
+    if p.name == "index.html" and p.parent.parent.name == "runs":
+        assert page.locator("p.about").count() == 1, f"{p}: no line on what it shows"
+    if p.parent.name.split("_", 1)[-1] in METHODS:
+        maps = page.locator("figure.panel.map")
+        assert maps.count() > 0, p
+        for i in range(maps.count()):
+            m = maps.nth(i)
+            assert m.locator(".colorbar").count() + m.locator("ul.legend").count() == 1, \
+                (p, m.get_attribute("data-picture"))
+
+
+@needs_browser
+def test_images_pages_have_every_method(demo_site):
+    """The images page of each model has a row with every method, occlusion included."""
     site = demo_site.parent
-    methods = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
-               "guided_grad_cam", "smoothgrad", "integrated_gradients")
+    models = sorted(p.name for p in (site / "images").iterdir())
+    assert {"builtin_fashion-net", "builtin_shapes-net"} <= set(models)
     with browser() as b:
-        for p in sorted(site.rglob("*.html")):
-            page, _ = open_page(b, p.as_uri())
-            broken_images(page)  # loads every image
-            assert page.evaluate(PICTURE_WIDTHS) == [], p
-            if p.name == "index.html" and p.parent.parent.name == "runs":
-                assert page.locator("p.about").count() == 1, f"{p}: no line on what it shows"
-            if p.parent.name.split("_", 1)[-1] in methods:
-                maps = page.locator("figure.panel.map")
-                assert maps.count() > 0, p
-                for i in range(maps.count()):
-                    m = maps.nth(i)
-                    assert m.locator(".colorbar").count() + m.locator("ul.legend").count() == 1, \
-                        (p, m.get_attribute("data-picture"))
-            page.close()
-        for model in ("builtin_fashion-net", "builtin_shapes-net"):
+        for model in models:
             page, errors = open_page(b, (site / "images" / model / "index.html").as_uri())
             assert errors == []
             rows = page.locator("section.image-row")
             assert rows.count() >= 4
             kinds = set(rows.first.locator("figure[data-method]").evaluate_all(
                 "els => els.map(e => e.dataset.method)"))
-            assert {k if not k.startswith("smoothgrad") else "smoothgrad" for k in kinds} >= set(methods)
+            assert {k if not k.startswith("smoothgrad") else "smoothgrad" for k in kinds} >= set(METHODS)
             page.close()
 
 

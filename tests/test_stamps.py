@@ -256,7 +256,7 @@ TEST_MIN, SEEN_MIN = 0.30, 0.38
 def test_stamps_net_shipped():
     """Weights small and safe to load; accuracy on 240 items of each split near the model
     card's (docs/models.md: measured on 10,000), with a margin for the smaller sample."""
-    from convlens.evaluate import evaluate
+    from convlens.techniques.evaluate import evaluate
     from convlens.models import load_model
     from convlens.models.builtin import BUILTIN_MODELS
     from convlens.models.checkpoint import read_state_dict

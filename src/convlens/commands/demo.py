@@ -84,15 +84,15 @@ class Setting:
 def settings(quick: bool) -> list[Setting]:
     return [
         Setting("builtin:fashion-net", "builtin:fashion-mnist:test",
-                n_scan=1000 if quick else 10_000, n_images=4 if quick else 8,
+                n_scan=400 if quick else 10_000, n_images=4 if quick else 8,
                 occlusion={"window": 6, "stride": 2}),
-        Setting("builtin:shapes-net", "builtin:shapes:test:" + ("600" if quick else "5000"),
-                n_scan=600 if quick else 5000, n_images=4 if quick else 8,
+        Setting("builtin:shapes-net", "builtin:shapes:test:" + ("400" if quick else "5000"),
+                n_scan=400 if quick else 5000, n_images=4 if quick else 8,
                 occlusion={"window": 12, "stride": 4},
                 attributes=["scale", "clutter", "occluded", "truncated", "contrast", "background"],
                 pairs="intraclass", close={"rotation": (30, 360)}),
-    ] + ([Setting("builtin:stamps-net", "builtin:stamps:test:" + ("300" if quick else "2000"),
-                  n_scan=300 if quick else 2000, n_images=4 if quick else 8,
+    ] + ([Setting("builtin:stamps-net", "builtin:stamps:test:" + ("240" if quick else "2000"),
+                  n_scan=240 if quick else 2000, n_images=4 if quick else 8,
                   occlusion={"window": 16, "stride": 6},
                   attributes=["scale", "clutter", "occluded", "truncated", "background",
                               "brightness"], pairs="warp")]
@@ -234,7 +234,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
             raise RuntimeError("no layer with spatial maps")
         picks = list(dict.fromkeys([spatial[len(spatial) // 2], spatial[-1]]))
         for layer in picks:
-            save(unit_patches(base / "scan", layer, max_units=24), f"units_{layer}", model)
+            save(unit_patches(base / "scan", layer, max_units=units), f"units_{layer}", model)
         save(unit_patches(base / "scan", picks[-1], max_units=4, directions=True),
              f"units_dirs_{picks[-1]}", model)
         return ", ".join(picks) + f"; 4 random directions of {picks[-1]}"
@@ -261,7 +261,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
 
     def step_robustness():
         from ..techniques.robustness import robustness
-        res = robustness(lens, s.data, eps=[0, 0.01, 0.03, 0.1], indices=range(min(s.n_scan, 500 if quick else 2000)),
+        res = robustness(lens, s.data, eps=[0, 0.01, 0.03, 0.1], indices=range(min(s.n_scan, 200 if quick else 2000)),
                          examples=6, progress=progress)
         save(res, "robustness")
         return None
@@ -272,20 +272,29 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         k = lens.num_classes or 2
         with torch.no_grad():
             pred = lens(x).argmax(1)
-        save(fool(lens, x, target=(pred + 1) % k, steps=20 if quick else 50, search=3), "fool")
+        save(fool(lens, x, target=(pred + 1) % k, steps=12 if quick else 50, search=2 if quick else 3), "fool")
         return None
 
     def step_inversion():
         from ..techniques.inversion import invert
         layers = default_layers(lens)
         picks = list(dict.fromkeys([layers[0], layers[len(layers) // 2], layers[-1]]))
-        res = invert(lens, images()[:4], picks, steps=100 if quick else 200, progress=progress)
+        res = invert(lens, images()[:4 if not quick else 2], picks, steps=60 if quick else 200,
+                     progress=progress)
         save(res, "inversion")
         return ", ".join(picks)
 
     def step_class_model():
         from ..techniques.featvis import class_model
-        save(class_model(lens, steps=60 if quick else 150, progress=progress), "class_model")
+        k = lens.num_classes or 0
+        targets = None  # every class, when there are few
+        if not k or k > 12:  # e.g. ImageNet's 1,000: the classes predicted for the demo's images
+            with torch.no_grad():
+                predicted = lens(images()).argmax(1).tolist()
+            targets = sorted(set(predicted) | set(range(min(k or 8, 8))))[:8]
+        res = class_model(lens, targets, steps=40 if quick else 150, progress=progress)
+        save(res, "class_model")
+        return None if targets is None else f"{len(targets)} of {k} classes"
 
     def step_featvis():
         from ..techniques.featvis import feature_visualization
@@ -293,7 +302,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         if not spatial:
             raise RuntimeError("no layer with spatial maps")
         layer = spatial[-1]  # the layer whose units the scan shows: one image per unit
-        res = feature_visualization(lens, layer, channels=range(24), steps=48 if quick else 128,
+        res = feature_visualization(lens, layer, channels=range(units), steps=32 if quick else 128,
                                     data=s.data, progress=progress)
         save(res, "featvis")
         return layer
@@ -304,7 +313,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         kind = s.pairs or ("intraclass" if has_keypoints(load_data(s.data)) else "warp")
         extra = {"close": s.close} if kind == "intraclass" and s.close else (
             {"warp": "mixed"} if kind == "warp" else {})
-        res = correspondence(lens, kind, data=s.data, n=16 if quick else 100, progress=progress,
+        res = correspondence(lens, kind, data=s.data, n=12 if quick else 100, progress=progress,
                              **extra)
         save(res, "correspondence")
         return kind
@@ -315,6 +324,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         return Step(name.replace("_", " "), run)
 
     samples = 8 if quick else 32
+    units = 12 if quick else 24  # units shown per layer (and feature-visualised)
     return [
         Step("layers", lambda: save(LayersResult(lens.layers()), "layers")),
         Step(f"activations of {s.n_images} images", lambda: save(activations(lens, images()), "activations")),

@@ -427,7 +427,7 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
                 l2_weight: float = 3e-3, lr: float = 0.1, momentum: float = 0.9,
                 jitter_px: int = 0, blur_sigma: float = 0.0, blur_every: int = 4,
                 init_sd: float = 0.5, seed: int = 0, input_size: Sequence[int] | None = None,
-                progress: bool = True) -> ClassModelResult:
+                progress: bool = True, batch_size: int = 32) -> ClassModelResult:
     """Class model visualisation (Simonyan, Vedaldi & Zisserman 2014, §2,
     https://arxiv.org/abs/1312.6034): ``I*_c = argmax_I S_c(I) - lambda ||I||_2^2``.
 
@@ -438,7 +438,7 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
     gradient at all (true of both built-in nets). Gradient ascent with momentum; after every step the pixels are projected onto
     the valid range. Optional (Yosinski et al. 2015, not in the paper): `jitter_px` random
     shifts before each step, a Gaussian blur of std `blur_sigma` pixels every `blur_every`
-    steps. All classes are one batch.
+    steps. Classes are optimised together, `batch_size` at a time.
 
     Args:
         lens: a `Lens` or an ``nn.Module``.
@@ -446,7 +446,8 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
         steps, lr, momentum: the ascent.  l2_weight: lambda.
         init_sd: the start's noise.  seed: the start's noise and the jitter.
         input_size: ``(C, H, W)`` for a bare ``nn.Module`` (a `Lens` knows its own).
-        progress: a progress bar.
+        progress: a progress bar.  batch_size: classes optimised together (an ImageNet
+            model's 1,000 classes go 32 at a time, so memory stays bounded).
 
     Example::
 
@@ -480,6 +481,15 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
         resolved.append(int(t))
     if not resolved:
         raise ConvlensError("no classes to visualise")
+    if len(resolved) > max(1, int(batch_size)):  # in chunks: memory grows with the batch
+        parts = [class_model(lens, resolved[i:i + batch_size], steps, l2_weight, lr, momentum,
+                             jitter_px, blur_sigma, blur_every, init_sd, seed, input_size,
+                             progress, batch_size) for i in range(0, len(resolved), batch_size)]
+        first = parts[0]
+        return ClassModelResult(torch.cat([r.images for r in parts]), resolved,
+                                torch.cat([r.scores for r in parts]),
+                                torch.cat([r.probs for r in parts]), first.labels,
+                                first.history, first.params)
     c, h, w = lens.input_size
     lo, hi = lens.value_range
     span = hi - lo

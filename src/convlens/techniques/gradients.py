@@ -363,15 +363,22 @@ def maps_result(method: str, lens, x: torch.Tensor, p: TargetPass, map_: torch.T
             attribution: torch.Tensor | None, params: dict, cam: torch.Tensor | None = None,
             notes: Sequence[str] = ()) -> GradientMaps:
     return GradientMaps(
-        method=method, map=map_.detach().float().cpu(),
-        attribution=None if attribution is None else attribution.detach().float().cpu(),
+        method=method, map=_full(map_),
+        attribution=None if attribution is None else _full(attribution),
         images=display_images(lens, x),
         targets=[describe_target(lens, s, pos) for s, pos in zip(p.specs, p.positions)],
         classes=torch.tensor([s if isinstance(s, int) else -1 for s in p.specs]),
         predicted=p.logits.argmax(1).cpu(), scores=p.scores.cpu(),
-        cam=None if cam is None else cam.detach().float().cpu(), params=params, notes=list(notes),
+        cam=None if cam is None else _full(cam), params=params, notes=list(notes),
         labels=list(getattr(lens, "labels", None) or []) or None,
         confidence=p.logits.float().softmax(1).amax(1).cpu())
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """Detached, on the CPU; half-precision results (a bf16 model) as float32, others as
+    they are (a float64 model's maps stay float64)."""
+    t = t.detach().cpu()
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 # -- the methods ---------------------------------------------------------------------------
