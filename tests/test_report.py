@@ -137,7 +137,12 @@ def test_demo_site_in_chromium(demo_site):
         page, _ = open_page(b, (site / "runs" / "fashion-net_units_features.11" / "index.html").as_uri())
         page.locator("a.unit").nth(2).click()
         page.wait_for_load_state("load")
-        assert "unit 2" in page.title() and page.locator("figure.panel img").count() == 2
+        assert "unit 2" in page.title()
+        # its top images, its top patches and (the demo runs featvis on this layer) the image
+        # optimised to excite it
+        captions = page.locator("figure.panel").all_text_contents()
+        assert page.locator("figure.panel img").count() == 3, captions
+        assert any("feature visualisation" in c for c in captions), captions
 
 
 PICTURE_WIDTHS = """() => Array.from(document.images).filter(i => i.naturalWidth > 0)
