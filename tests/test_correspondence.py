@@ -165,7 +165,8 @@ def test_pixel_baseline_equals_literal_patches():
     a, b = torch.randn(1, 2, 13, 11, generator=g, dtype=torch.float64), torch.randn(
         1, 2, 13, 11, generator=g, dtype=torch.float64)
     pts = torch.from_numpy(rng.uniform(0, 11, (1, 4, 2)))
-    for size, step in ((3, 1), (4, 2), (5, 3)):
+    # the last two patches are larger than the image: the FFT path
+    for size, step in ((3, 1), (4, 2), (5, 3), (15, 2), (26, 3)):
         got = transfer_patches(a, b, pts, size, step).numpy()[0]
         pad = size // 2
         ap = torch.nn.functional.pad(a[0], (pad, pad, pad, pad))

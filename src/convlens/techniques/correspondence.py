@@ -136,8 +136,7 @@ def transfer_patches(img_a: torch.Tensor, img_b: torch.Tensor, points: torch.Ten
     patches = F.grid_sample(img_a, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     q = patches.reshape(p, c, k, size, size).transpose(1, 2)           # (P, K, C, s, s)
     pad = size // 2
-    dots = F.conv2d(img_b.reshape(1, p * c, h, w), q.reshape(p * k, c, size, size),
-                    stride=step, padding=pad, groups=p).reshape(p, k, -1)
+    dots = _window_dots(img_b, q, step, pad).reshape(p, k, -1)
     sq = F.avg_pool2d((img_b * img_b).sum(1, keepdim=True), size, step, pad,
                       count_include_pad=True) * (size * size)
     gw = sq.shape[-1]
@@ -150,6 +149,31 @@ def transfer_patches(img_a: torch.Tensor, img_b: torch.Tensor, points: torch.Ten
     first = -pad + (size - 1) / 2 + 0.5  # centre of window 0, continuous pixels
     j, i = (idx % gw).double(), (idx // gw).double()
     return torch.stack([first + j * step, first + i * step], -1).cpu()
+
+
+def _window_dots(img_b: torch.Tensor, q: torch.Tensor, step: int, pad: int) -> torch.Tensor:
+    """Dot products of each query patch ``q (P, K, C, s, s)`` with every `step`-th window of
+    its image ``img_b (P, C, H, W)``, zero-padded by `pad`: ``(P, K, oh, ow)``. A grouped
+    convolution; where the patch is larger than the image (a deep layer's receptive field),
+    CPU convolution slows down by two orders of magnitude (435 px on 224 px: 270 s against
+    6 s for 211 px), so there the same sums are taken by FFT cross-correlation, in float64."""
+    p, k, c, s, _ = q.shape
+    h, w = img_b.shape[-2:]
+    if s <= min(h, w):
+        return F.conv2d(img_b.reshape(1, p * c, h, w), q.reshape(p * k, c, s, s),
+                        stride=step, padding=pad, groups=p).reshape(p, k, -1)
+    oh, ow = (h + 2 * pad - s) // step + 1, (w + 2 * pad - s) // step + 1
+    fh, fw = h + s - 1, w + s - 1
+    # full[t] = sum_i q[i] B[t - (s - 1) + i]; window o starts at B row o * step - pad
+    ys = torch.arange(oh) * step - pad + s - 1
+    xs = torch.arange(ow) * step - pad + s - 1
+    out = []
+    for i in range(p):  # one pair at a time bounds the memory to K * C spectra
+        fb = torch.fft.rfft2(img_b[i].double(), s=(fh, fw))
+        fq = torch.fft.rfft2(q[i].double().flip(-1, -2), s=(fh, fw))
+        full = torch.fft.irfft2((fb * fq).sum(1), s=(fh, fw))
+        out.append(full[:, ys][:, :, xs].to(img_b.dtype))
+    return torch.stack(out)
 
 
 def _sift():
