@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -183,6 +183,8 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
     base = out / slug
     cmd = ["convlens", "demo", "--model", s.model, "--data", s.data]
     state: dict = {}
+    # the dataset pass covers at most the data there is (a folder of 12 photos: 12, not 500)
+    s = replace(s, n_scan=min(s.n_scan, len(load_data(s.data, lens=lens))))
 
     def save(res, name: str, model: dict | None = None) -> None:
         res.save(base / name, lens=None if model else lens, command=cmd, model=model)
