@@ -262,6 +262,8 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         if "scan" not in state or state["scan"].predictions is None:
             raise RuntimeError("needs the scan's predictions")
         from ..techniques.attributes import attribute_performance
+        if not len(state["scan"].predictions["correct"].dropna()):  # nothing to bin
+            raise RuntimeError("it measures accuracy: " + state["scan"].accuracy_note())
         model = SavedResult(base / "scan").manifest.get("model")
         res = attribute_performance(base / "scan", attributes=s.attributes, progress=progress,
                                     n_resamples=300 if quick else 1000)

@@ -181,7 +181,10 @@ class CorrespondenceResult(Result):
         import matplotlib.pyplot as plt
 
         lay = self.layers.sort_values("depth")
-        fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(lay) + 2.5), 4.4), dpi=110)
+        # at most 11 inches (1,210 px: the report's page width); many layers tilt their names
+        width = max(6.5, 1.1 * len(lay) + 2.5)
+        tilt = width > 11
+        fig, ax = plt.subplots(figsize=(min(width, 11.0), 4.8 if tilt else 4.4), dpi=110)
         for method in LABELS:
             t = self.pck[self.pck.method == method].sort_values("depth")
             if t.empty:
@@ -190,7 +193,8 @@ class CorrespondenceResult(Result):
             ax.errorbar(t.depth, t.pck, yerr=err, capsize=3, label=LABELS[method],
                         **STYLES[method])
         ax.set_xticks(lay.depth, [f"{r.layer}\nRF {r.rf_size}, stride {r.stride}"
-                                  for r in lay.itertuples()], fontsize=8)
+                                  for r in lay.itertuples()], fontsize=8,
+                      rotation=30 if tilt else 0, ha="right" if tilt else "center")
         ax.set_ylim(0, 1.03)
         ax.set_xlabel("layer, from input to output (receptive field and stride in pixels)")
         ax.set_ylabel(f"PCK (share within {self.alpha:g}·max(h, w))")
