@@ -37,7 +37,7 @@ def _demo_opts(p):
     p.add_argument("--out", metavar="DIR", default="convlens-demo",
                    help="folder for the results and the site (default: convlens-demo)")
     p.add_argument("--quick", action="store_true",
-                   help="fewer images, steps and units (the built-in demo in about 2.5 "
+                   help="fewer images, steps and units (the built-in demo in about 2 "
                         "minutes on 2 cores; what the tests run)")
     p.add_argument("--title", default=None, help="the site's title")
 
