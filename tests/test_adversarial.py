@@ -154,6 +154,22 @@ def test_fool_reaches_the_closed_form_smallest_change():
         assert float(torch.nn.functional.cosine_similarity(r, w, dim=0)) > 0.99
 
 
+def test_fool_searches_a_miss_again_with_a_larger_step():
+    """An image that no c brought to the target gets the search once more, with 3x the step:
+    here 10 Adam steps of 0.005 cannot reach p >= 0.9 on the linear model, 10 of 0.015 can."""
+    from convlens.techniques import fooling
+
+    lens = linear_lens(W2, mean=(0.5,), std=(0.25,))
+    u = torch.full((1, 1, 2, 3), 0.5)
+    first = fooling._Search(u, 1.0, 0.9)
+    fooling._adam(lens, u, torch.tensor([1]), first, 10, 1, 0.005)
+    assert not bool(first.found[0])  # the first search alone misses
+    res = fool(lens, lens.normalize(u), target="c1", confidence=0.9, steps=10, search=1,
+               lr=0.005)
+    assert bool(res.extra["reached"][0]) and float(res.adv_label_prob[0]) >= 0.9
+    assert res.params["retry_lr"] == pytest.approx(0.015)
+
+
 def test_fool_small_net_every_class_and_no_change_when_already_there():
     lens = small_lens(1)
     with torch.no_grad():  # larger scores, as a trained net has: p >= 0.9 is within reach
