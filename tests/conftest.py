@@ -1,5 +1,12 @@
-"""Shared fixtures: tiny hand-weighted networks with answers worked out by hand."""
+"""Shared fixtures: tiny hand-weighted networks with answers worked out by hand; a folder of
+photos in class folders; a run killed after its first checkpoint."""
 from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,3 +74,39 @@ def assert_unchanged(model: nn.Module, before) -> None:
         assert torch.equal(a, b)
     for a, b in zip(after["grads"], before["grads"]):
         assert (a is None and b is None) or torch.equal(a, b)
+
+
+def photo_folder(root: Path, per_class: int, size, ext: str = "jpg") -> Path:
+    """`root` filled with class folders ``animal/ object/ scene/`` of `per_class` random RGB
+    images each, image i of size ``size(i) = (height, width)`` (seeded: the same bytes each run).
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("animal", "object", "scene"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 256, (*size(i), 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / cls / f"{cls}{i}.{ext}")
+    return root
+
+
+def kill_after_checkpoint(code: str, checkpoint: Path, settle: float = 0.3) -> int:
+    """Run `code` in a fresh Python, SIGKILL it `settle` seconds after `checkpoint` first
+    exists (a few more batches written past it), and return its exit code."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    try:
+        while not checkpoint.exists():
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.time() < deadline, "no checkpoint written"
+            time.sleep(0.02)
+        time.sleep(settle)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from convlens.data.base import ImageDataset
 from convlens.techniques.adversarial import fgsm, model_input, pgd, pixels
 from convlens.techniques.fooling import fool
 from convlens.techniques.robustness import Robustness, robustness
-from conftest import all_hooks, assert_unchanged, snapshot
+from conftest import all_hooks, assert_unchanged, kill_after_checkpoint, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -423,22 +422,9 @@ robustness(double_lens(), Pixels(60), eps=EPS, attack="pgd", steps=2, out={out!r
 @pytest.mark.slow
 def test_robustness_resumes_after_sigkill(tmp_path):
     out = tmp_path / "rob"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(tests=TESTS, out=str(out))],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    ckpt = out / ".convlens-robustness" / "checkpoint.pt"
-    deadline = time.time() + 120
-    try:
-        while not ckpt.exists():
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.time() < deadline, "no checkpoint written"
-            time.sleep(0.02)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    code = kill_after_checkpoint(SCRIPT.format(tests=TESTS, out=str(out)),
+                                 out / ".convlens-robustness" / "checkpoint.pt")
+    assert code == -signal.SIGKILL
     assert not (out / "manifest.json").exists()
     kw = {"eps": EPS, "attack": "pgd", "steps": 2, "progress": False}
     resumed = robustness(double_lens(), Pixels(60), out=out, batch_size=7, **kw)

@@ -104,17 +104,12 @@ def test_readme_python_examples_run_as_written(tmp_path, monkeypatch):
     """Every ```python block of the README, in order, in one namespace, in a folder holding
     what the examples name: `photos/` (class folders of images) and `r18.pth` (a ResNet-18
     state dict, random weights)."""
-    import numpy as np
     import torch
     import torchvision
-    from PIL import Image
 
-    rng = np.random.default_rng(0)
-    for cls in ("animal", "object", "scene"):
-        (tmp_path / "photos" / cls).mkdir(parents=True)
-        for i in range(3):
-            arr = rng.integers(0, 256, (160 + 20 * i, 200, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(tmp_path / "photos" / cls / f"{cls}{i}.jpg")
+    from conftest import photo_folder
+
+    photo_folder(tmp_path / "photos", 3, lambda i: (160 + 20 * i, 200))
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
     monkeypatch.chdir(tmp_path)

@@ -12,6 +12,7 @@ from PIL import Image
 import convlens
 from convlens.cli import main
 from convlens.data.labels import align_labels
+from conftest import photo_folder
 
 
 def test_align_labels_rules():
@@ -32,14 +33,8 @@ def test_align_labels_rules():
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """A folder of class folders whose names no built-in model knows, images of mixed sizes."""
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for cls in ("animal", "object", "scene"):
-        (root / cls).mkdir()
-        for i in range(5):
-            arr = rng.integers(0, 256, (70 + 9 * i, 90 - 5 * i, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(root / cls / f"{cls}{i}.png")
-    return root
+    return photo_folder(tmp_path_factory.mktemp("photos"), 5, lambda i: (70 + 9 * i, 90 - 5 * i),
+                        ext="png")
 
 
 def test_photo_folder_keeps_its_class_names_everywhere(photos, tmp_path, capsys):

@@ -245,17 +245,10 @@ def test_demo_on_your_own_model_and_photo_folder(tmp_path):
     """`convlens demo --model torchvision:resnet18 --data photos/` builds a complete site (issue
     15): every view that applies, the folder's class names, random weights flagged; the browser
     checks hold on it."""
-    import numpy as np
-    from PIL import Image
-
+    from conftest import photo_folder
     from convlens.cli import main
 
-    rng = np.random.default_rng(0)
-    for cls in ("animal", "object", "scene"):
-        (tmp_path / "photos" / cls).mkdir(parents=True)
-        for i in range(4):
-            arr = rng.integers(0, 256, (150 + 10 * i, 190, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(tmp_path / "photos" / cls / f"{cls}{i}.jpg")
+    photo_folder(tmp_path / "photos", 4, lambda i: (150 + 10 * i, 190))
     out = tmp_path / "report"
     assert main(["demo", "--model", "torchvision:resnet18", "--data", str(tmp_path / "photos"),
                  "--quick", "--n", "2", "--out", str(out)]) == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from convlens.techniques.topk import TopK, select_topk
 from convlens.techniques.scan import ScanResult
 from convlens.techniques.codes import code_layer
 from convlens.techniques.scan import scan
-from conftest import assert_unchanged, snapshot
+from conftest import assert_unchanged, kill_after_checkpoint, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
 BAD = 13  # the item whose "file" is corrupt
@@ -325,22 +324,10 @@ scan(exact_lens(), Synthetic(120), LAYERS, topk=5, directions=2, out={out!r}, ba
 
 def test_resume_after_sigkill_gives_the_same_result(tmp_path):
     out = tmp_path / "scan"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(tests=TESTS, out=str(out))],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    ckpt = out / ".convlens-scan" / "checkpoint.pt"
-    deadline = time.time() + 120
-    try:
-        while not ckpt.exists():
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.time() < deadline, "no checkpoint written"
-            time.sleep(0.02)
-        time.sleep(0.3)  # a few more batches: codes and parts written past the checkpoint
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    # killed a few batches past the checkpoint: codes and parts written past it
+    code = kill_after_checkpoint(SCRIPT.format(tests=TESTS, out=str(out)),
+                                 out / ".convlens-scan" / "checkpoint.pt")
+    assert code == -signal.SIGKILL
     assert not (out / "manifest.json").exists()  # killed mid-way
     # the batch size may differ on resume: it does not change the result
     resumed = run(exact_lens(), Synthetic(120), out=out, batch_size=5, checkpoint_every=1)

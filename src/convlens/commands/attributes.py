@@ -4,17 +4,17 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConvlensError
-from .common import command, lens_from, model_options, options, save_result
-
-OUT = "convlens-out/attributes"
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def _names(s: str) -> list[str]:
-    names = [n.strip() for n in s.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("expected attribute names separated by commas")
-    return names
+from .common import (
+    command,
+    lens_from,
+    model_options,
+    name_list,
+    open_fraction,
+    options,
+    output_options,
+    positive_int,
+    save_result,
+)
 
 
 def _edges(s: str) -> tuple[str, list[float]]:
@@ -28,53 +28,22 @@ def _edges(s: str) -> tuple[str, list[float]]:
     return name.strip(), edges
 
 
-def _count(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _level(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        v = 0.0
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {s!r}")
-    return v
-
-
-def _add(group, p, flag: str, **kw) -> None:
-    """Add `flag` unless the shared option groups already did (their set grows over time)."""
-    if flag not in p._option_string_actions:
-        group.add_argument(flag, **kw)
-
-
 def _attributes_opts(p):
     g = p.add_argument_group("predictions")
     g.add_argument("--scan", action="append", metavar="[NAME=]DIR", default=[],
                    help="a folder written by convlens scan (repeatable: models side by side, "
                         "over the same data); NAME= labels the model")
-    model_options(p, required=False)
-    r = p.add_argument_group("run")
-    _add(r, p, "--seed", type=int, default=0,
-         help="seed of the bootstrap (and of random weights) (default 0)")
-    _add(r, p, "--device", default="cpu", metavar="DEV", help="where --model runs (default cpu)")
-    _add(r, p, "--dtype", default="float32", choices=DTYPES,
-         help="number type --model computes in (default float32)")
+    model_options(p, required=False)  # with --seed (also the bootstrap's), --device, --dtype
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="SPEC", default=None,
                    help="the data: run --model over it, or compute image attributes for "
                         "--scan (default: the data the scan recorded)")
-    _add(g, p, "--n", type=_count, default=None, metavar="N",
-         help="--model: the first N items (default all)")
-    _add(g, p, "--batch-size", type=_count, default=64, help="--model: images per batch (64)")
+    g.add_argument("--n", type=positive_int, default=None, metavar="N",
+                   help="--model: the first N items (default all)")
+    g.add_argument("--batch-size", type=positive_int, default=64,
+                   help="--model: images per batch (64)")
     a = p.add_argument_group("attributes")
-    a.add_argument("--attributes", type=_names, default=None, metavar="A,B",
+    a.add_argument("--attributes", type=name_list("attribute names"), default=None, metavar="A,B",
                    help="attributes to bin by (default: every item attribute; the computed "
                         "ones where the items have none; every class attribute)")
     a.add_argument("--class-attributes", metavar="FILE", default=None,
@@ -85,15 +54,15 @@ def _attributes_opts(p):
                         "edge density and entropy from the pixels")
     a.add_argument("--no-computed", dest="computed", action="store_false",
                    help="never compute attributes from the pixels")
-    a.add_argument("--bins", type=_count, default=5,
+    a.add_argument("--bins", type=positive_int, default=5,
                    help="bins per numeric attribute, by quantiles (default 5)")
     a.add_argument("--edges", type=_edges, action="append", default=[], metavar="A=E0,E1,...",
                    help="bin edges for one attribute (repeatable)")
     s = p.add_argument_group("statistics")
-    s.add_argument("--min-count", type=_count, default=30,
+    s.add_argument("--min-count", type=positive_int, default=30,
                    help="bins with fewer items are shown grey, without interval (default 30)")
-    s.add_argument("--resamples", type=_count, default=1000, help="bootstrap resamples (1000)")
-    s.add_argument("--level", type=_level, default=0.95, help="interval level (default 0.95)")
+    s.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples (1000)")
+    s.add_argument("--level", type=open_fraction, default=0.95, help="interval level (default 0.95)")
     s.add_argument("--method", default="percentile", choices=("percentile", "basic", "BCa"),
                    help="bootstrap interval (default percentile)")
     s.add_argument("--no-regression", dest="regression", action="store_false",
@@ -101,8 +70,7 @@ def _attributes_opts(p):
     s.add_argument("--control-class", action="store_true",
                    help="regression within classes: one indicator per class beside the "
                         "attributes")
-    p.add_argument("--out", metavar="DIR", default=OUT,
-                   help=f"folder for manifest.json, tables and pictures (default: {OUT})")
+    output_options(p, "attributes")
 
 
 @command("attributes", "accuracy per bin of each image attribute, models side by side")
@@ -126,7 +94,7 @@ def cmd_attributes(args) -> int:
     if args.model:
         if not args.data:
             raise ConvlensError("--model needs --data SPEC: the data to run it over")
-        lens = _lens(args)
+        lens = lens_from(args, cast=False)  # float32: --dtype runs the pass under autocast
         names.append(None)
         preds.append(lens)
     bins = {"*": args.bins, **dict(args.edges)} if args.edges else args.bins
@@ -142,22 +110,6 @@ def cmd_attributes(args) -> int:
     model = None if lens is not None else res.model
     save_result(res, args, lens=lens, model=model)
     return 0
-
-
-def _lens(args):
-    """The model on --device, in float32 (--dtype runs the pass under autocast)."""
-    import inspect
-
-    import torch
-
-    if "cast" in inspect.signature(lens_from).parameters:
-        lens = lens_from(args, cast=False)
-    else:
-        lens = lens_from(args)
-    try:
-        return lens.to(torch.device(args.device))
-    except (RuntimeError, AssertionError) as e:
-        raise ConvlensError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
 
 
 def _print(res) -> None:

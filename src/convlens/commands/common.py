@@ -65,6 +65,7 @@ def _number(kind, what: str, ok: Callable[[float], bool]):
 positive_int = _number(int, "a positive integer", lambda v: v >= 1)
 nonnegative_int = _number(int, "an integer >= 0", lambda v: v >= 0)
 fraction = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+open_fraction = _number(float, "a number in (0, 1)", lambda v: 0 < v < 1)
 unit_interval = _number(float, "a number in [0, 1]", lambda v: 0 <= v <= 1)
 positive_float = _number(float, "a positive number", lambda v: v > 0)
 port_number = _number(int, "a port number 1-65535", lambda v: 1 <= v <= 65535)
@@ -94,11 +95,19 @@ def _input_size(s: str) -> tuple[int, int, int]:
     return v
 
 
-def layer_list(s: str) -> list[str]:
-    names = [n.strip() for n in s.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("expected layer names separated by commas")
-    return names
+def name_list(what: str):
+    """An argparse type: ``a, b,c`` -> ``["a", "b", "c"]``; nothing given is an error naming
+    `what` (e.g. "layer names")."""
+    def parse(s: str) -> list[str]:
+        names = [n.strip() for n in s.split(",") if n.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected {what} separated by commas")
+        return names
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+layer_list = name_list("layer names")
 
 
 class ExtendAction(argparse.Action):

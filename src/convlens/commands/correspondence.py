@@ -12,16 +12,13 @@ from .common import (
     layers_option,
     lens_from,
     model_options,
+    name_list,
     nonnegative_int,
     options,
     output_options,
     positive_int,
     save_result,
 )
-
-
-def _names(s: str) -> list[str]:
-    return [n for n in s.split(",") if n]
 
 
 def _close(s: str) -> tuple[str, tuple[float, float | None]]:
@@ -63,7 +60,7 @@ def _opts(p: argparse.ArgumentParser) -> None:
                    help="a transfer is correct within alpha x max(h, w) pixels (default 0.1)")
     s.add_argument("--metric", default="cosine", choices=("cosine", "l2"),
                    help="feature similarity (default cosine)")
-    s.add_argument("--baselines", type=_names, default=["pixels", "sift"], metavar="B1,B2",
+    s.add_argument("--baselines", type=name_list("baseline names"), default=["pixels", "sift"], metavar="B1,B2",
                    help="pixels, sift, or none (default pixels,sift)")
     s.add_argument("--search", default="cells", choices=("cells", "grid"),
                    help="features in B: the layer's own cells (default; precision = its stride) "

@@ -187,24 +187,24 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
     base = out / slug
     cmd = ["convlens", "demo", "--model", s.model, "--data", s.data]
     state: dict = {}
-    # the dataset pass covers at most the data there is (a folder of 12 photos: 12, not 500)
     # --quick on a large input (ImageNet's 224 px): half the optimisation work again, where
     # each step costs ten times a built-in model's
     lighter = quick and math.prod(lens.input_size) > 3 * 128 * 128
-    s = replace(s, n_scan=min(s.n_scan, len(load_data(s.data, lens=lens))))
+    dataset = load_data(s.data, lens=lens)
+    # the dataset pass covers at most the data there is (a folder of 12 photos: 12, not 500)
+    s = replace(s, n_scan=min(s.n_scan, len(dataset)))
 
     def save(res, name: str, model: dict | None = None) -> None:
         res.save(base / name, lens=None if model else lens, command=cmd, model=model)
 
     def images():
         if "x" not in state:
-            data = load_data(s.data, lens=lens)
-            n = min(s.n_images, len(data))
+            n = min(s.n_images, len(dataset))
             idx = list(range(n))
             if s.sample:
                 import numpy as np
-                idx = sorted(np.random.default_rng(s.seed).choice(len(data), n, replace=False).tolist())
-            batch = next(iter(Loader(data, batch_size=n, indices=idx)))
+                idx = sorted(np.random.default_rng(s.seed).choice(len(dataset), n, replace=False).tolist())
+            batch = next(iter(Loader(dataset, batch_size=n, indices=idx)))
             p = next(iter(lens.parameters()))
             state["x"] = batch.images.to(p.device, p.dtype)
         return state["x"]
@@ -323,7 +323,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
     def step_correspondence():
         from ..techniques.correspondence import correspondence
         from ..techniques.pairs import has_keypoints
-        kind = s.pairs or ("intraclass" if has_keypoints(load_data(s.data)) else "warp")
+        kind = s.pairs or ("intraclass" if has_keypoints(dataset) else "warp")
         extra = {"close": s.close} if kind == "intraclass" and s.close else (
             {"warp": "mixed"} if kind == "warp" else {})
         res = correspondence(lens, kind, data=s.data, n=6 if lighter else 12 if quick else 100,

@@ -8,6 +8,7 @@ from .common import (
     command,
     image_options,
     images_from,
+    layer_list,
     lens_from,
     model_options,
     options,
@@ -18,17 +19,10 @@ from .common import (
 )
 
 
-def _names(s: str) -> list[str]:
-    names = [v.strip() for v in s.split(",") if v.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give at least one layer name")
-    return names
-
-
 def _opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
     image_options(p)
-    p.add_argument("--layers", type=_names, required=True, metavar="L1,L2,...",
+    p.add_argument("--layers", type=layer_list, required=True, metavar="L1,L2,...",
                    help="layers to reconstruct from (comma-separated names from "
                         "`convlens layers`); every image is reconstructed from each, in one batch")
     p.add_argument("--steps", type=positive_int, default=400,
