@@ -60,6 +60,7 @@ def snapshot(model: nn.Module):
         "training": [m.training for m in model.modules()],
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "params": [p.detach().clone() for p in model.parameters()],
+        "buffers": [b.detach().clone() for b in model.buffers()],  # batch norm's statistics
         "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
         "hooks": all_hooks(model),
     }
@@ -71,6 +72,8 @@ def assert_unchanged(model: nn.Module, before) -> None:
     assert after["requires_grad"] == before["requires_grad"]
     assert after["hooks"] == before["hooks"]
     for a, b in zip(after["params"], before["params"]):
+        assert torch.equal(a, b)
+    for a, b in zip(after["buffers"], before["buffers"]):
         assert torch.equal(a, b)
     for a, b in zip(after["grads"], before["grads"]):
         assert (a is None and b is None) or torch.equal(a, b)

@@ -121,3 +121,51 @@ def test_train_is_deterministic_on_a_small_recipe(monkeypatch):
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     assert ra.history[0].loss == rb.history[0].loss
+
+
+def test_stamps_net_shape_and_every_view_keeps_batch_norm_state():
+    """stamps-net is a small ResNet with batch norm: its layers are named, each ReLU is its own
+    module, its code is the pooled vector, and views run on it leave every running statistic
+    (buffers, not only parameters) and every training flag as they found them, also when the
+    model is in training mode, where a forward pass would update batch norm's statistics."""
+    import convlens
+    from convlens.lens import Lens
+    from convlens.models.nets import stamps_net
+    from convlens.techniques.codes import code_layer
+
+    torch.manual_seed(0)
+    net = stamps_net()
+    lens = Lens(net, (0.5,) * 3, (0.25,) * 3, (3, 96, 96), labels=list("abcdef"))
+    relus = [n for n, m in net.named_modules() if isinstance(m, torch.nn.ReLU)]
+    assert relus == ["stem.2"] + [f"layer{i}.relu{j}" for i in range(1, 5) for j in (1, 2)]
+    assert len({id(m) for m in net.modules() if isinstance(m, torch.nn.ReLU)}) == 9
+    assert code_layer(lens) == "pool.0"
+    assert dict((i.name, i.shape) for i in lens.layers())["layer4.relu2"] == (192, 3, 3)
+    with torch.no_grad():  # statistics that differ from a fresh BN's, so a reset would show
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    flags = [m.training for m in net.modules()]
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        eval_out = net.eval()(lens.normalize(x))
+    net.train()
+    acts = convlens.activations(lens, x, ["stem.2", "layer2.relu2"])
+    assert acts.maps["layer2.relu2"].shape == (2, 48, 12, 12)
+    for method in (convlens.saliency, convlens.guided_backprop, convlens.deconvnet,
+                   convlens.grad_cam):
+        assert method(lens, x).map.shape == (2, 96, 96)
+    convlens.occlusion(lens, x[:1], window=32, stride=32)
+    convlens.invert(lens, x[:1], ["layer1.relu2"], steps=2, progress=False)
+    convlens.class_model(lens, 0, steps=2, progress=False)
+    convlens.feature_visualization(lens, "layer2.relu2", channels=[0], steps=2, progress=False)
+    convlens.fgsm(lens, x, torch.tensor([0, 1]))
+    after = net.state_dict()
+    assert [m.training for m in net.modules()] == flags
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k
+    with torch.no_grad():  # the views ran in eval mode: their outputs used the running stats
+        assert torch.allclose(net.eval()(lens.normalize(x)), eval_out)

@@ -250,7 +250,7 @@ def test_missing_package_says_how_to_install(monkeypatch, tmp_path):
 
 # -- the shipped network ----------------------------------------------------------------------
 # top-1 floors for 240 items: the model card's figures less about 3 standard errors
-TEST_MIN, SEEN_MIN = 0.44, 0.63
+TEST_MIN, SEEN_MIN = 0.49, 0.81
 @needs_stamps
 @pytest.mark.slow
 def test_stamps_net_shipped():

@@ -10,7 +10,8 @@ from .common import command, nonnegative_int, options, positive_int
 
 def _train_opts(p):
     p.add_argument("--model", metavar="builtin:NAME",
-                   help="the built-in model to retrain from scratch (fashion-net, shapes-net)")
+                   help="the built-in model to retrain from scratch (fashion-net, shapes-net, "
+                        "stamps-net)")
     p.add_argument("positional_model", nargs="?", metavar="builtin:NAME", help=argparse.SUPPRESS)
     p.add_argument("--out", metavar="FILE", help="where to save the state dict (default: NAME.pt)")
     p.add_argument("--epochs", type=positive_int, help="override the recipe's number of epochs")
@@ -27,7 +28,7 @@ def _train_opts(p):
 @command("train", "retrain a built-in model from scratch with its recipe (deterministic)")
 @options(_train_opts)
 def cmd_train(args) -> int:
-    """Retrain a built-in model (--model builtin:fashion-net, builtin:shapes-net) from scratch
+    """Retrain a built-in model (--model builtin:fashion-net, shapes-net or stamps-net) from scratch
     with the recipe in docs/models.md, seeded, and save the weights; use them with
     --weights FILE."""
     import warnings
