@@ -18,6 +18,7 @@ second run reuses them.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ try:
 except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
+from convlens.engine.checkpoint import fingerprint_model
 from convlens.errors import ConvlensError
 from convlens.techniques.attributes import attribute_performance
 from convlens.techniques.scan import scan
@@ -113,9 +115,15 @@ def run(entry: Entry, work: Path, resamples: int) -> None:
             weights = str(weak_shapes_net(work / "shapes-net-1epoch.pt"))
         lens = convlens.load_model(m.spec, weights=weights)
         folder = work / f"{entry.name}-{m.name.replace(' ', '').replace(',', '-')}"
-        if not (folder / "predictions.parquet").is_file():
+        # a saved scan is reused only if it was made with these weights (retrained models
+        # keep their spec, so the spec alone would reuse stale predictions)
+        stamp, weights_hash = folder / "weights.sha", fingerprint_model(lens)
+        if not ((folder / "predictions.parquet").is_file() and stamp.is_file()
+                and stamp.read_text() == weights_hash):
+            shutil.rmtree(folder, ignore_errors=True)
             t0 = time.time()
             scan(lens, entry.data, topk=0, codes=None, stats=False, out=folder, progress=False)
+            stamp.write_text(weights_hash)
             print(f"scan {m.name} on {entry.data}: {time.time() - t0:.0f} s", file=sys.stderr)
         folders[m.name] = folder
     res = attribute_performance(folders, entry.attributes, {"*": 5, **entry.bins},

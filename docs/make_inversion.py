@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 MODELS = [
     ("fashion-net", "builtin:fashion-net", "builtin:fashion-mnist:test", "features.6"),
     ("shapes-net", "builtin:shapes-net", "builtin:shapes:test", "features.6"),
-    ("stamps-net", "builtin:stamps-net", "builtin:stamps:test", "features.6"),
+    ("stamps-net", "builtin:stamps-net", "builtin:stamps:test", "layer2.relu2"),
 ]
 
 

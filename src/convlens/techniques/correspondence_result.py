@@ -184,7 +184,11 @@ class CorrespondenceResult(Result):
         # at most 11 inches (1,210 px: the report's page width); many layers tilt their names
         width = max(6.5, 1.1 * len(lay) + 2.5)
         tilt = width > 11
-        fig, ax = plt.subplots(figsize=(min(width, 11.0), 4.8 if tilt else 4.4), dpi=110)
+        # under ~0.75 inch a layer (a ResNet's 20 convs and ReLUs), two-line names overlap
+        # even tilted: one line each, steeper, in a taller figure
+        crowded = (min(width, 11.0) - 2.5) / max(1, len(lay)) < 0.75
+        height = 6.0 if crowded else 4.8 if tilt else 4.4
+        fig, ax = plt.subplots(figsize=(min(width, 11.0), height), dpi=110)
         for method in LABELS:
             t = self.pck[self.pck.method == method].sort_values("depth")
             if t.empty:
@@ -192,9 +196,11 @@ class CorrespondenceResult(Result):
             err = np.vstack([t.pck - t.ci_low, t.ci_high - t.pck])
             ax.errorbar(t.depth, t.pck, yerr=err, capsize=3, label=LABELS[method],
                         **STYLES[method])
-        ax.set_xticks(lay.depth, [f"{r.layer}\nRF {r.rf_size}, stride {r.stride}"
-                                  for r in lay.itertuples()], fontsize=8,
-                      rotation=30 if tilt else 0, ha="right" if tilt else "center")
+        sep = " · " if crowded else "\n"
+        ax.set_xticks(lay.depth, [f"{r.layer}{sep}RF {r.rf_size}, stride {r.stride}"
+                                  for r in lay.itertuples()], fontsize=7 if crowded else 8,
+                      rotation=60 if crowded else 30 if tilt else 0,
+                      ha="right" if tilt else "center", rotation_mode="anchor" if tilt else None)
         ax.set_ylim(0, 1.03)
         ax.set_xlabel("layer, from input to output (receptive field and stride in pixels)")
         ax.set_ylabel(f"PCK (share within {self.alpha:g}·max(h, w))")
