@@ -17,12 +17,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 MODELS = ("stamps-net", "shapes-net", "fashion-net")
 
 
-def pick(site: Path, pattern: str) -> Path | None:
-    """The page for the first model (in MODELS order) that has it."""
+def pick(site: Path, *patterns: str) -> Path | None:
+    """The page for the first model (in MODELS order) that has one of `patterns`."""
     for m in MODELS:
-        found = sorted(site.glob(pattern.format(m=m)))
-        if found:
-            return found[0]
+        for pattern in patterns:
+            found = sorted(site.glob(pattern.format(m=m)))
+            if found:
+                return found[0]
     return None
 
 
@@ -35,7 +36,9 @@ def main(site: Path) -> None:
         (pick(site, "images/builtin_{m}/index.html"), "report-images.png", None),
         (pick(site, "runs/{m}_scan/index.html"), "report-scan.png", None),
         (pick(site, "runs/{m}_tsne/index.html"), "report-tsne.png", None),
-        (pick(site, "runs/{m}_units_features.11/unit-3.html"), "report-unit.png", None),
+        (pick(site, "runs/{m}_units_layer4.relu2/unit-3.html",  # the last layer: stamps-net,
+              "runs/{m}_units_features.11/unit-3.html"),  # the AlexNet-shaped nets
+         "report-unit.png", None),
     ]
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
