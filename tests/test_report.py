@@ -108,12 +108,14 @@ def test_demo_writes_every_view(demo_site):
 
     root = demo_site.parent.parent
     models = ("fashion-net", "shapes-net") + (("stamps-net",) if stamps_available() else ())
+    last = {"fashion-net": "features.11", "shapes-net": "features.11",  # the last ReLU layer
+            "stamps-net": "layer4.relu2"}
     for model in models:
         for view in ("layers", "activations", "filters", "stats", "saliency", "deconvnet",
                      "guided_backprop", "grad_cam", "guided_grad_cam", "smoothgrad",
-                     "integrated_gradients", "occlusion", "scan", "units_features.11",
-                     "units_dirs_features.11", "tsne", "attributes", "inversion", "class_model",
-                     "featvis", "correspondence", "fool", "robustness"):
+                     "integrated_gradients", "occlusion", "scan", f"units_{last[model]}",
+                     f"units_dirs_{last[model]}", "tsne", "attributes", "inversion",
+                     "class_model", "featvis", "correspondence", "fool", "robustness"):
             assert (root / model / view / "manifest.json").is_file(), (model, view)
 
 
