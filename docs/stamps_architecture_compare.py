@@ -89,8 +89,6 @@ def train(argv) -> None:
     def resnet(w=32):
         return nn.Sequential(*cbr(3, w, 5, 2), nn.MaxPool2d(2), Res(w, w, 1), Res(w, 2 * w, 2), Res(2 * w, 4 * w, 2),
                              Res(4 * w, 8 * w, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(8 * w, 6))
-    def alexbn():
-        return vgg(a.w, double=False)
     model = {"alex": lambda: SmallAlexNet(3, (32, 64, 96, 96, 64), 7, 4, 256, 6, 3), "alex52": lambda: SmallAlexNet(3, (32, 64, 96, 96, 64), 5, 2, 256, 6, 3),
              "vgg": lambda: vgg(a.w), "vgg1": lambda: vgg(a.w, False), "res": lambda: resnet(a.w)}[a.arch]()
     if a.arch == "alex52":

@@ -60,7 +60,8 @@ def _opts(p: argparse.ArgumentParser) -> None:
                    help="a transfer is correct within alpha x max(h, w) pixels (default 0.1)")
     s.add_argument("--metric", default="cosine", choices=("cosine", "l2"),
                    help="feature similarity (default cosine)")
-    s.add_argument("--baselines", type=name_list("baseline names"), default=["pixels", "sift"], metavar="B1,B2",
+    s.add_argument("--baselines", type=name_list("baseline names"), default=["pixels", "sift"],
+                   metavar="B1,B2",
                    help="pixels, sift, or none (default pixels,sift)")
     s.add_argument("--search", default="cells", choices=("cells", "grid"),
                    help="features in B: the layer's own cells (default; precision = its stride) "

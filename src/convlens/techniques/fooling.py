@@ -45,6 +45,10 @@ def _objective(lens, u, r, target, c):
     return c * l2sq + ce, torch.exp(-ce.detach()), l2sq.detach()
 
 
+#: Adam's step for the second search of images that no c brought to the target, x `lr`
+RETRY_STEP = 3
+
+
 class _Search:
     """The per-image search over c, and the best change found so far."""
 
@@ -214,19 +218,19 @@ def fool(lens, x: torch.Tensor, target, confidence: float = 0.9, method: str = "
         if method == "adam":
             last = _adam(lens, u, t, s, int(steps), int(search), float(lr))
             miss = torch.nonzero(~s.found).flatten()
-            if len(miss):  # hard pairs: the whole search once more, with steps 3x as large
+            if len(miss):  # hard pairs: the whole search once more, with larger steps
                 rows = miss.to(u.device)
                 s2 = _Search(u[rows], c, confidence)
                 last[rows] = _adam(lens, u[rows], t[rows], s2, int(steps), int(search),
-                                   3 * float(lr))
+                                   RETRY_STEP * float(lr))
                 s.best[rows], s.best_l2[miss], s.best_c[miss] = s2.best, s2.best_l2, s2.best_c
         else:
             last = _lbfgs(lens, u, t, s, int(steps), int(search))
         found = s.found.to(u.device).view(-1, 1, 1, 1)
         adv = (u + torch.where(found, s.best, last)).clamp(0, 1).detach()
     params = {"target": [int(v) for v in labels], "confidence": confidence, "method": method,
-              "steps": int(steps), "search": int(search), "c0": float(c), "lr": float(lr), "retry_lr": 3 * float(lr),
-              "penalty": "c * ||r||_2^2"}
+              "steps": int(steps), "search": int(search), "c0": float(c), "lr": float(lr),
+              "retry_lr": RETRY_STEP * float(lr), "penalty": "c * ||r||_2^2"}
     res = examples_result("fool", lens, xb, u, adv, labels, True, clean, params, explain,
                           extra={"reached": s.found.clone(), "c": s.best_c.float()})
     # the kept change must be what the search saw: confirm on the final images
