@@ -37,7 +37,7 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.data import Loader
-from convlens.techniques.adversarial import fgsm, pgd
+from convlens.techniques.adversarial.attacks import fgsm, pgd
 
 MODELS = {"fashion-net": ("builtin:fashion-net", "builtin:fashion-mnist:test", 256),
           "shapes-net": ("builtin:shapes-net", "builtin:shapes:test", 64)}

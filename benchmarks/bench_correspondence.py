@@ -40,7 +40,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import convlens  # noqa: E402
-from convlens.techniques.correspondence import (  # noqa: E402
+from convlens.techniques.correspondence.correspondence import (  # noqa: E402
     _forward,
     _pad_points,
     correspondence,
@@ -50,7 +50,7 @@ from convlens.techniques.correspondence import (  # noqa: E402
     to_pixels,
     transfer_features,
 )
-from convlens.techniques.pairs import Pair, warp_pairs  # noqa: E402
+from convlens.techniques.correspondence.pairs import Pair, warp_pairs  # noqa: E402
 
 
 def clock() -> float:

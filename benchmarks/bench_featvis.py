@@ -31,7 +31,7 @@ try:
 except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from convlens import load_model
-from convlens.techniques.featvis import _layer_channels, feature_visualization
+from convlens.techniques.synthesis.featvis import _layer_channels, feature_visualization
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,7 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens import Lens
-from convlens.techniques.gradients import deconvnet, guided_backprop, saliency
+from convlens.techniques.gradients.gradients import deconvnet, guided_backprop, saliency
 
 
 def main(argv=None) -> int:

@@ -46,7 +46,7 @@ import torch  # noqa: E402
 import convlens  # noqa: E402
 from convlens import Lens  # noqa: E402
 from convlens.techniques import occluders as occ  # noqa: E402
-from convlens.techniques.occlusion import occlusion  # noqa: E402
+from convlens.techniques.occlusion.occlusion import occlusion  # noqa: E402
 
 MODELS = {
     "vgg16": ("torchvision:vgg16", 224, 16, 8),

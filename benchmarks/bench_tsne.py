@@ -38,7 +38,7 @@ except ImportError:  # a checkout without installing
 
 def fashion_codes(n: int, weights: str | None):
     """fashion-net's codes of n test images (all 10000 by default; fewer: a seeded sample)."""
-    from convlens.techniques.codes import cnn_codes
+    from convlens.techniques.units.codes import cnn_codes
 
     lens = convlens.load_model("builtin:fashion-net", weights)
     data = convlens.load_data("builtin:fashion-mnist:test", lens=lens)
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     from sklearn.manifold import TSNE as SkTSNE
     from threadpoolctl import threadpool_limits
 
-    from convlens.techniques.tsne import FFT_OPTIONS, tsne_grid
+    from convlens.techniques.tsne.tsne import FFT_OPTIONS, tsne_grid
 
     t = time.perf_counter()
     c = fashion_codes(args.n, args.weights)

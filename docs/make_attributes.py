@@ -34,8 +34,8 @@ except ImportError:  # a checkout without installing
     import convlens
 from convlens.engine.checkpoint import fingerprint_model
 from convlens.errors import ConvlensError
-from convlens.techniques.attributes import attribute_performance
-from convlens.techniques.scan import scan
+from convlens.techniques.attributes.attributes import attribute_performance
+from convlens.techniques.units.scan import scan
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "attributes"
@@ -155,7 +155,7 @@ def per_class(entry: Entry, folder: Path) -> str:
     """Mean computed attributes and top-1 per class (the first model): which attributes only
     tell the classes apart."""
     from convlens.results import SavedResult
-    from convlens.techniques.image_stats import image_attributes
+    from convlens.techniques.attributes.image_stats import image_attributes
 
     p = pd.read_parquet(folder / "predictions.parquet")
     stats = image_attributes(entry.data, indices=p["index"], progress=False).drop(columns="label")

@@ -27,8 +27,8 @@ try:
 except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
-from convlens.techniques.correspondence import correspondence
-from convlens.techniques.correspondence_result import CorrespondenceResult, pck_interval
+from convlens.techniques.correspondence.correspondence import correspondence
+from convlens.techniques.correspondence.results import CorrespondenceResult, pck_interval
 
 HERE = Path(__file__).resolve().parent
 

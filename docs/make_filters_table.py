@@ -11,7 +11,7 @@ from torch import nn
 
 from convlens import load_model
 from convlens.models.builtin import BUILTIN_MODELS
-from convlens.techniques.filters import NOISE_THRESHOLD, noise_score
+from convlens.techniques.activity.filters import NOISE_THRESHOLD, noise_score
 
 print("| model | layer | weights | filters | median | 10th pct | 90th pct | share noisy (> %.2f) |" % NOISE_THRESHOLD)
 print("|---|---|---|---:|---:|---:|---:|---:|")

@@ -41,10 +41,10 @@ except ImportError:  # a checkout without installing
 from convlens import Lens
 from convlens.data import Loader
 from convlens.data.base import ImageDataset
-from convlens.techniques.adversarial import fgsm, pgd
-from convlens.techniques.adversarial_figures import curve_figure
-from convlens.techniques.fooling import fool
-from convlens.techniques.robustness import robustness
+from convlens.techniques.adversarial.attacks import fgsm, pgd
+from convlens.techniques.adversarial.figures import curve_figure
+from convlens.techniques.adversarial.fooling import fool
+from convlens.techniques.adversarial.robustness import robustness
 
 HERE = Path(__file__).resolve().parent
 #: (model spec, data spec) pairs for the targeted-fooling table

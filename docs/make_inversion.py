@@ -36,8 +36,8 @@ except ImportError:  # a checkout without installing
 from convlens import load_data, load_model
 from convlens.data import Loader
 from convlens.hooks import capture
-from convlens.techniques.featvis import class_model, feature_visualization
-from convlens.techniques.inversion import invert
+from convlens.techniques.synthesis.featvis import class_model, feature_visualization
+from convlens.techniques.synthesis.inversion import invert
 
 HERE = Path(__file__).resolve().parent
 

@@ -7,7 +7,7 @@ true class. Per method: the pointing game (the map's maximum on the visible-obje
 strict, and with a 4-pixel tolerance, Zhang et al.'s 15 px at 224 scaled to 64) and the share
 of the map's total inside the mask. Baselines: a random point / uniform map (hit rate and energy
 = the mask's area share) and a centred Gaussian (sigma = 1/4 of the side). Occlusion is
-included when `convlens.techniques.occlusion` is present (drop of p(class), window 12,
+included when `convlens.techniques.occlusion.occlusion` is present (drop of p(class), window 12,
 stride 4). A few minutes on one core.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.data import Loader
-from convlens.techniques.localisation import energy_in_mask, pointing_game
-from convlens.techniques.smoothing import METHODS
+from convlens.techniques.gradients.localisation import energy_in_mask, pointing_game
+from convlens.techniques.gradients.smoothing import METHODS
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["saliency", "smoothgrad", "integrated_gradients", "deconvnet", "guided_backprop",
@@ -38,7 +38,7 @@ ORDER = ["saliency", "smoothgrad", "integrated_gradients", "deconvnet", "guided_
 
 
 def occlusion_map(lens, x, target):
-    from convlens.techniques.occlusion import occlusion
+    from convlens.techniques.occlusion.occlusion import occlusion
     r = occlusion(lens, x, target=target, window=12, stride=4)
     return (r.clean_prob[:, None, None] - r.prob_image).clamp(min=0)
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     lens = convlens.load_model("builtin:shapes-net")
     ds = convlens.load_data(f"builtin:shapes:test:{args.n}", lens=lens)
     methods = {m: (lambda lens, x, t, m=m: METHODS[m](lens, x, target=t).map) for m in ORDER}
-    if importlib.util.find_spec("convlens.techniques.occlusion") is not None:
+    if importlib.util.find_spec("convlens.techniques.occlusion.occlusion") is not None:
         methods["occlusion"] = occlusion_map
     else:
         print("occlusion not available: skipped")

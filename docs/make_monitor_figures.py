@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from convlens.models.train import Recipe, train_builtin
-from convlens.techniques.monitor import TrainingMonitor
+from convlens.techniques.activity.monitor import TrainingMonitor
 
 EPOCHS, EVERY = 2, 50
 RATES = {"normal (2e-3)": 2e-3, "10x (2e-2)": 2e-2, "far too high (1e-1)": 1e-1}

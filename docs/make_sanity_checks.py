@@ -23,7 +23,7 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.data import Loader
-from convlens.techniques.sanity import cascading_randomization
+from convlens.techniques.gradients.sanity import cascading_randomization
 
 HERE = Path(__file__).resolve().parent
 METHODS = ["saliency", "smoothgrad", "integrated_gradients", "deconvnet", "guided_backprop",

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from convlens import Lens, load_model
-from convlens.techniques.activations import activation_stats, activations
-from convlens.techniques.filters import filters, noise_score
-from convlens.techniques.monitor import TrainingMonitor
+from convlens.techniques.activity.activations import activation_stats, activations
+from convlens.techniques.activity.filters import filters, noise_score
+from convlens.techniques.activity.monitor import TrainingMonitor
 from conftest import all_hooks, assert_unchanged, snapshot
 
 X = torch.arange(1.0, 10.0).view(1, 1, 3, 3)

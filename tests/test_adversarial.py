@@ -19,9 +19,9 @@ from torch import nn
 
 from convlens import ConvlensError, Lens
 from convlens.data.base import ImageDataset
-from convlens.techniques.adversarial import fgsm, model_input, pgd, pixels
-from convlens.techniques.fooling import fool
-from convlens.techniques.robustness import Robustness, robustness
+from convlens.techniques.adversarial.attacks import fgsm, model_input, pgd, pixels
+from convlens.techniques.adversarial.fooling import fool
+from convlens.techniques.adversarial.robustness import Robustness, robustness
 from conftest import all_hooks, assert_unchanged, kill_after_checkpoint, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -156,7 +156,7 @@ def test_fool_reaches_the_closed_form_smallest_change():
 def test_fool_searches_a_miss_again_with_a_larger_step():
     """An image that no c brought to the target gets the search once more, with 3x the step:
     here 10 Adam steps of 0.005 cannot reach p >= 0.9 on the linear model, 10 of 0.015 can."""
-    from convlens.techniques import fooling
+    from convlens.techniques.adversarial import fooling
 
     lens = linear_lens(W2, mean=(0.5,), std=(0.25,))
     u = torch.full((1, 1, 2, 3), 0.5)
@@ -413,7 +413,7 @@ warnings.simplefilter("ignore")
 sys.path.insert(0, {tests!r})
 os.environ["CONVLENS_TEST_SLOW"] = "1"
 from test_adversarial import double_lens, Pixels, EPS
-from convlens.techniques.robustness import robustness
+from convlens.techniques.adversarial.robustness import robustness
 robustness(double_lens(), Pixels(60), eps=EPS, attack="pgd", steps=2, out={out!r}, batch_size=4,
            checkpoint_every=1, progress=False)
 """

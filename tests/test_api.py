@@ -83,4 +83,4 @@ def test_scan_is_one_function():
     import types
 
     assert isinstance(convlens.scan, types.FunctionType)
-    assert convlens.scan.__module__ == "convlens.techniques.scan"
+    assert convlens.scan.__module__ == "convlens.techniques.units.scan"

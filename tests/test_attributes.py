@@ -19,16 +19,16 @@ from PIL import Image
 from scipy import optimize, special
 
 from convlens import ConvlensError
-from convlens.techniques.attribute_result import AttributeResult
-from convlens.techniques.attribute_stats import (
+from convlens.techniques.attributes.results import AttributeResult
+from convlens.techniques.attributes.stats import (
     accuracy_interval,
     independent_columns,
     logistic_regression,
     make_bins,
     wilson,
 )
-from convlens.techniques.attributes import attribute_performance
-from convlens.techniques.image_stats import ImageStats, image_attributes, image_stats, object_area
+from convlens.techniques.attributes.attributes import attribute_performance
+from convlens.techniques.attributes.image_stats import ImageStats, image_attributes, image_stats, object_area
 
 EDGES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 TRUE_P = np.array([0.55, 0.65, 0.75, 0.85, 0.92])
@@ -523,7 +523,7 @@ def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
 
     from convlens import Lens
     from convlens.data.shapes import SHAPE_CLASSES
-    from convlens.techniques.scan import scan
+    from convlens.techniques.units.scan import scan
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),

@@ -7,7 +7,7 @@ import torch
 
 from convlens import ConvlensError, load_data, load_model
 from convlens.data import fashion
-from convlens.techniques.evaluate import evaluate
+from convlens.techniques.units.evaluate import evaluate
 
 try:
     fashion.find_root()
@@ -131,7 +131,7 @@ def test_stamps_net_shape_and_every_view_keeps_batch_norm_state():
     import convlens
     from convlens.lens import Lens
     from convlens.models.nets import stamps_net
-    from convlens.techniques.codes import code_layer
+    from convlens.techniques.units.codes import code_layer
 
     torch.manual_seed(0)
     net = stamps_net()

@@ -207,7 +207,7 @@ def test_help_of_every_command_uses_the_shared_vocabulary(capsys):
 
 
 def test_ctrl_c_in_a_scan_says_what_was_saved_and_how_to_continue(monkeypatch, tmp_path, capsys):
-    import convlens.techniques.scan as S
+    import convlens.techniques.units.scan as S
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -218,7 +218,7 @@ def test_ctrl_c_in_a_scan_says_what_was_saved_and_how_to_continue(monkeypatch, t
 
 
 def test_ctrl_c_elsewhere_says_nothing_was_saved(monkeypatch, capsys):
-    import convlens.techniques.evaluate as E
+    import convlens.techniques.units.evaluate as E
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

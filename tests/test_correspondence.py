@@ -14,9 +14,9 @@ from torch import nn
 
 from convlens import Lens
 from convlens.errors import ConvlensError
-from convlens.techniques.correspondence import correspondence, transfer_features
-from convlens.techniques.pairs import Pair, file_pairs, make_pair, to_input
-from convlens.techniques.warps import ThinPlate, invert, random_affine, random_tps, warp_image
+from convlens.techniques.correspondence.correspondence import correspondence, transfer_features
+from convlens.techniques.correspondence.pairs import Pair, file_pairs, make_pair, to_input
+from convlens.techniques.correspondence.warps import ThinPlate, invert, random_affine, random_tps, warp_image
 
 # -- a fully convolutional net whose features are one-hot codes of pixel blocks ------------------
 SIDE, SHIFT = 32, 8
@@ -158,7 +158,7 @@ def test_batched_equals_literal_reference(metric):
 
 def test_pixel_baseline_equals_literal_patches():
     """The grouped-convolution search equals an explicit scan of every window of B."""
-    from convlens.techniques.correspondence import transfer_patches
+    from convlens.techniques.correspondence.correspondence import transfer_patches
 
     rng = np.random.default_rng(1)
     g = torch.Generator().manual_seed(1)
@@ -207,7 +207,7 @@ def test_grid_search_on_the_cell_centres_is_the_cell_search():
     cells = transfer_features(fa, fb, pts, info.field).numpy()
     np.testing.assert_array_equal(transfer_features(fa, fb, pts, info.field, grid=centres).numpy(),
                                   cells)
-    from convlens.techniques.correspondence import grid_points
+    from convlens.techniques.correspondence.correspondence import grid_points
     grid = grid_points((24, 24), 3)
     got = transfer_features(fa, fb, pts, info.field, grid=grid).numpy().reshape(-1, 2)
     assert (got[:, None] == grid[None]).all(2).any(1).all()  # every answer is a grid point
@@ -335,7 +335,7 @@ def test_pairs_file_counts_what_it_cannot_use(manifest):
 def test_intraclass_without_keypoints_is_one_line():
     from convlens.data import load_data
     from convlens.models import load_model
-    from convlens.techniques.pairs import has_keypoints
+    from convlens.techniques.correspondence.pairs import has_keypoints
 
     assert has_keypoints(load_data("builtin:shapes:test:5"))
     assert not has_keypoints(load_data("builtin:fashion-mnist:test"), scan=5)

@@ -33,7 +33,7 @@ from convlens.optimize import (
     render,
     total_variation,
 )
-from convlens.techniques.featvis import (
+from convlens.techniques.synthesis.featvis import (
     ClassModelResult,
     FeatureVisResult,
     class_model,

@@ -15,11 +15,11 @@ from torch.overrides import _get_current_function_mode_stack
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.hooks import ReluRuleWarning, relu_rule
-from convlens.techniques.cam import default_cam_layer, grad_cam, guided_grad_cam
-from convlens.techniques.gradients import deconvnet, guided_backprop, saliency
-from convlens.techniques.localisation import energy_in_mask, pointing_game
-from convlens.techniques.sanity import cascading_randomization
-from convlens.techniques.smoothing import METHODS, integrated_gradients, smoothgrad
+from convlens.techniques.gradients.cam import default_cam_layer, grad_cam, guided_grad_cam
+from convlens.techniques.gradients.gradients import deconvnet, guided_backprop, saliency
+from convlens.techniques.gradients.localisation import energy_in_mask, pointing_game
+from convlens.techniques.gradients.sanity import cascading_randomization
+from convlens.techniques.gradients.smoothing import METHODS, integrated_gradients, smoothgrad
 from conftest import all_hooks, assert_unchanged, snapshot
 
 MAP_METHODS = ["saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam",

@@ -14,7 +14,7 @@ from torch import nn
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.optimize import Context
-from convlens.techniques.inversion import (
+from convlens.techniques.synthesis.inversion import (
     PAPER_TV,
     InversionResult,
     inversion_objective,

@@ -14,7 +14,7 @@ from torch import nn
 import convlens
 from convlens import ConvlensError, Lens
 from convlens.cli import main
-from convlens.techniques.occlusion import occlusion
+from convlens.techniques.occlusion.occlusion import occlusion
 from conftest import all_hooks, assert_unchanged, snapshot
 
 
@@ -224,7 +224,7 @@ def test_activation_map_of_a_layer():
 @pytest.mark.parametrize("size,window,stride", [(12, 3, 2), (20, 6, 4), (28, 5, 3), (7, 7, 2),
                                                 (64, 12, 8)])
 def test_every_pixel_is_occluded(size, window, stride):
-    from convlens.techniques.occlusion import positions
+    from convlens.techniques.occlusion.occlusion import positions
 
     starts = positions(size, window, stride)
     covered = np.zeros(size, bool)

@@ -10,8 +10,8 @@ from torch import nn
 from browser import broken_images, browser, needs_browser, open_page, pages_to_check
 from convlens import Lens, load_data, load_model
 from convlens.lens import LayersResult
-from convlens.techniques.activations import activation_stats, activations
-from convlens.techniques.filters import filters
+from convlens.techniques.activity.activations import activation_stats, activations
+from convlens.techniques.activity.filters import filters
 
 EVIL = "<script>window.__pwned = 1</script>"
 
@@ -231,8 +231,8 @@ def test_10k_point_map_opens_fast(tmp_path):
 
 def test_results_show_themselves_in_notebooks():
     """Every result has `_repr_html_` (Jupyter): pictures embedded, strings escaped."""
-    from convlens.techniques.gradients import guided_backprop
-    from convlens.techniques.occlusion import occlusion
+    from convlens.techniques.gradients.gradients import guided_backprop
+    from convlens.techniques.occlusion.occlusion import occlusion
     lens = load_model("builtin:shapes-net")
     x = torch.stack([load_data("builtin:shapes:test:2", lens=lens)[i].image for i in range(2)])
     for res in (guided_backprop(lens, x), occlusion(lens, x, window=16, stride=8),

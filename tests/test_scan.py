@@ -23,11 +23,11 @@ from convlens import ConvlensError, Lens, capture, load_model
 from convlens.data.base import ImageDataset
 from convlens.errors import BadImage
 from convlens.receptive import Field
-from convlens.techniques.units import cut_patch, unit_patches
-from convlens.techniques.topk import TopK, select_topk
-from convlens.techniques.scan import ScanResult
-from convlens.techniques.codes import code_layer
-from convlens.techniques.scan import scan
+from convlens.techniques.units.patches import cut_patch, unit_patches
+from convlens.techniques.units.topk import TopK, select_topk
+from convlens.techniques.units.scan import ScanResult
+from convlens.techniques.units.codes import code_layer
+from convlens.techniques.units.scan import scan
 from conftest import assert_unchanged, kill_after_checkpoint, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -316,7 +316,7 @@ warnings.simplefilter("ignore")
 sys.path.insert(0, {tests!r})
 os.environ["CONVLENS_TEST_SLOW"] = "1"
 from test_scan import exact_lens, Synthetic, LAYERS
-from convlens.techniques.scan import scan
+from convlens.techniques.units.scan import scan
 scan(exact_lens(), Synthetic(120), LAYERS, topk=5, directions=2, out={out!r}, batch_size=8,
      checkpoint_every=1, progress=False)
 """

@@ -256,7 +256,7 @@ TEST_MIN, SEEN_MIN = 0.49, 0.81
 def test_stamps_net_shipped():
     """Weights small and safe to load; accuracy on 240 items of each split near the model
     card's (docs/models.md: measured on 10,000), with a margin for the smaller sample."""
-    from convlens.techniques.evaluate import evaluate
+    from convlens.techniques.units.evaluate import evaluate
     from convlens.models import load_model
     from convlens.models.builtin import BUILTIN_MODELS
     from convlens.models.checkpoint import read_state_dict
@@ -270,5 +270,5 @@ def test_stamps_net_shipped():
     assert test.n == seen.n == 240
     assert test.top1 >= TEST_MIN and seen.top1 >= SEEN_MIN
     assert seen.top1 > test.top1  # objects seen in training are easier than unseen ones
-    from convlens.techniques.filters import filters
+    from convlens.techniques.activity.filters import filters
     assert filters(lens).verdict == "smooth"  # trained conv1 filters, as for the other nets

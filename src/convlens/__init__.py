@@ -22,37 +22,37 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Lens": "lens", "LayerInfo": "lens", "Field": "receptive", "capture": "hooks",
     "relu_rule": "hooks", "load_model": "models", "load_data": "data",
-    "ConvlensError": "errors", "evaluate": "techniques.evaluate",
+    "ConvlensError": "errors", "evaluate": "techniques.units.evaluate",
     # §1 activations, dead filters, filters
-    "activations": "techniques.activations", "activation_stats": "techniques.activations",
-    "filters": "techniques.filters", "TrainingMonitor": "techniques.monitor",
+    "activations": "techniques.activity.activations", "activation_stats": "techniques.activity.activations",
+    "filters": "techniques.activity.filters", "TrainingMonitor": "techniques.activity.monitor",
     # §2 the dataset pass: top-k images per unit, codes, predictions; receptive-field patches
-    "scan": "techniques.scan", "ScanResult": "techniques.scan", "unit_patches": "techniques.units",
+    "scan": "techniques.units.scan", "ScanResult": "techniques.units.scan", "unit_patches": "techniques.units.patches",
     # §3 t-SNE of CNN codes
-    "cnn_codes": "techniques.codes", "codes_from_scan": "techniques.codes",
-    "tsne_grid": "techniques.tsne",
+    "cnn_codes": "techniques.units.codes", "codes_from_scan": "techniques.units.codes",
+    "tsne_grid": "techniques.tsne.tsne",
     # §4 occlusion
-    "occlusion": "techniques.occlusion", "OcclusionResult": "techniques.occlusion",
+    "occlusion": "techniques.occlusion.occlusion", "OcclusionResult": "techniques.occlusion.occlusion",
     # §5 the data gradient and friends
-    "Unit": "techniques.targets", "saliency": "techniques.gradients",
-    "deconvnet": "techniques.gradients", "guided_backprop": "techniques.gradients",
-    "grad_cam": "techniques.cam", "guided_grad_cam": "techniques.cam",
-    "smoothgrad": "techniques.smoothing", "integrated_gradients": "techniques.smoothing",
-    "cascading_randomization": "techniques.sanity",
+    "Unit": "techniques.gradients.targets", "saliency": "techniques.gradients.gradients",
+    "deconvnet": "techniques.gradients.gradients", "guided_backprop": "techniques.gradients.gradients",
+    "grad_cam": "techniques.gradients.cam", "guided_grad_cam": "techniques.gradients.cam",
+    "smoothgrad": "techniques.gradients.smoothing", "integrated_gradients": "techniques.gradients.smoothing",
+    "cascading_randomization": "techniques.gradients.sanity",
     # §6 images from codes: inversion, class models, feature visualisation
-    "invert": "techniques.inversion", "InversionResult": "techniques.inversion",
-    "class_model": "techniques.featvis", "ClassModelResult": "techniques.featvis",
-    "feature_visualization": "techniques.featvis", "FeatureVisResult": "techniques.featvis",
+    "invert": "techniques.synthesis.inversion", "InversionResult": "techniques.synthesis.inversion",
+    "class_model": "techniques.synthesis.featvis", "ClassModelResult": "techniques.synthesis.featvis",
+    "feature_visualization": "techniques.synthesis.featvis", "FeatureVisResult": "techniques.synthesis.featvis",
     # §7 how much spatial information is preserved
-    "correspondence": "techniques.correspondence",
-    "CorrespondenceResult": "techniques.correspondence_result",
+    "correspondence": "techniques.correspondence.correspondence",
+    "CorrespondenceResult": "techniques.correspondence.results",
     # §8 performance as a function of image attributes
-    "attribute_performance": "techniques.attributes", "AttributeResult": "techniques.attribute_result",
-    "image_attributes": "techniques.image_stats",
+    "attribute_performance": "techniques.attributes.attributes", "AttributeResult": "techniques.attributes.results",
+    "image_attributes": "techniques.attributes.image_stats",
     # §9 fooling ConvNets
-    "fgsm": "techniques.adversarial", "pgd": "techniques.adversarial",
-    "AdversarialExamples": "techniques.adversarial", "fool": "techniques.fooling",
-    "robustness": "techniques.robustness", "RobustnessResult": "techniques.robustness",
+    "fgsm": "techniques.adversarial.attacks", "pgd": "techniques.adversarial.attacks",
+    "AdversarialExamples": "techniques.adversarial.attacks", "fool": "techniques.adversarial.fooling",
+    "robustness": "techniques.adversarial.robustness", "RobustnessResult": "techniques.adversarial.robustness",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

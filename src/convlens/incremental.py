@@ -5,7 +5,7 @@ Occlusion-based Deep CNN Explanations", SIGMOD 2019, https://arxiv.org/abs/1904.
 image's output of every node of the model's graph is kept; for a batch of copies of the image
 that differ from it in one rectangle each, only the region each copy changes is recomputed,
 layer by layer, and the rest is read from the clean outputs. Occlusion
-(`convlens.techniques.occlusion`) is its user.
+(`convlens.techniques.occlusion.occlusion`) is its user.
 
 The incremental region of a conv/pool layer (kernel ``k``, stride ``s``, padding ``p``, dilation
 ``d``) whose input changed in rows ``[a, a + h)`` is, per axis::

@@ -14,6 +14,7 @@ prediction). The report draws colour bars and legends from these, so every map h
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from .views import view_info
 
 MANIFEST = "manifest.json"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -150,14 +153,20 @@ class Result:
             "arrays": {}, "tables": {}, "pictures": {},
             "about": self.about, "figures": _jsonable(self.figures()) if pictures else [],
         }
-        for name, a in self.arrays().items():
+        manifest["view"] = view_info(self.kind)
+        manifest["result"] = f"{type(self).__module__}:{type(self).__qualname__}"
+        manifest["per_image"] = [list(p) for p in self.per_image()] if pictures else []
+        arrays, tables = dict(self.arrays()), dict(self.tables())
+        manifest["fields"] = self._fields(arrays, tables)
+        for name, a in arrays.items():
             f = f"{safe_name(name)}.npy"
             np.save(out / f, as_numpy(a), allow_pickle=False)
             manifest["arrays"][name] = f
-        for name, df in self.tables().items():
+        for name, df in tables.items():
             f = f"{safe_name(name)}.parquet"
             df.to_parquet(out / f, index=False)
-            df.to_csv(out / f"{safe_name(name)}.csv", index=False)
+            if not name.startswith("_field_"):
+                df.to_csv(out / f"{safe_name(name)}.csv", index=False)
             manifest["tables"][name] = f
         if pictures:
             from .draw import save_png
@@ -172,6 +181,85 @@ class Result:
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, out / MANIFEST)  # a reader never sees half a manifest
         return out
+
+
+    # -- the one save/load mechanism ----------------------------------------------------------
+    def per_image(self) -> list[list[str]]:
+        """For the report's page of each image: per input image, the names of its pictures
+        (input, map, overlay, ...) in the order to show them. Default: none (not a per-image
+        view)."""
+        return []
+
+    def _fields(self, arrays: dict, tables: dict) -> dict[str, dict]:
+        """How each dataclass field is stored: a reference to an array or a table of `arrays` /
+        `tables` (the same object), else its own ``_field_NAME`` array or table (added to
+        them), else a JSON value. `load` reads them back."""
+        if not dataclasses.is_dataclass(self):
+            return {}
+        out: dict[str, dict] = {}
+        for f in dataclasses.fields(self):
+            if not f.init:
+                continue
+            v = getattr(self, f.name)
+            if v is None:
+                out[f.name] = {"value": None}
+            elif _is_array(v):
+                name = next((k for k, a in arrays.items() if a is v), None)
+                if name is None:
+                    name = f"_field_{f.name}"
+                    arrays[name] = v
+                out[f.name] = {"array": name}
+            elif _is_table(v):
+                name = next((k for k, t in tables.items() if t is v), None)
+                if name is None:
+                    name = f"_field_{f.name}"
+                    tables[name] = v
+                out[f.name] = {"table": name}
+            elif isinstance(v, (list, tuple)) and v and all(_is_array(a) for a in v):
+                names = []
+                for j, a in enumerate(v):
+                    names.append(f"_field_{f.name}_{j}")
+                    arrays[names[-1]] = a
+                out[f.name] = {"arrays": names}
+            else:
+                out[f.name] = {"value": _jsonable(v)}
+        return out
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, mmap: bool = False):
+        """A saved result read back as this type, through the fields its manifest lists
+        (arrays as tensors where torch is loaded and the field is a tensor; with `mmap`, large
+        arrays stay on disk until read)."""
+        saved = SavedResult(folder)
+        return saved.load_as(cls, mmap=mmap)
+
+
+def _is_array(v) -> bool:
+    return isinstance(v, np.ndarray) or type(v).__module__.startswith("torch") and hasattr(v, "shape")
+
+
+def _is_table(v) -> bool:
+    return type(v).__name__ == "DataFrame" and type(v).__module__.startswith("pandas")
+
+
+def load_result(folder: str | os.PathLike, mmap: bool = False) -> Result:
+    """Any saved result read back as the type that saved it (``manifest.json``'s ``result``)."""
+    import importlib
+
+    from .errors import ConvlensError
+
+    saved = SavedResult(folder)
+    path = saved.manifest.get("result")
+    if not path:
+        raise ConvlensError(f"{saved.folder}: saved before results recorded their type; save "
+                            "it again to load it")
+    module, _, qualname = path.partition(":")
+    if not module.startswith("convlens."):
+        raise ConvlensError(f"{saved.folder}: {path!r} is not a convlens result type")
+    cls = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return cls.load(saved.folder, mmap=mmap)
 
 
 class SavedResult:
@@ -211,6 +299,58 @@ class SavedResult:
 
     def picture(self, name: str) -> Path:
         return self.folder / self.manifest["pictures"][name]
+
+    @property
+    def view(self) -> dict:
+        """Section, title, line and order of the view that saved it (`convlens.views`)."""
+        return self.manifest.get("view") or view_info(self.kind)
+
+    @property
+    def per_image(self) -> list[list[str]]:
+        """Per input image, the names of its pictures (`Result.per_image`)."""
+        return self.manifest.get("per_image") or []
+
+    def load_as(self, cls, mmap: bool = False):
+        """Build `cls` (a dataclass `Result`) from the fields the manifest lists."""
+        from .errors import ConvlensError
+
+        fields = self.manifest.get("fields")
+        if fields is None or not dataclasses.is_dataclass(cls):
+            raise ConvlensError(f"{self.folder}: not a result that {cls.__name__} can load")
+        want = self.manifest.get("result", "").rpartition(":")[2]
+        if want and want != cls.__qualname__ and not any(
+                b.__qualname__ == want for b in cls.__mro__):
+            raise ConvlensError(f"{self.folder} holds a {want} ({self.kind!r}), not a "
+                                f"{cls.__name__}")
+        torch = sys.modules.get("torch")  # never imported here: the report reads without torch
+        hints = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for name, how in fields.items():
+            if name not in hints:
+                continue
+            tensor = torch is not None and "Tensor" in hints[name]
+            if "array" in how:
+                kwargs[name] = self._array(how["array"], mmap, tensor)
+            elif "arrays" in how:
+                kwargs[name] = [self._array(a, mmap, tensor) for a in how["arrays"]]
+            elif "table" in how:
+                kwargs[name] = self.table(how["table"])
+            else:
+                v = how.get("value")
+                kwargs[name] = tuple(v) if isinstance(v, list) and hints[name].startswith(
+                    "tuple") else v
+        obj = cls(**kwargs)
+        restored = getattr(obj, "_loaded", None)
+        if callable(restored):
+            restored(self)
+        return obj
+
+    def _array(self, name: str, mmap: bool, tensor: bool):
+        a = self.array(name, mmap=mmap)
+        if tensor:
+            import importlib
+            return importlib.import_module("torch").from_numpy(np.array(a))
+        return a
 
 
 def scale(lo: float, hi: float, label: str, cmap: str = "inferno",

@@ -31,7 +31,7 @@ def cmd_activations(args) -> int:
     """Show the activation maps of a forward pass: per image and layer, every channel as a grey
     tile on one shared scale per layer (per-tile scaling would hide dead channels). The tensor
     is the output of the named module: a ReLU module gives post-ReLU maps."""
-    from ..techniques.activations import activations
+    from ..techniques.activity.activations import activations
 
     lens = lens_from(args)
     x, _ = images_from(args, lens)
@@ -56,7 +56,7 @@ def cmd_stats(args) -> int:
     """Stream a dataset through the model and report, per channel, the share of inputs whose map
     is all zero, sparsity (share of exact zeros), mean and max; per layer, the share of dead
     channels. Writes channels/layers tables (Parquet and CSV) and a bar plot per layer."""
-    from ..techniques.activations import activation_stats
+    from ..techniques.activity.activations import activation_stats
 
     lens = lens_from(args)
     data = data_from(args, lens)
@@ -85,7 +85,7 @@ def cmd_filters(args) -> int:
     filter gets a noise score (share of spectral energy above half Nyquist) and a verdict."""
     from pathlib import Path
 
-    from ..techniques.filters import NOISE_THRESHOLD, filters
+    from ..techniques.activity.filters import NOISE_THRESHOLD, filters
 
     lens = lens_from(args)
     threshold = NOISE_THRESHOLD if args.threshold is None else args.threshold

@@ -69,7 +69,7 @@ def cmd_fool(args) -> int:
     reaches --confidence. Prints each image's L2 and L-infinity change (pixels in [0, 1]);
     writes the images, the changes, a gallery (x | change, amplified | x_adv) and the saliency
     of x and x_adv."""
-    from ..techniques.fooling import fool
+    from ..techniques.adversarial.fooling import fool
 
     lens = lens_from(args)
     x, names = images_from(args, lens)
@@ -114,7 +114,7 @@ def cmd_adversarial(args) -> int:
     (Goodfellow et al. 2015). Streams the data, checkpoints as it goes (run the same command
     again after a crash and it resumes), and draws the accuracy-against-eps curve and a gallery
     of the first --examples items at the largest eps."""
-    from ..techniques.robustness import robustness
+    from ..techniques.adversarial.robustness import robustness
 
     lens = lens_from(args)
     data = data_from(args, lens)

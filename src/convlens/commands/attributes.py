@@ -81,7 +81,7 @@ def cmd_attributes(args) -> int:
     logistic regression of correctness on all attributes at once (which ones matter with the
     others held fixed). Predictions come from scan folders (convlens scan --out DIR), or from
     running --model over --data. Writes a table and a figure per attribute and the regression."""
-    from ..techniques.attributes import attribute_performance
+    from ..techniques.attributes.attributes import attribute_performance
 
     if not args.scan and not args.model:
         raise ConvlensError("give --scan DIR (repeatable) or --model SPEC --data SPEC")

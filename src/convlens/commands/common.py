@@ -330,3 +330,28 @@ def data_from(args, lens=None):
 def on_interrupt(args, message: str) -> None:
     """What Ctrl-C should tell the user from now on (what was saved, how to continue)."""
     args._interrupt_message = message
+
+
+def run_from(args, **overrides):
+    """The `RunSettings` of a dataset view from the shared options (data's --batch-size and
+    --workers, the engine's --engine/--checkpoint-every/--no-resume/--ray-address/--shard-size,
+    --device and --dtype where the command has them): built once here, never per command."""
+    from ..engine.settings import RunSettings
+
+    engine = getattr(args, "engine", "local") or "local"
+    dtype = getattr(args, "dtype", None)
+    values = {
+        "batch_size": getattr(args, "batch_size", None),
+        "workers": getattr(args, "workers", None),
+        "engine": engine,
+        "resume": getattr(args, "resume", None),
+        "checkpoint_every": getattr(args, "checkpoint_every", None),
+        "shard_size": getattr(args, "shard_size", None),
+        "ray_address": getattr(args, "ray_address", None),
+        "channels_last": getattr(args, "channels_last", None),
+        # locally the model runs where --device put it; a Ray task moves it itself
+        "device": None if engine == "local" else getattr(args, "device", None),
+        "dtype": None if dtype in (None, "float32") else dtype,
+    }
+    values.update(overrides)
+    return RunSettings(**{k: v for k, v in values.items() if v is not None})

@@ -83,7 +83,7 @@ def cmd_correspondence(args) -> int:
     alpha x max(h, w) of the true point (PCK). Scores every layer and the pixel and SIFT
     baselines on the same pairs, with bootstrap 95 % intervals. Writes the PCK table, every
     transfer, a plot of PCK against depth and example pairs into --out."""
-    from ..techniques.correspondence import correspondence
+    from ..techniques.correspondence.correspondence import correspondence
 
     lens = lens_from(args)
     data = data_from(args, lens)

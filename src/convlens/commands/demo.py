@@ -171,16 +171,16 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
     from ..lens import LayersResult
     from ..models import load_model
     from ..results import SavedResult
-    from ..techniques.activations import activation_stats, activations, default_layers
-    from ..techniques.cam import grad_cam, guided_grad_cam
-    from ..techniques.codes import codes_from_scan
-    from ..techniques.filters import filters
-    from ..techniques.gradients import deconvnet, guided_backprop, saliency
-    from ..techniques.occlusion import occlusion
-    from ..techniques.scan import scan
-    from ..techniques.smoothing import integrated_gradients, smoothgrad
-    from ..techniques.tsne import tsne_grid
-    from ..techniques.units import unit_patches
+    from ..techniques.activity.activations import activation_stats, activations, default_layers
+    from ..techniques.gradients.cam import grad_cam, guided_grad_cam
+    from ..techniques.units.codes import codes_from_scan
+    from ..techniques.activity.filters import filters
+    from ..techniques.gradients.gradients import deconvnet, guided_backprop, saliency
+    from ..techniques.occlusion.occlusion import occlusion
+    from ..techniques.units.scan import scan
+    from ..techniques.gradients.smoothing import integrated_gradients, smoothgrad
+    from ..techniques.tsne.tsne import tsne_grid
+    from ..techniques.units.patches import unit_patches
 
     lens = lens if lens is not None else load_model(s.model, seed=s.seed)
     slug = s.model.split(":")[-1].replace("/", "_")
@@ -261,7 +261,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
     def step_attributes():
         if "scan" not in state or state["scan"].predictions is None:
             raise RuntimeError("needs the scan's predictions")
-        from ..techniques.attributes import attribute_performance
+        from ..techniques.attributes.attributes import attribute_performance
         if not len(state["scan"].predictions["correct"].dropna()):  # nothing to bin
             raise RuntimeError("it measures accuracy: " + state["scan"].accuracy_note())
         model = SavedResult(base / "scan").manifest.get("model")
@@ -271,14 +271,14 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         return ", ".join(res.attributes)
 
     def step_robustness():
-        from ..techniques.robustness import robustness
+        from ..techniques.adversarial.robustness import robustness
         res = robustness(lens, s.data, eps=[0, 0.01, 0.03, 0.1], indices=range(min(s.n_scan, 200 if quick else 2000)),
                          examples=6, progress=progress)
         save(res, "robustness")
         return None
 
     def step_fool():
-        from ..techniques.fooling import fool
+        from ..techniques.adversarial.fooling import fool
         x = images()[:4]
         k = lens.num_classes or 2
         with torch.no_grad():
@@ -287,7 +287,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         return None
 
     def step_inversion():
-        from ..techniques.inversion import invert
+        from ..techniques.synthesis.inversion import invert
         layers = default_layers(lens)
         picks = list(dict.fromkeys([layers[0], layers[len(layers) // 2], layers[-1]]))
         res = invert(lens, images()[:1 if lighter else 2 if quick else 4], picks, steps=60 if quick else 200,
@@ -296,7 +296,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         return ", ".join(picks)
 
     def step_class_model():
-        from ..techniques.featvis import class_model
+        from ..techniques.synthesis.featvis import class_model
         k = lens.num_classes or 0
         targets = None  # every class, when there are few
         if not k or k > 12:  # e.g. ImageNet's 1,000: the classes predicted for the demo's images
@@ -309,7 +309,7 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         return None if targets is None else f"{len(targets)} of {k} classes"
 
     def step_featvis():
-        from ..techniques.featvis import feature_visualization
+        from ..techniques.synthesis.featvis import feature_visualization
         spatial = spatial_layers()
         if not spatial:
             raise RuntimeError("no layer with spatial maps")
@@ -321,8 +321,8 @@ def _steps(s: Setting, lens, out: Path, quick: bool, progress: bool) -> list[Ste
         return layer
 
     def step_correspondence():
-        from ..techniques.correspondence import correspondence
-        from ..techniques.pairs import has_keypoints
+        from ..techniques.correspondence.correspondence import correspondence
+        from ..techniques.correspondence.pairs import has_keypoints
         kind = s.pairs or ("intraclass" if has_keypoints(dataset) else "warp")
         extra = {"close": s.close} if kind == "intraclass" and s.close else (
             {"warp": "mixed"} if kind == "warp" else {})

@@ -33,7 +33,7 @@ def cmd_evaluate(args) -> int:
     matches no accuracy is claimed (each class's most frequent prediction is shown instead)."""
     from dataclasses import asdict
 
-    from ..techniques.evaluate import evaluate
+    from ..techniques.units.evaluate import evaluate
 
     lens = lens_from(args)
     data = data_from(args, lens)

@@ -50,7 +50,7 @@ def cmd_class_model(args) -> int:
     before softmax; Simonyan, Vedaldi & Zisserman 2014, §2), by gradient ascent from the mean
     image plus a little noise, pixels kept in range. Writes the images (.npy), a table of
     scores and p(class | image), the labelled grid (.png) and manifest.json."""
-    from ..techniques.featvis import class_model
+    from ..techniques.synthesis.featvis import class_model
 
     lens = lens_from(args)
     target = None if not args.classes else [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -98,7 +98,7 @@ def cmd_featvis(args) -> int:
     channels are one batch. Writes the images (.npy), a table of the objective per channel, the
     grid (.png) and manifest.json."""
     from ..errors import ConvlensError
-    from ..techniques.featvis import feature_visualization
+    from ..techniques.synthesis.featvis import feature_visualization
 
     lens = lens_from(args)
     if args.batch_size is not None and args.batch_size < 1:

@@ -35,7 +35,7 @@ def _cam_layer(p):
 
 def _run(args, fn, **kwargs) -> int:
     """Load model and images, explain each image's target, save, and say what was explained."""
-    from ..techniques.targets import parse_target
+    from ..techniques.gradients.targets import parse_target
 
     lens = lens_from(args)
     x, _ = images_from(args, lens)
@@ -54,7 +54,7 @@ def cmd_saliency(args) -> int:
     """Saliency map (Simonyan et al. 2014): the gradient of the class score (before softmax) or
     of one unit with respect to the pixels; map = max over colour channels of |gradient|.
     Writes map, signed gradient (attribution), overlays and manifest.json."""
-    from ..techniques.gradients import saliency
+    from ..techniques.gradients.gradients import saliency
     return _run(args, saliency)
 
 
@@ -64,7 +64,7 @@ def cmd_deconvnet(args) -> int:
     """DeconvNet (Zeiler & Fergus 2014): project a unit (others of its layer zeroed) or a class
     score back to pixels; every ReLU passes max(R, 0) back whatever its input's sign; max
     pooling uses the forward switches."""
-    from ..techniques.gradients import deconvnet
+    from ..techniques.gradients.gradients import deconvnet
     return _run(args, deconvnet)
 
 
@@ -73,7 +73,7 @@ def cmd_deconvnet(args) -> int:
 def cmd_guided_backprop(args) -> int:
     """Guided backpropagation (Springenberg et al. 2015): the gradient, but every ReLU (module
     or functional, in-place or not) passes back [f > 0] * max(R, 0)."""
-    from ..techniques.gradients import guided_backprop
+    from ..techniques.gradients.gradients import guided_backprop
     return _run(args, guided_backprop)
 
 
@@ -89,7 +89,7 @@ def _cam_opts(name):
 def cmd_grad_cam(args) -> int:
     """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_k alpha_k A^k), alpha_k the gradient of the
     target averaged over the layer's positions; upsampled bilinearly to the input."""
-    from ..techniques.cam import grad_cam
+    from ..techniques.gradients.cam import grad_cam
     return _run(args, grad_cam, layer=args.layer)
 
 
@@ -97,7 +97,7 @@ def cmd_grad_cam(args) -> int:
 @options(_cam_opts("guided-grad-cam"))
 def cmd_guided_grad_cam(args) -> int:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times Grad-CAM."""
-    from ..techniques.cam import guided_grad_cam
+    from ..techniques.gradients.cam import guided_grad_cam
     return _run(args, guided_grad_cam, layer=args.layer)
 
 
@@ -122,7 +122,7 @@ def _smooth_opts(p):
 def cmd_smoothgrad(args) -> int:
     """SmoothGrad (Smilkov et al. 2017): average --method's maps over --samples copies of each
     image with Gaussian noise of std --noise times the image's value range."""
-    from ..techniques.smoothing import smoothgrad
+    from ..techniques.gradients.smoothing import smoothgrad
     extra = {"layer": args.layer} if args.method in ("grad-cam", "guided-grad-cam") else {}
     return _run(args, smoothgrad, method=args.method, samples=args.samples,
                 noise_level=args.noise, seed=args.seed, batch_size=args.batch_size, **extra)
@@ -146,7 +146,7 @@ def _ig_opts(p):
 def cmd_integrated_gradients(args) -> int:
     """Integrated gradients (Sundararajan et al. 2017): (x - x') times the gradient averaged
     along the straight path from the baseline x' to x; prints the completeness error."""
-    from ..techniques.smoothing import integrated_gradients
+    from ..techniques.gradients.smoothing import integrated_gradients
     try:
         baseline: object = float(args.baseline)
     except ValueError:

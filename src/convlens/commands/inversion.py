@@ -47,7 +47,7 @@ def cmd_invert(args) -> int:
     (layer, image) pair in one batch. Writes the reconstructions (.npy), a table of the
     representation and pixel errors per layer and image, the strip (.png) and manifest.json."""
     from ..errors import ConvlensError
-    from ..techniques.inversion import invert
+    from ..techniques.synthesis.inversion import invert
 
     lens = lens_from(args)
     x, names = images_from(args, lens)

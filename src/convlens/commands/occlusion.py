@@ -75,7 +75,7 @@ def cmd_occlusion(args) -> int:
     """Slide a square occluder over each image and map p(target), the most probable class and,
     with --layer, the total activation of one feature map (Zeiler & Fergus 2014, Fig. 7). Writes
     the maps (.npy), a table of positions, overlays (.png) and manifest.json into --out."""
-    from ..techniques.occlusion import occlusion
+    from ..techniques.occlusion.occlusion import occlusion
 
     lens = lens_from(args)
     x, names = images_from(args, lens)

@@ -64,7 +64,7 @@ def cmd_scan(args) -> int:
     the way, per-channel statistics, each image's code (float16, for t-SNE) and predictions
     with the items' metadata (for accuracy by attribute). Checkpoints as it goes: run the same
     command again after a crash and it resumes. Then `convlens units --scan DIR --layer L`."""
-    from ..techniques.scan import scan
+    from ..techniques.units.scan import scan
 
     lens = lens_from(args, cast=False)  # --dtype runs the pass under autocast
     data = data_from(args, lens)  # its spec is recorded, so `convlens units` can read it again
@@ -130,7 +130,7 @@ def cmd_units(args) -> int:
     box; plus one overview with a row of patches per unit. Re-reads the images from the data
     spec the scan saved (or --data)."""
     from ..results import safe_name
-    from ..techniques.units import unit_patches
+    from ..techniques.units.patches import unit_patches
 
     if not (Path(args.scan) / "manifest.json").is_file():
         raise ConvlensError(f"{args.scan} holds no manifest.json: run convlens scan --out DIR first")

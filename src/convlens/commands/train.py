@@ -35,7 +35,7 @@ def cmd_train(args) -> int:
 
     from ..errors import ConvlensError
     from ..models.train import train_builtin
-    from ..techniques.monitor import TrainingMonitor
+    from ..techniques.activity.monitor import TrainingMonitor
 
     if args.positional_model:
         if args.model:

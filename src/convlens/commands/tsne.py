@@ -76,8 +76,8 @@ def cmd_tsne(args) -> int:
     grid of images placed by a linear assignment that minimises the total squared move.
     Prints kNN label accuracy (k=10) in 2-D and in code space, and trustworthiness.
     Use `--scan DIR` for the codes of a saved scan, or `--model SPEC --data SPEC [--n 5000]`."""
-    from ..techniques.codes import codes_from_scan
-    from ..techniques.tsne import tsne_grid
+    from ..techniques.units.codes import codes_from_scan
+    from ..techniques.tsne.tsne import tsne_grid
 
     if bool(args.scan) == bool(args.model):
         raise ConvlensError("give either --scan DIR or --model SPEC --data SPEC")
@@ -88,7 +88,7 @@ def cmd_tsne(args) -> int:
     else:
         if not args.data:
             raise ConvlensError("--model needs --data SPEC (the images to embed)")
-        from ..techniques.codes import cnn_codes
+        from ..techniques.units.codes import cnn_codes
         lens = lens_from(args)
         data = data_from(args, lens)
         args.n = 5000 if args.n is None else args.n

@@ -1,0 +1,1 @@
+"""The adversarial family of views."""

@@ -1,0 +1,1 @@
+"""The attributes family of views."""

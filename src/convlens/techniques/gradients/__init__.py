@@ -1,0 +1,1 @@
+"""The gradients family of views."""

@@ -1,0 +1,1 @@
+"""The occlusion family of views."""

@@ -1,0 +1,1 @@
+"""The synthesis family of views."""

@@ -1,0 +1,1 @@
+"""The tsne family of views."""

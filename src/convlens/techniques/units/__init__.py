@@ -1,0 +1,1 @@
+"""The units family of views."""
