@@ -14,13 +14,13 @@ from ...errors import ConvlensError
 from ...hooks import forward_hooks, model_of, preserved
 from ...lens import as_lens
 from .gradients import (
-    GradientMaps,
     channel_max_abs,
     concrete_targets,
     grad_input,
     maps_result,
     target_pass,
 )
+from .results import GradientMaps
 from .targets import TargetLike, image_targets, target_param
 
 _POINTWISE = (nn.ReLU, nn.BatchNorm2d, nn.GroupNorm, nn.Dropout, nn.Dropout2d, nn.Identity,

@@ -42,8 +42,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ from torch import nn
 from ...errors import ConvlensError
 from ...hooks import capture, find_module, forward_hooks, model_of, preserved, relu_rule
 from ...lens import as_batch, as_lens
-from ...results import Result, as_numpy
+from .results import GradientMaps
 from .targets import TargetLike, Unit, describe_target, image_targets, target_param
 
 
@@ -193,158 +193,7 @@ def concrete_targets(lens, x: torch.Tensor, target: TargetLike = "auto") -> list
             for s, pos in zip(p.specs, p.positions)]
 
 
-# -- results -------------------------------------------------------------------------------
-@dataclass
-class GradientMaps(Result):
-    """Maps of one gradient method for N images.
-
-    Attributes:
-        method: ``"saliency"``, ``"guided_backprop"``, ...
-        map: ``(N, H, W)`` non-negative map at input resolution (what overlays show).
-        attribution: ``(N, C, H, W)`` signed signal at the input (the gradient, the guided or
-            DeconvNet signal, the attribution), or None (Grad-CAM).
-        images: ``(N, C, H, W)`` the inputs in [0, 1] for display.
-        targets: what was explained, per image (``"class 3 (star)"``, ``"unit features.10:5 at
-            (2, 4)"``).
-        classes: ``(N,)`` the class explained (-1 for a unit target).
-        predicted: ``(N,)`` the model's predicted class.
-        scores: ``(N,)`` the target's value (class score before softmax, or activation).
-        cam: ``(N, h, w)`` Grad-CAM at the layer's resolution (Grad-CAM methods only).
-        params: the method's parameters.
-    """
-
-    method: str
-    map: torch.Tensor
-    attribution: torch.Tensor | None
-    images: torch.Tensor
-    targets: list[str]
-    classes: torch.Tensor
-    predicted: torch.Tensor
-    scores: torch.Tensor
-    cam: torch.Tensor | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    max_pictures: int = 16
-    labels: list[str] | None = None
-    confidence: torch.Tensor | None = None   # (N,) softmax probability of the prediction
-
-    @property
-    def kind(self) -> str:  # type: ignore[override]
-        return self.method
-
-    @property
-    def about(self) -> str:  # type: ignore[override]
-        return ABOUT.get(self.method.removeprefix("smoothgrad_"), "") + (
-            " Averaged over noisy copies of the image (SmoothGrad, Smilkov et al. 2017), which "
-            "keeps what is stable and washes out the rest." if self.method.startswith("smoothgrad")
-            else "")
-
-    def arrays(self) -> dict[str, Any]:
-        out = {"map": self.map, "images": self.images, "classes": self.classes,
-               "predicted": self.predicted, "scores": self.scores}
-        if self.attribution is not None:
-            out["attribution"] = self.attribution
-        if self.cam is not None:
-            out["cam"] = self.cam
-        if self.confidence is not None:
-            out["confidence"] = self.confidence
-        return out
-
-    def info(self) -> dict[str, Any]:
-        return {"method": self.method, "params": self.params, "targets": self.targets,
-                "notes": self.notes}
-
-    def _signed(self, i: int) -> np.ndarray | None:
-        """The signed signal of image `i` summed over colour channels, ``(H, W)``."""
-        if self.attribution is None:
-            return None
-        return as_numpy(self.attribution[i]).astype(np.float64).sum(0)
-
-    def pictures(self) -> dict[str, np.ndarray]:
-        from ...draw import colormap, image_hwc, overlay
-
-        pics = {}
-        maps, imgs = as_numpy(self.map), as_numpy(self.images)
-        for i in range(min(len(maps), self.max_pictures)):
-            hi = float(maps[i].max())
-            pics[f"input_{i}"] = image_hwc(imgs[i])
-            pics[f"map_{i}"] = colormap(maps[i], MAP_CMAP, lo=0.0, hi=hi)
-            pics[f"overlay_{i}"] = overlay(image_hwc(imgs[i]), maps[i], alpha=0.5,
-                                           cmap=MAP_CMAP, lo=0.0, hi=hi)
-            s = self._signed(i)
-            if s is not None:
-                m = float(np.abs(s).max())
-                pics[f"signed_{i}"] = colormap(s, SIGNED_CMAP, lo=-m, hi=m)
-        return pics
-
-    def caption(self, i: int) -> list[str]:
-        """What was explained and what the model said, for image `i`."""
-        k = int(self.predicted[i])
-        name = self.labels[k] if self.labels and 0 <= k < len(self.labels) else str(k)
-        p = "" if self.confidence is None else f" (p = {float(self.confidence[i]):.2f})"
-        return [f"explains: {self.targets[i]}", f"score {float(self.scores[i]):.3g}",
-                f"predicted: {name}{p}"]
-
-    def figures(self) -> list[dict[str, Any]]:
-        from ...results import figure, panel, scale
-
-        out = []
-        maps = as_numpy(self.map)
-        what = MAP_UNITS.get(self.method.removeprefix("smoothgrad_"), "|signal|")
-        for i in range(min(len(maps), self.max_pictures)):
-            hi = float(maps[i].max())
-            panels = [panel(f"input_{i}", "input", self.caption(i), kind="image"),
-                      panel(f"map_{i}", "map", scale=scale(0.0, hi, what, MAP_CMAP)),
-                      panel(f"overlay_{i}", "overlay", scale=scale(0.0, hi, what, MAP_CMAP))]
-            s = self._signed(i)
-            if s is not None:
-                m = float(np.abs(s).max())
-                panels.append(panel(f"signed_{i}", "signed", [SIGNED_NOTE], scale=scale(
-                    -m, m, "signal summed over colour channels", SIGNED_CMAP)))
-            out.append(figure(f"image {i}", panels))
-        return out
-
-
-#: colour maps of the report: a non-negative map, and a signed one (white is zero)
-MAP_CMAP, SIGNED_CMAP = "inferno", "RdBu_r"
-SIGNED_NOTE = "red: more of this pixel raises the target, blue lowers it, white: no effect"
-MAP_UNITS = {
-    "saliency": "|dS/dx|, max over colour channels",
-    "deconvnet": "|DeconvNet signal|, max over colour channels",
-    "guided_backprop": "|guided backprop signal|, max over colour channels",
-    "grad_cam": "Grad-CAM: ReLU of the gradient-weighted activations",
-    "guided_grad_cam": "|guided Grad-CAM|, max over colour channels",
-    "integrated_gradients": "|integrated gradients summed over colour channels| (score units)",
-}
-ABOUT = {
-    "saliency": "The data gradient (Simonyan et al. 2014): how much the class score (before "
-                "softmax) changes when each pixel changes; bright pixels are the ones the score "
-                "is most sensitive to.",
-    "deconvnet": "DeconvNet (Zeiler & Fergus 2014): the target sent back to the pixels, passing "
-                 "only positive signal at every ReLU; it shows what pattern in the image the "
-                 "unit or class responds to.",
-    "guided_backprop": "Guided backpropagation (Springenberg et al. 2015): the gradient, passing "
-                       "only positive signal through units that were on; sharp, edge-like maps "
-                       "of the pixels that raise the target.",
-    "grad_cam": "Grad-CAM (Selvaraju et al. 2017): the last conv layer's maps weighted by the "
-                "gradient of the class score, at that layer's coarse resolution; it shows where "
-                "the evidence for the class lies.",
-    "guided_grad_cam": "Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times "
-                       "Grad-CAM: fine detail, only where the class evidence lies.",
-    "integrated_gradients": "Integrated gradients (Sundararajan et al. 2017): each pixel's share "
-                            "of the score difference between a baseline image and this one; the "
-                            "shares add up to that difference.",
-}
-
-
-def signed_rgb(a: np.ndarray) -> np.ndarray:
-    """A signed ``(C, H, W)`` signal as an image in [0, 1]: 0.5 is zero, scaled by the largest
-    magnitude (how Springenberg et al. and Zeiler & Fergus show their reconstructions)."""
-    a = np.asarray(a, dtype=np.float64)
-    m = np.abs(a).max()
-    return np.full_like(a, 0.5) if m == 0 else 0.5 + 0.5 * a / m
-
-
+# -- building the result --------------------------------------------------------------
 def display_images(lens, x: torch.Tensor) -> torch.Tensor:
     x = x.detach().cpu().float()
     if hasattr(lens, "to_unit"):
@@ -359,11 +208,12 @@ def channel_max_abs(g: torch.Tensor) -> torch.Tensor:
     return g.abs().amax(dim=1)
 
 
-def maps_result(method: str, lens, x: torch.Tensor, p: TargetPass, map_: torch.Tensor,
-            attribution: torch.Tensor | None, params: dict, cam: torch.Tensor | None = None,
-            notes: Sequence[str] = ()) -> GradientMaps:
+def maps_result(kind: str, lens, x: torch.Tensor, p: TargetPass, map_: torch.Tensor,
+                attribution: torch.Tensor | None, params: dict, cam: torch.Tensor | None = None,
+                notes: Sequence[str] = ()) -> GradientMaps:
+    """The `GradientMaps` of method `kind` from its target pass and maps (on the CPU)."""
     return GradientMaps(
-        method=method, map=_full(map_),
+        kind=kind, map=_full(map_),
         attribution=None if attribution is None else _full(attribution),
         images=display_images(lens, x),
         targets=[describe_target(lens, s, pos) for s, pos in zip(p.specs, p.positions)],

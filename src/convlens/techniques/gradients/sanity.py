@@ -8,8 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -17,9 +16,10 @@ from torch import nn
 
 from ...hooks import find_module, forward_hooks, model_of, preserved
 from ...lens import as_lens
-from ...results import Result, as_numpy
+from ...results import as_numpy
 from .cam import default_cam_layer, grad_cam, guided_grad_cam
 from .gradients import concrete_targets, display_images, grad_input
+from .results import SanityCheck
 from .smoothing import _method
 from .targets import TargetLike
 
@@ -46,65 +46,6 @@ def _reinit(module: nn.Module, gen: torch.Generator) -> None:
         w.copy_(torch.randn(w.shape, generator=gen, dtype=w.dtype) * std)
         if getattr(module, "bias", None) is not None:
             module.bias.zero_()
-
-
-@dataclass
-class SanityCheck(Result):
-    """Similarity of each method's maps to the trained model's as layers are randomised.
-
-    Attributes:
-        methods: method names (columns of the curves).
-        stages: ``"original"``, then the layer randomised at each step (cumulative, top down).
-        spearman, ssim: ``(stages, methods, N)`` per image, vs the original maps.
-        maps: ``(stages, methods, k, H, W)`` the maps of the first `k` images (for figures).
-        images: ``(k, C, H, W)`` those images in [0, 1].
-    """
-
-    methods: list[str]
-    stages: list[str]
-    spearman: np.ndarray
-    ssim: np.ndarray
-    maps: np.ndarray
-    images: np.ndarray
-    params: dict[str, Any] = field(default_factory=dict)
-    kind: str = "sanity_check"
-
-    about = ("Sanity checks for saliency maps (Adebayo et al. 2018): the model's layers are "
-             "randomised from the top down and each method's map is compared with the trained "
-             "model's. A map that explains the model falls apart as its weights are destroyed; "
-             "one that stays the same shows edges of the image, not the model's reasons.")
-
-    def table(self):
-        """One row per (stage, method): mean and standard deviation over images."""
-        import pandas as pd
-
-        rows = []
-        for s, stage in enumerate(self.stages):
-            for m, method in enumerate(self.methods):
-                rows.append({"stage": s, "randomised_down_to": stage, "method": method,
-                             "spearman_mean": float(self.spearman[s, m].mean()),
-                             "spearman_std": float(self.spearman[s, m].std()),
-                             "ssim_mean": float(self.ssim[s, m].mean()),
-                             "ssim_std": float(self.ssim[s, m].std())})
-        return pd.DataFrame(rows)
-
-    def tables(self):
-        return {"similarity": self.table()}
-
-    def arrays(self):
-        return {"spearman": self.spearman, "ssim": self.ssim, "maps": self.maps,
-                "images": self.images}
-
-    def info(self):
-        return {"methods": self.methods, "stages": self.stages, "params": self.params}
-
-    def pictures(self):
-        from ...draw import colormap, tile_grid
-
-        s, m, k = self.maps.shape[:3]
-        tiles = [colormap(self.maps[j, i, 0], "inferno", lo=0.0)
-                 for i in range(m) for j in range(s)]
-        return {"maps_image0": tile_grid(np.stack(tiles), cols=s, scale=2)}
 
 
 def _unit_range(m: np.ndarray) -> np.ndarray:
@@ -197,6 +138,6 @@ def cascading_randomization(lens, x: torch.Tensor, target: TargetLike = "auto",
                 rho[s, m, i], ssim[s, m, i] = map_similarity(maps_a[0, m, i], maps_a[s, m, i])
     return SanityCheck(list(methods), stages, rho, ssim, maps_a[:, :, :keep],
                        as_numpy(display_images(lens, xb[:keep])),
-                       {"seed": seed, "n_images": n, "targets": [str(s) for s in specs],
+                       {"seed": seed, "n": n, "targets": [str(s) for s in specs],
                         "method_kwargs": {k: {a: str(b) for a, b in v.items()}
                                           for k, v in method_kwargs.items()}})

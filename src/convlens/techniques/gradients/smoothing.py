@@ -16,7 +16,6 @@ from ...errors import ConvlensError, unknown
 from ...lens import as_lens
 from .cam import default_cam_layer, grad_cam, guided_grad_cam
 from .gradients import (
-    GradientMaps,
     TargetPass,
     concrete_targets,
     deconvnet,
@@ -26,6 +25,7 @@ from .gradients import (
     saliency,
     target_pass,
 )
+from .results import GradientMaps
 from .targets import TargetLike, target_param
 
 METHODS: dict[str, Callable[..., GradientMaps]] = {}

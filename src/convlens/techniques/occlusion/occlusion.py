@@ -22,13 +22,13 @@ Three ways to get the maps (`mode`):
   computed and the SSIM of the approximate map against it is reported.
 
 The engine of the incremental modes is `convlens.incremental`; evaluating positions (full
-passes, incremental passes, the drill-down) is `convlens.techniques.occluders`.
+passes, incremental passes, the drill-down) is `convlens.techniques.occlusion.occluders`; the
+result, `OcclusionResult`, is in `convlens.techniques.occlusion.results`.
 """
 
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,7 +39,6 @@ from ...errors import ConvlensError, unknown
 from ...hooks import capture, find_module, preserved
 from ...incremental import IncrementalEngine
 from ...lens import as_batch, as_lens
-from ...results import Result, as_numpy
 from .occluders import (
     drill_down,
     evaluate,
@@ -48,173 +47,10 @@ from .occluders import (
     naive_runner,
     ssim,
 )
+from .results import OcclusionResult
 
 MODES = ("incremental", "exact", "approximate")
-PROB_CMAP = "viridis"
 FILLS = ("zero", "gray", "mean", "blur")
-
-
-# ==========================================================================================
-# The result
-# ==========================================================================================
-@dataclass
-class OcclusionResult(Result):
-    """Occlusion maps of ``N`` images at ``(Py, Px)`` occluder positions.
-
-    Arrays (``P = (Py, Px)`` positions, top-left corners ``pos_y[i], pos_x[j]``):
-
-    * ``prob`` ``(N, Py, Px)``: ``p(target | x with the occluder at (i, j))``, softmax.
-    * ``logit`` ``(N, Py, Px)``: the target's score before softmax.
-    * ``top_class`` / ``top_prob`` ``(N, Py, Px)``: the most probable class there, and its p;
-      ``top_class_image`` ``(N, H, W)``: the class of the nearest occluder centre.
-    * ``activation`` ``(N, Py, Px)`` or None: ``sum_{u,v} A_layer(x_occ)[channel, u, v]``.
-    * ``prob_image`` ``(N, H, W)``: ``prob`` at image resolution (each value at its occluder's
-      centre, bilinear in between, constant beyond the outermost centres); likewise
-      ``activation_image``.
-    * ``clean_prob``, ``clean_logit``, ``predicted``, ``target`` ``(N,)``: the unoccluded image.
-    * ``image`` ``(N, C, H, W)``: the input in [0, 1] for overlays.
-    """
-
-    prob: torch.Tensor
-    logit: torch.Tensor
-    top_class: torch.Tensor
-    top_prob: torch.Tensor
-    prob_image: torch.Tensor
-    top_class_image: torch.Tensor
-    target: torch.Tensor
-    predicted: torch.Tensor
-    clean_prob: torch.Tensor
-    clean_logit: torch.Tensor
-    image: torch.Tensor
-    pos_y: list[int]
-    pos_x: list[int]
-    window: tuple[int, int]
-    stride: tuple[int, int]
-    fill: str
-    mode: str
-    labels: list[str] | None = None
-    activation: torch.Tensor | None = None
-    activation_image: torch.Tensor | None = None
-    layer: str | None = None
-    channel: list[int] | None = None
-    ssim: list[float | None] | None = None
-    exact_prob: torch.Tensor | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    kind = "occlusion"
-
-    def label(self, k: int) -> str:
-        return self.labels[k] if self.labels is not None and 0 <= k < len(self.labels) else str(k)
-
-    def arrays(self) -> dict[str, Any]:
-        out = {"prob": self.prob, "logit": self.logit, "top_class": self.top_class,
-               "top_prob": self.top_prob, "prob_image": self.prob_image,
-               "top_class_image": self.top_class_image,
-               "target": self.target, "predicted": self.predicted,
-               "clean_prob": self.clean_prob, "clean_logit": self.clean_logit,
-               "pos_y": np.asarray(self.pos_y), "pos_x": np.asarray(self.pos_x),
-               "images": self.image}
-        if self.activation is not None:
-            out["activation"] = self.activation
-            out["activation_image"] = self.activation_image
-        if self.exact_prob is not None:
-            out["exact_prob"] = self.exact_prob
-        return out
-
-    def tables(self) -> dict[str, Any]:
-        import pandas as pd
-
-        rows = []
-        prob, logit, top, top_p = (as_numpy(a) for a in
-                                   (self.prob, self.logit, self.top_class, self.top_prob))
-        act = None if self.activation is None else as_numpy(self.activation)
-        for n in range(prob.shape[0]):
-            for i, y in enumerate(self.pos_y):
-                for j, x in enumerate(self.pos_x):
-                    r = {"image": n, "y": y, "x": x, "prob": float(prob[n, i, j]),
-                         "logit": float(logit[n, i, j]), "top_class": int(top[n, i, j]),
-                         "top_label": self.label(int(top[n, i, j])),
-                         "top_prob": float(top_p[n, i, j])}
-                    if act is not None:
-                        r["activation"] = float(act[n, i, j])
-                    rows.append(r)
-        return {"positions": pd.DataFrame(rows)}
-
-    about = ("Occlusion (Zeiler & Fergus 2014, Fig. 7): a grey square slides over the image and "
-             "at each position the model's probability of the target class is recorded. Dark "
-             "regions of the probability map are where hiding that part of the image lowers the "
-             "probability: the parts the decision rests on. The class map shows which class "
-             "wins when that part is hidden.")
-
-    def pictures(self) -> dict[str, np.ndarray]:
-        from ... import draw
-
-        pics: dict[str, np.ndarray] = {}
-        images = as_numpy(self.image)
-        prob_image, top = as_numpy(self.prob_image), as_numpy(self.top_class_image)
-        colours = self._class_colours()
-        for k in range(images.shape[0]):
-            img = draw.image_hwc(images[k])
-            pics[f"image_{k}"] = img
-            pics[f"prob_{k}"] = draw.colormap(prob_image[k], PROB_CMAP, 0.0, 1.0)
-            pics[f"overlay_{k}"] = draw.overlay(img, prob_image[k], alpha=0.55, cmap=PROB_CMAP,
-                                                lo=0.0, hi=1.0)
-            pics[f"top_class_{k}"] = colours[top[k].astype(np.int64) % len(colours)]
-            if self.activation_image is not None:
-                a = as_numpy(self.activation_image)[k]
-                pics[f"activation_{k}"] = draw.colormap(a, "inferno", float(a.min()), float(a.max()))
-        return pics
-
-    def _class_colours(self) -> np.ndarray:
-        from ... import draw
-        n = len(self.labels) if self.labels else int(as_numpy(self.top_class).max()) + 1
-        return draw.palette(max(n, 1))
-
-    def figures(self) -> list[dict[str, Any]]:
-        from ...results import figure, panel, scale
-
-        out = []
-        top = as_numpy(self.top_class)
-        colours = self._class_colours()
-        for k in range(len(self.target)):
-            t, p = int(self.target[k]), int(self.predicted[k])
-            clean = float(self.clean_prob[k])
-            prob = scale(0.0, 1.0, f"p({self.label(t)}), the target's probability", PROB_CMAP,
-                         marks={f"unoccluded {clean:.2f}": clean})
-            present = sorted(set(top[k].ravel().tolist()))
-            legend = [(colours[c % len(colours)], self.label(c)) for c in present]
-            panels = [
-                panel(f"image_{k}", "input", [f"target: {self.label(t)}",
-                                               f"predicted: {self.label(p)}",
-                                               f"p(target) unoccluded = {clean:.3f}"], kind="image"),
-                panel(f"prob_{k}", "p(target) with the occluder here", scale=prob),
-                panel(f"overlay_{k}", "over the image", scale=prob),
-                panel(f"top_class_{k}", "most probable class with the occluder here",
-                      legend=legend)]
-            if self.activation is not None:
-                a = as_numpy(self.activation_image)[k]
-                panels.append(panel(f"activation_{k}", f"activation of {self.layer} "
-                                    f"channel {self.channel[k] if self.channel else ''}",
-                                    scale=scale(float(a.min()), float(a.max()),
-                                                "total activation of the feature map")))
-            note = (f"window {self.window[0]}x{self.window[1]} px, stride "
-                    f"{self.stride[0]}x{self.stride[1]}, fill {self.fill}; lowest p(target) "
-                    f"{float(as_numpy(self.prob[k]).min()):.3f}")
-            out.append(figure(f"image {k}", panels, note))
-        return out
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "window": list(self.window), "stride": list(self.stride), "fill": self.fill,
-            "mode": self.mode, "positions": [len(self.pos_y), len(self.pos_x)],
-            "target": [int(t) for t in self.target],
-            "target_label": [self.label(int(t)) for t in self.target],
-            "predicted": [int(t) for t in self.predicted],
-            "predicted_label": [self.label(int(t)) for t in self.predicted],
-            "clean_prob": [float(p) for p in self.clean_prob],
-            "layer": self.layer, "channel": self.channel, "ssim": self.ssim,
-            "stats": self.stats,
-        }
 
 
 # ==========================================================================================
@@ -403,10 +239,10 @@ def occlusion(lens, x: torch.Tensor,
         prob=stack["prob"], logit=stack["logit"], top_class=stack["top_class"],
         top_prob=stack["top_prob"], prob_image=to_image(stack["prob"]),
         top_class_image=stack["top_class"][:, my.argmax(1)][:, :, mx.argmax(1)],
-        target=targets.cpu(), predicted=clean_logits.argmax(1).cpu(),
+        targets=targets.cpu(), predicted=clean_logits.argmax(1).cpu(),
         clean_prob=clean_p.gather(1, targets[:, None].to(clean_p.device))[:, 0].float().cpu(),
         clean_logit=clean_logits.gather(1, targets[:, None].to(clean_logits.device))[:, 0].cpu(),
-        image=lens.to_unit(x).cpu(), pos_y=pos_y, pos_x=pos_x, window=(wy, wx), stride=(ty, tx),
+        images=lens.to_unit(x).cpu(), pos_y=pos_y, pos_x=pos_x, window=(wy, wx), stride=(ty, tx),
         fill=fill_name, mode=mode, labels=lens.labels,
         activation=stack.get("activation"),
         activation_image=to_image(stack["activation"]) if "activation" in stack else None,
