@@ -185,9 +185,10 @@ class Result:
 
     # -- the one save/load mechanism ----------------------------------------------------------
     def per_image(self) -> list[list[str]]:
-        """For the report's page of each image: per input image, the names of its pictures
-        (input, map, overlay, ...) in the order to show them. Default: none (not a per-image
-        view)."""
+        """For the report's page of each image: per input image, the names of its pictures:
+        first the input as shown (the report tells images apart by its pixels), then the picture
+        the images page shows for this view (an overlay, say), then any others. Default: none
+        (not a per-image view)."""
         return []
 
     def _fields(self, arrays: dict, tables: dict) -> dict[str, dict]:
