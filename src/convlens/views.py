@@ -78,6 +78,10 @@ class View:
             that returns results (or raises `Skip` with the reason); None: not in the demo.
         exports: further public names the family offers through ``convlens.<name>`` (result
             types, helpers), as ``{"Name": "module:attribute"}``.
+        takes: what the function takes after the model, for the API tests when `inputs` is
+            None: ``"images"``, ``"model"`` (nothing), ``"data"`` (a dataset or a spec),
+            ``"scan"`` (a scan's folder) or ``"codes"``; default: `inputs`.
+        quick: keyword arguments that make a run small (the API tests use them).
     """
 
     name: str
@@ -91,6 +95,13 @@ class View:
     options: tuple[Option, ...] = ()
     demo: str | None = None
     exports: dict[str, str] = field(default_factory=dict)
+    takes: str | None = None
+    quick: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def argument(self) -> str | None:
+        """What the function takes after the model (see `takes`)."""
+        return self.takes or self.inputs
 
     @property
     def command(self) -> str:
