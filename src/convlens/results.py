@@ -154,6 +154,8 @@ class Result:
             "about": self.about, "figures": _jsonable(self.figures()) if pictures else [],
         }
         manifest["view"] = view_info(self.kind)
+        if self.view_title():
+            manifest["view"]["title"] = self.view_title()
         manifest["result"] = f"{type(self).__module__}:{type(self).__qualname__}"
         manifest["per_image"] = [list(p) for p in self.per_image()] if pictures else []
         arrays, tables = dict(self.arrays()), dict(self.tables())
@@ -182,6 +184,11 @@ class Result:
         os.replace(tmp, out / MANIFEST)  # a reader never sees half a manifest
         return out
 
+
+    def view_title(self) -> str | None:
+        """The report's title of this result when it differs from its view's (e.g. the top
+        images of random directions rather than of units); None: the view's title."""
+        return None
 
     # -- the one save/load mechanism ----------------------------------------------------------
     def per_image(self) -> list[list[str]]:

@@ -82,6 +82,8 @@ class View:
             None: ``"images"``, ``"model"`` (nothing), ``"data"`` (a dataset or a spec),
             ``"scan"`` (a scan's folder) or ``"codes"``; default: `inputs`.
         quick: keyword arguments that make a run small (the API tests use them).
+        page: the report's page builder for results that need more than the generic page
+            (``"scan"``, ``"units"``, ``"tsne"``: `convlens.report.pages.PAGE_BUILDERS`).
     """
 
     name: str
@@ -97,6 +99,7 @@ class View:
     exports: dict[str, str] = field(default_factory=dict)
     takes: str | None = None
     quick: dict[str, Any] = field(default_factory=dict)
+    page: str | None = None
 
     @property
     def argument(self) -> str | None:
@@ -120,7 +123,7 @@ class View:
     def info(self, order: int = 0) -> dict[str, Any]:
         """What a saved result's manifest says of its view (the report reads it)."""
         return {"name": self.name, "section": self.section, "title": self.title,
-                "line": self.line, "order": order}
+                "line": self.line, "order": order, "page": self.page}
 
 
 def resolve(path: str):
@@ -191,5 +194,5 @@ def view_info(kind: str) -> dict[str, Any]:
     v = view_for(kind)
     if v is None:
         return {"name": kind, "section": 99, "title": kind.replace("_", " "), "line": "",
-                "order": 0}
+                "order": 0, "page": None}
     return v.info(order=sorted(REGISTRY, key=lambda w: w.section).index(v))
