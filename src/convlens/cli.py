@@ -20,8 +20,11 @@ def _import_commands() -> None:
     import pkgutil
 
     from . import commands
+    from .commands.views import register_views
+    from .techniques import all_views
     for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
         importlib.import_module(f"{commands.__name__}.{mod}")
+    register_views(all_views())  # the views whose records need no hand-written command
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -154,6 +154,8 @@ class Result:
             "about": self.about, "figures": _jsonable(self.figures()) if pictures else [],
         }
         manifest["view"] = view_info(self.kind)
+        if self.view_title():
+            manifest["view"]["title"] = self.view_title()
         manifest["result"] = f"{type(self).__module__}:{type(self).__qualname__}"
         manifest["per_image"] = [list(p) for p in self.per_image()] if pictures else []
         arrays, tables = dict(self.arrays()), dict(self.tables())
@@ -183,11 +185,17 @@ class Result:
         return out
 
 
+    def view_title(self) -> str | None:
+        """The report's title of this result when it differs from its view's (e.g. the top
+        images of random directions rather than of units); None: the view's title."""
+        return None
+
     # -- the one save/load mechanism ----------------------------------------------------------
     def per_image(self) -> list[list[str]]:
-        """For the report's page of each image: per input image, the names of its pictures
-        (input, map, overlay, ...) in the order to show them. Default: none (not a per-image
-        view)."""
+        """For the report's page of each image: per input image, the names of its pictures:
+        first the input as shown (the report tells images apart by its pixels), then the picture
+        the images page shows for this view (an overlay, say), then any others. Default: none
+        (not a per-image view)."""
         return []
 
     def _fields(self, arrays: dict, tables: dict) -> dict[str, dict]:

@@ -78,6 +78,12 @@ class View:
             that returns results (or raises `Skip` with the reason); None: not in the demo.
         exports: further public names the family offers through ``convlens.<name>`` (result
             types, helpers), as ``{"Name": "module:attribute"}``.
+        takes: what the function takes after the model, for the API tests when `inputs` is
+            None: ``"images"``, ``"model"`` (nothing), ``"data"`` (a dataset or a spec),
+            ``"scan"`` (a scan's folder) or ``"codes"``; default: `inputs`.
+        quick: keyword arguments that make a run small (the API tests use them).
+        page: the report's page builder for results that need more than the generic page
+            (``"scan"``, ``"units"``, ``"tsne"``: `convlens.report.pages.PAGE_BUILDERS`).
     """
 
     name: str
@@ -91,6 +97,14 @@ class View:
     options: tuple[Option, ...] = ()
     demo: str | None = None
     exports: dict[str, str] = field(default_factory=dict)
+    takes: str | None = None
+    quick: dict[str, Any] = field(default_factory=dict)
+    page: str | None = None
+
+    @property
+    def argument(self) -> str | None:
+        """What the function takes after the model (see `takes`)."""
+        return self.takes or self.inputs
 
     @property
     def command(self) -> str:
@@ -109,7 +123,7 @@ class View:
     def info(self, order: int = 0) -> dict[str, Any]:
         """What a saved result's manifest says of its view (the report reads it)."""
         return {"name": self.name, "section": self.section, "title": self.title,
-                "line": self.line, "order": order}
+                "line": self.line, "order": order, "page": self.page}
 
 
 def resolve(path: str):
@@ -180,5 +194,5 @@ def view_info(kind: str) -> dict[str, Any]:
     v = view_for(kind)
     if v is None:
         return {"name": kind, "section": 99, "title": kind.replace("_", " "), "line": "",
-                "order": 0}
+                "order": 0, "page": None}
     return v.info(order=sorted(REGISTRY, key=lambda w: w.section).index(v))

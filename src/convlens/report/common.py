@@ -12,7 +12,6 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..results import SavedResult
-from .views import view_of
 
 TABLE_ROWS = 300
 #: pictures narrower than this are enlarged by a whole factor (pixels stay square and sharp)
@@ -63,15 +62,23 @@ class Run:
         return self.model_weights.startswith("random weights")
 
     @property
+    def view(self) -> dict:
+        """The view that saved it (its record, as the manifest holds it: `convlens.views`)."""
+        return self.result.view
+
+    @property
     def title(self) -> str:
         """The view's name ("occlusion", "guided backprop", ...)."""
-        if self.kind == "units" and self.result.info.get("what") == "random directions":
-            return "top images per random direction"
-        return view_of(self.kind)[1]
+        return self.view.get("title") or self.kind.replace("_", " ")
 
     @property
     def line(self) -> str:
-        return view_of(self.kind)[2]
+        return self.view.get("line") or ""
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Sort key: the seed's order of sections, then the order the records declare."""
+        return int(self.view.get("section", 99)), int(self.view.get("order", 0))
 
 
 def template_env() -> Environment:

@@ -11,7 +11,6 @@ from ..draw import image_hwc, save_png
 from ..results import safe_name
 from .common import (Page, Run, colorbar, copy_file, fmt, generic_page, picture_entry,
                      table_html_rows)
-from .views import order
 
 
 # -- the t-SNE map ---------------------------------------------------------------------------
@@ -166,29 +165,24 @@ PAGE_BUILDERS = {"tsne": lambda run, site, runs: tsne_pages(run, site), "units":
 
 
 # -- each model's images, with every method's map ------------------------------------------------
-def image_key(img: np.ndarray) -> str:
-    """The identity of an input image: its pixels (as 8-bit) hashed, whichever run saved it."""
-    return hashlib.sha1(np.ascontiguousarray(image_hwc(img)).tobytes()).hexdigest()[:16]
+def _input_pixels(run: Run, name: str) -> np.ndarray:
+    """The pixels of a run's input picture (how the images page tells images apart)."""
+    from PIL import Image
 
-
-def _inputs(run: Run) -> np.ndarray | None:
-    arrays = run.result.manifest.get("arrays", {})
-    for key in ("images", "image"):
-        if key in arrays:
-            return run.result.array(key)
-    return None
+    return np.asarray(Image.open(run.result.picture(name)).convert("RGB"))
 
 
 def image_pages(runs: list[Run], site: Path) -> list[Page]:
-    """Per model: one page, a row per input image (identified by its pixels), with the map of
-    every run that explained it (its overlay), runs in the seed's order."""
+    """Per model: one page, a row per input image (identified by its pixels), with the picture
+    of every run that explained it, runs in the seed's order. Each result says which pictures
+    belong to which input (`Result.per_image`: the input first, then what this page shows)."""
     by_model: dict[str, list[Run]] = {}
     for r in runs:
-        if "overlay_0" in r.result.manifest.get("pictures", {}) and _inputs(r) is not None:
+        if any(len(p) >= 2 for p in r.result.per_image):
             by_model.setdefault(r.model_name or "model", []).append(r)
     pages = []
     for model, group in by_model.items():
-        group.sort(key=lambda r: (order(r.kind), r.id))
+        group.sort(key=lambda r: (r.order, r.id))
         slug = safe_name(model)
         folder = site / "images" / slug
         folder.mkdir(parents=True, exist_ok=True)
@@ -197,23 +191,22 @@ def image_pages(runs: list[Run], site: Path) -> list[Page]:
         for r in group:
             per_kind[r.kind] = per_kind.get(r.kind, 0) + 1
         for r in group:
-            images = _inputs(r)
             labels = r.model.get("labels") or []
-            for i in range(len(images)):
-                pic_name = f"overlay_{i}"
-                if pic_name not in r.result.manifest.get("pictures", {}):
+            for i, names in enumerate(r.result.per_image):
+                if len(names) < 2:
                     continue
-                key = image_key(images[i])
+                image = _input_pixels(r, names[0])
+                key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
                 if key not in rows:
                     src = folder / f"input_{key}.png"
-                    save_png(src, image_hwc(images[i]))
-                    h, w = images[i].shape[-2:] if images[i].ndim == 3 and images[i].shape[0] in (1, 3) \
-                        else images[i].shape[:2]
+                    save_png(src, image)
+                    h, w = image.shape[:2]
                     s = 1 if w >= 192 else int(np.ceil(192 / w))
                     rows[key] = {"title": f"image {len(rows) + 1}", "cells": [],
                                  "input": {"src": src.name, "width": w * s, "height": h * s,
                                            "pixelated": s > 1, "name": "input"},
                                  "caption": _prediction(r, i, labels)}
+                pic_name = names[1]
                 pic = picture_entry(r.result, pic_name, site, r.id, "map", prefix=f"../../runs/{r.id}/")
                 if pic is None:
                     continue
@@ -257,18 +250,18 @@ def _settings(run: Run) -> str:
 def model_sections(runs: list[Run], cross: list[Page]) -> list[dict]:
     """Per model (name and weights): its views in the seed's order, its layer table, its images
     page."""
-    from .views import SECTIONS
+    from ..views import SECTIONS
 
     titles = dict(SECTIONS)
     models: dict[tuple[str, str], dict] = {}
-    for r in sorted(runs, key=lambda r: (order(r.kind), r.id)):
+    for r in sorted(runs, key=lambda r: (r.order, r.id)):
         key = (r.model_name or "(no model)", r.model_weights)
         m = models.setdefault(key, {"name": key[0], "weights": key[1], "random": r.random_weights,
                                     "sections": {}, "layers": None, "images": None})
         if r.kind == "layers" and m["layers"] is None:
             t = r.result.table("layers")
             m["layers"] = table_html_rows(t, 1000)
-        num = order(r.kind)[0]
+        num = r.order[0]
         sec = m["sections"].setdefault(num, {"number": num if num < 99 else "",
                                              "title": titles.get(num, "Other views"), "views": []})
         sec["views"].append({"href": r.href, "title": r.title, "line": r.line, "detail": _detail(r)})

@@ -60,7 +60,7 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
         ids.add(rid)
         runs.append(Run(rid, res))
     for run in runs:
-        builder = pages.PAGE_BUILDERS.get(run.kind)
+        builder = pages.PAGE_BUILDERS.get(run.view.get("page") or "")
         run.pages = builder(run, out, runs) if builder else [generic_page(run, out)]
     env = template_env()
     cross = pages.image_pages(runs, out)
