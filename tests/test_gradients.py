@@ -311,7 +311,7 @@ def test_smoothgrad_is_seeded_and_averages():
     lens = small()
     a = smoothgrad(lens, X, target=0, samples=5, sigma=0.2, seed=7, batch_size=4)
     b = smoothgrad(lens, X, target=0, samples=5, sigma=0.2, seed=7, batch_size=15)
-    assert torch.allclose(a.map, b.map, atol=1e-6) and a.method == "smoothgrad_saliency"
+    assert torch.allclose(a.map, b.map, atol=1e-6) and a.kind == "smoothgrad_saliency"
     gen = torch.Generator().manual_seed(7)
     noise = torch.randn((15, 3, 8, 8), generator=gen) * 0.2
     noisy = X.repeat_interleave(5, 0) + noise
@@ -365,6 +365,61 @@ def test_gradient_maps_save(tmp_path):
     assert np.load(out / "cam.npy").shape == (2, 4, 4)
 
 
+def assert_loads_back(res, tmp_path):
+    """`load_result` gives the same result back: saved again, the same manifest (arrays, tables,
+    info, fields, pictures per image) and the same arrays."""
+    from convlens.results import load_result
+
+    a = res.save(tmp_path / "a")
+    back = load_result(a)
+    assert type(back) is type(res) and back.kind == res.kind
+    b = back.save(tmp_path / "b")
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    for key in ("kind", "result", "view", "arrays", "tables", "info", "fields", "per_image"):
+        assert ma[key] == mb[key], key
+    for name, f in ma["arrays"].items():
+        u, v = np.load(a / f), np.load(b / f)
+        assert u.dtype == v.dtype and np.array_equal(u, v), name
+    return back
+
+
+@pytest.mark.parametrize("method", ["saliency", "grad_cam", "guided_grad_cam", "smoothgrad",
+                                    "integrated_gradients"])
+def test_gradient_maps_load_back(method, tmp_path):
+    lens = small()
+    r = METHODS[method](lens, X[:2], target=[1, "fc1:2"] if method == "saliency" else "auto",
+                        **FAST.get(method, {}))
+    back = assert_loads_back(r, tmp_path)
+    assert isinstance(back.map, torch.Tensor) and back.targets == r.targets
+    assert back.params == json.loads(json.dumps(r.params)) and back.summary() == r.summary()
+    assert (back.attribution is None) == (r.attribution is None)
+    assert (back.cam is None) == (r.cam is None)
+
+
+def test_gradient_maps_summary_and_pictures_per_image():
+    lens = small()
+    r = integrated_gradients(lens, X, target=1, steps=4)
+    lines = r.summary()
+    assert len(lines) == 3 and lines[0].startswith("  image 0: class 1 (c1), predicted c")
+    assert "completeness error" in lines[0]
+    assert "completeness error" not in saliency(lens, X).summary()[0]
+    assert r.kind == "integrated_gradients" and r.per_image()[2] == [
+        "input_2", "overlay_2", "map_2", "signed_2"]
+    cam = grad_cam(lens, X[:2])
+    cam.max_pictures = 1
+    assert cam.per_image() == [["input_0", "overlay_0", "map_0"]]
+    assert set(sum(cam.per_image(), [])) == set(cam.pictures())
+
+
+def test_sanity_check_loads_back(tmp_path):
+    lens = small()
+    sc = cascading_randomization(lens, X, methods=["saliency", "grad_cam"], keep=2)
+    back = assert_loads_back(sc, tmp_path)
+    assert back.stages == sc.stages and np.array_equal(back.spearman, sc.spearman)
+    assert back.params["n"] == 3 and back.summary() == sc.summary()
+    assert sc.summary()[0].startswith("  saliency: Spearman ")
+
+
 # -- sanity checks and localisation ---------------------------------------------------------
 def test_cascading_randomization_leaves_the_lens_alone():
     lens = small()
@@ -416,6 +471,20 @@ def test_cli_guided_backprop_and_errors(tmp_path, capsys):
                      "--target", target, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("convlens: error:") and msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_cascading_randomization(tmp_path, capsys):
+    out = tmp_path / "sc"
+    assert main(["cascading-randomization", "--model", "builtin:shapes-net", "--data",
+                 "builtin:shapes:test:2", "--methods", "saliency,guided-backprop",
+                 "--layers", "classifier.7,features.10", "--keep", "1", "--seed", "3",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "saliency: Spearman" in printed and "guided_backprop: Spearman" in printed
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["kind"] == "sanity_check" and m["view"]["name"] == "cascading_randomization"
+    assert m["info"]["stages"] == ["original", "classifier.7", "features.10"]
+    assert m["info"]["params"]["seed"] == 3 and m["info"]["params"]["n"] == 2
 
 
 # -- Captum on the same models (peer) -------------------------------------------------------

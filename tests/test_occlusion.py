@@ -322,6 +322,32 @@ def test_approximate_reports_ssim_and_saves_work():
     assert no_ref.ssim is None and no_ref.exact_prob is None
 
 
+def test_results_load_back(tmp_path):
+    """`load_result` gives the same result back: saved again, the same manifest and arrays."""
+    from convlens.results import load_result
+
+    lens = zoo_lens()
+    x = torch.randn(2, 3, 20, 20, generator=torch.Generator().manual_seed(2))
+    for i, r in enumerate([occlusion(lens, x, target=[0, "c"], window=4, stride=4, layer="stem"),
+                           occlusion(lens, x[:1], window=4, stride=2, mode="approximate")]):
+        a = r.save(tmp_path / f"a{i}")
+        back = load_result(a)
+        assert type(back) is type(r) and back.window == r.window and back.ssim == r.ssim
+        b = back.save(tmp_path / f"b{i}")
+        ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+        for key in ("kind", "result", "view", "arrays", "tables", "info", "fields", "per_image"):
+            assert ma[key] == mb[key], key
+        for name, f in ma["arrays"].items():
+            u, v = np.load(a / f), np.load(b / f)
+            assert u.dtype == v.dtype and np.array_equal(u, v), name
+        assert back.summary(["p.png"] * len(x))[0] == r.summary(["p.png"] * len(x))[0]
+    assert r.summary()[0].startswith("image 0: target ") and "SSIM vs exact" in r.summary()[0]
+    assert back.per_image() == [["image_0", "overlay_0", "prob_0", "top_class_0"]]
+    with_layer = load_result(tmp_path / "a0")
+    assert with_layer.per_image()[1][-1] == "activation_1"
+    assert set(sum(with_layer.per_image(), [])) == set(with_layer.pictures())
+
+
 # -- the model is left as found --------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["exact", "incremental", "approximate"])
 def test_model_left_as_found(mode):
@@ -403,7 +429,7 @@ def test_cli_writes_maps_overlays_and_manifest(tmp_path, png, capsys):
     assert "target 3" in capsys.readouterr().out
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "occlusion" and m["info"]["positions"] == [6, 6]
-    assert m["info"]["target"] == [3] and m["command"][0] == "convlens"
+    assert m["info"]["targets"] == [3] and m["command"][0] == "convlens"
     for name in ("prob", "prob_image", "top_class", "activation"):
         assert (out / m["arrays"][name]).is_file()
     for name in ("image_0", "prob_0", "overlay_0", "top_class_0", "activation_0"):

@@ -1,36 +1,36 @@
-"""`convlens saliency | deconvnet | guided-backprop | grad-cam | guided-grad-cam | smoothgrad |
-integrated-gradients` (the seed's "data gradient and friends", METHODS.md §5)."""
+"""`convlens smoothgrad | integrated-gradients | cascading-randomization` (the seed's "data
+gradient and friends", METHODS.md §5). saliency, deconvnet, guided-backprop, grad-cam and
+guided-grad-cam are built from their view records (`convlens.techniques.gradients`,
+`commands/views.py`); these three are hand-written: SmoothGrad's --method and --seed,
+integrated gradients' --baseline (a word or a number) and the sanity check's --seed are more
+than a plain mapping of options."""
 from __future__ import annotations
 
 import argparse
 
+from ..techniques.gradients import LAYER, TARGET
 from .common import (
     command,
     image_options,
     images_from,
+    layer_list,
     lens_from,
     model_options,
+    name_list,
     options,
     output_options,
     positive_float,
     positive_int,
     save_result,
 )
+from .views import add_option
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
     model_options(p)
     image_options(p)
-    p.add_argument("--target", default="auto", metavar="CLASS|auto|LAYER:CHANNEL[:Y:X]",
-                   help="what to explain: auto (the predicted class, default), a class index or "
-                        "name (score before softmax), or one unit of a layer, e.g. "
-                        "features.11:5 (at its strongest position) or features.11:5:3:4")
+    add_option(p, TARGET)
     output_options(p, name)
-
-
-def _cam_layer(p):
-    p.add_argument("--layer", metavar="NAME", default=None,
-                   help="conv layer for Grad-CAM (default: the last conv block's output)")
 
 
 def _run(args, fn, **kwargs) -> int:
@@ -41,69 +41,14 @@ def _run(args, fn, **kwargs) -> int:
     x, _ = images_from(args, lens)
     res = fn(lens, x, target=parse_target(lens, args.target), **kwargs)
     save_result(res, args, lens)
-    delta = res.params.get("delta")
-    for i, t in enumerate(res.targets):
-        extra = "" if delta is None else f", completeness error {delta[i]:+.3g}"
-        print(f"  image {i}: {t}, predicted {lens.label(int(res.predicted[i]))}{extra}")
+    for line in res.summary():
+        print(line)
     return 0
-
-
-@command("saliency", "image-specific class saliency: max |dS/dx| over colour channels")
-@options(lambda p: _common(p, "saliency"))
-def cmd_saliency(args) -> int:
-    """Saliency map (Simonyan et al. 2014): the gradient of the class score (before softmax) or
-    of one unit with respect to the pixels; map = max over colour channels of |gradient|.
-    Writes map, signed gradient (attribution), overlays and manifest.json."""
-    from ..techniques.gradients.gradients import saliency
-    return _run(args, saliency)
-
-
-@command("deconvnet", "DeconvNet projection (Zeiler & Fergus) of a class or one unit")
-@options(lambda p: _common(p, "deconvnet"))
-def cmd_deconvnet(args) -> int:
-    """DeconvNet (Zeiler & Fergus 2014): project a unit (others of its layer zeroed) or a class
-    score back to pixels; every ReLU passes max(R, 0) back whatever its input's sign; max
-    pooling uses the forward switches."""
-    from ..techniques.gradients.gradients import deconvnet
-    return _run(args, deconvnet)
-
-
-@command("guided-backprop", "guided backpropagation (Springenberg et al.) of a class or unit")
-@options(lambda p: _common(p, "guided-backprop"))
-def cmd_guided_backprop(args) -> int:
-    """Guided backpropagation (Springenberg et al. 2015): the gradient, but every ReLU (module
-    or functional, in-place or not) passes back [f > 0] * max(R, 0)."""
-    from ..techniques.gradients.gradients import guided_backprop
-    return _run(args, guided_backprop)
-
-
-def _cam_opts(name):
-    def add(p):
-        _common(p, name)
-        _cam_layer(p)
-    return add
-
-
-@command("grad-cam", "Grad-CAM heat map at a conv layer (default: the last conv block)")
-@options(_cam_opts("grad-cam"))
-def cmd_grad_cam(args) -> int:
-    """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_k alpha_k A^k), alpha_k the gradient of the
-    target averaged over the layer's positions; upsampled bilinearly to the input."""
-    from ..techniques.gradients.cam import grad_cam
-    return _run(args, grad_cam, layer=args.layer)
-
-
-@command("guided-grad-cam", "guided backprop times the upsampled Grad-CAM")
-@options(_cam_opts("guided-grad-cam"))
-def cmd_guided_grad_cam(args) -> int:
-    """Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times Grad-CAM."""
-    from ..techniques.gradients.cam import guided_grad_cam
-    return _run(args, guided_grad_cam, layer=args.layer)
 
 
 def _smooth_opts(p):
     _common(p, "smoothgrad")
-    _cam_layer(p)
+    add_option(p, LAYER)
     p.add_argument("--method", default="saliency",
                    choices=["saliency", "guided-backprop", "deconvnet", "grad-cam",
                             "guided-grad-cam", "integrated-gradients"],
@@ -153,3 +98,31 @@ def cmd_integrated_gradients(args) -> int:
         baseline = args.baseline
     return _run(args, integrated_gradients, baseline=baseline, steps=args.steps,
                 method=args.integration, internal_batch_size=args.internal_batch_size)
+
+
+def _sanity_opts(p):
+    _common(p, "cascading-randomization")
+    p.add_argument("--methods", type=name_list("method names"), default=None,
+                   metavar="M1,M2",
+                   help="the methods to check, e.g. saliency,guided-backprop (default: saliency, "
+                        "guided-backprop, deconvnet, grad-cam, guided-grad-cam, "
+                        "integrated-gradients, smoothgrad)")
+    p.add_argument("--layers", type=layer_list, default=None, metavar="L1,L2",
+                   help="the layers to randomise, top first (default: every conv and linear "
+                        "layer, from the output down)")
+    p.add_argument("--keep", type=positive_int, default=4,
+                   help="keep the maps of this many images for the pictures (default 4)")
+
+
+@command("cascading-randomization", "sanity checks: how each map changes as the model's "
+                                    "weights are randomised, layer by layer from the top")
+@options(_sanity_opts)
+def cmd_cascading_randomization(args) -> int:
+    """Sanity checks for saliency maps (Adebayo et al. 2018): on a copy of the model, re-initialise
+    the layers one after another from the output down (seeded by --seed) and compare each
+    method's maps with the trained model's (Spearman rank correlation and SSIM, per image)."""
+    from ..techniques.gradients.sanity import cascading_randomization
+    extra = {} if args.methods is None else {
+        "methods": [m.replace("-", "_") for m in args.methods]}
+    return _run(args, cascading_randomization, layers=args.layers, seed=args.seed,
+                keep=args.keep, **extra)

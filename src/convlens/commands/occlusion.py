@@ -84,13 +84,7 @@ def cmd_occlusion(args) -> int:
                        fill=args.fill, batch_size=args.batch_size, mode=args.mode,
                        layer=args.layer, channel=args.channel, tau=args.tau, drill=args.drill,
                        coarse_stride=args.coarse_stride, reference=not args.no_reference)
-    info = result.info()
-    for k, path in enumerate(names):
-        line = (f"{path}: target {info['target_label'][k]} (p = {info['clean_prob'][k]:.3f}), "
-                f"map {info['positions'][0]}x{info['positions'][1]}, "
-                f"lowest p = {float(result.prob[k].min()):.3f}")
-        if result.ssim is not None and result.ssim[k] is not None:
-            line += f", SSIM vs exact = {result.ssim[k]:.3f}"
+    for line in result.summary(names):
         print(line)
     save_result(result, args, lens)
     return 0

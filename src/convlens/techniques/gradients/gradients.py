@@ -1,8 +1,8 @@
 """The data gradient and its friends (METHODS.md §5; the seed's "data gradient").
 
-Every method of this family (this module, `cam`, `smoothing`) is one backward pass from a *target* to the input pixels; they differ in the
-rule applied at each ReLU on the way back (`convlens.hooks.relu_rule`) and in what is done with
-the result:
+Every method of this family (this module, `cam`, `smoothing`) is one backward pass from a
+*target* to the input pixels; they differ in the rule applied at each ReLU on the way back
+(`convlens.hooks.relu_rule`) and in what is done with the result:
 
 ============================  =====================================================  ==========
 method                        backward signal at a ReLU ``f_l`` (``R`` from above)   paper

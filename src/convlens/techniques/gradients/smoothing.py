@@ -83,11 +83,11 @@ def integrated_gradients(lens, x: torch.Tensor, target: TargetLike = "auto",
     s_x, s_b = end.scores[:n], end.scores[n:]
     delta = att.flatten(1).sum(1) - (s_x - s_b)
     p_x = TargetPass(None, end.logits[:n], end.specs[:n], end.positions[:n], s_x)
+    base_param = "tensor" if isinstance(baseline, torch.Tensor) else target_param(baseline)
     return maps_result("integrated_gradients", lens, xb, p_x, att.sum(1).abs(), att,
-                   {"target": target_param(target), "baseline": target_param(baseline) if not isinstance(
-                       baseline, torch.Tensor) else "tensor", "steps": steps, "method": method,
-                    "internal_batch_size": internal_batch_size,
-                    "delta": delta.cpu().tolist()})
+                       {"target": target_param(target), "baseline": base_param, "steps": steps,
+                        "method": method, "internal_batch_size": internal_batch_size,
+                        "delta": delta.cpu().tolist()})
 
 
 def path_points(steps: int, method: str = "gausslegendre") -> tuple[list[float], list[float]]:
@@ -135,7 +135,8 @@ def _baseline(lens, xb: torch.Tensor, baseline) -> torch.Tensor:
 
 
 def smoothgrad(lens, x: torch.Tensor, target: TargetLike = "auto",
-               method: str | Callable = "saliency", samples: int = 50, noise_level: float = 0.15, sigma: float | None = None,
+               method: str | Callable = "saliency", samples: int = 50, noise_level: float = 0.15,
+               sigma: float | None = None,
                batch_size: int = 64, seed: int = 0, **method_kwargs) -> GradientMaps:
     """SmoothGrad (Smilkov, Thorat, Kim, Viégas & Wattenberg 2017,
     https://arxiv.org/abs/1706.03825): average a method's maps over noisy copies of ``x``.
