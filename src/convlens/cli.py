@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"convlens {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name, (add, fn, help_) in COMMANDS.items():
+    from .techniques import all_views
+    place = {v.command: i for i, v in enumerate(all_views())}
+    # the views in the seed's order, then the tools (data, demo, layers, report, ...)
+    for name in sorted(COMMANDS, key=lambda n: (place.get(n, len(place)), n)):
+        add, fn, help_ = COMMANDS[name]
         p = sub.add_parser(name, help=help_, description=(fn.__doc__ or help_).strip())
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks for errors")
