@@ -175,6 +175,15 @@ class CorrespondenceResult(Result):
                                           f"[{b['ci_low']:.3f}, {b['ci_high']:.3f}]")
         return info
 
+    def summary(self) -> list[str]:
+        """What the command prints: PCK per layer and method, and what was left out."""
+        lines = [f"{r.layer:>16}  {r.method:<8}  PCK {r.pck:.3f}  [{r.ci_low:.3f}, "
+                 f"{r.ci_high:.3f}]  ({r.correct}/{r.keypoints})" for r in self.pck.itertuples()]
+        for what, counts in (("skipped pairs", self.skipped), ("dropped keypoints", self.dropped)):
+            if counts:
+                lines.append(f"{what}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        return lines
+
     about = ("Do ConvNets learn correspondence? (Long, Zhang & Darrell 2014): for each keypoint of "
              "one image, the most similar feature of a layer in a second image shows where the "
              "network thinks the same point lies. PCK is the share of keypoints that land close "
