@@ -30,7 +30,8 @@ def _ints(s: str) -> list[int]:
 def _class_opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
     p.add_argument("--targets", metavar="C1,C2,...",
-                   help="classes (indices or label names, comma-separated; default: all)")
+                   help="the classes to model (indices or label names, comma-separated; "
+                        "default: all)")
     p.add_argument("--steps", type=positive_int, default=200, help="gradient steps (default 200)")
     p.add_argument("--l2", type=float, default=3e-3, metavar="LAMBDA",
                    help="weight of the L2 prior lambda ||I||^2 (default 3e-3)")
@@ -88,8 +89,8 @@ def _featvis_opts(p: argparse.ArgumentParser) -> None:
     output_options(p, "feature-visualization")
 
 
-@command("feature-visualization", "feature visualisation: images that maximise each channel of a layer "
-                    "(Olah et al. 2017)")
+@command("feature-visualization", "feature visualisation: images that maximise each channel "
+                                   "of a layer (Olah et al. 2017)")
 @options(_featvis_opts)
 def cmd_feature_visualization(args) -> int:
     """Optimise one image per channel of --layer so that the channel's mean activation (or its

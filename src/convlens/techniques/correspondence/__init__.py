@@ -13,5 +13,6 @@ VIEWS = register(
          inputs=None, takes="model",
          quick={"data": "builtin:shapes:test:24", "n": 2, "baselines": (), "examples": 1},
          demo="techniques.correspondence.demo:step_correspondence",
-         exports={"CorrespondenceResult": "techniques.correspondence.results:CorrespondenceResult"}),
+         exports={"CorrespondenceResult":
+                  "techniques.correspondence.results:CorrespondenceResult"}),
 )

@@ -198,7 +198,8 @@ def invert(lens, x: torch.Tensor, layers: str | Sequence[str], steps: int = 400,
         model.eval()
         out0 = model(x0)
         targets = {name: cap[name] for name in layer_list}
-    original_predicted = out0.argmax(1).cpu() if out0.dim() == 2 else torch.zeros(n, dtype=torch.long)
+    original_predicted = (out0.argmax(1).cpu() if out0.dim() == 2
+                          else torch.zeros(n, dtype=torch.long))
 
     # Batch row l * N + i reconstructs image i from layer l.
     rows = {name: torch.arange(i * n, (i + 1) * n) for i, name in enumerate(layer_list)}

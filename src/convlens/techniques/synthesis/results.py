@@ -222,8 +222,8 @@ class FeatureVisResult(Result):
                   f"\n{float(self.values[i]):.3g}"
                   for i, c in enumerate(self.channels or range(self.images.shape[0]))]
         image_grid(path, as_numpy(self.images)[:max_images], titles[:max_images],
-                           f"Feature visualisation (Olah et al. 2017), {what}. Under each: the "
-                           "objective's value on the final image.")
+                   f"Feature visualisation (Olah et al. 2017), {what}. Under each: the "
+                   "objective's value on the final image.")
 
 
 @dataclass
@@ -303,7 +303,7 @@ class ClassModelResult(Result):
                   + ("" if int(k) == c else f"\n→ {self.label(int(k))} ✗")
                   for c, s, p, k in zip(self.targets, self.scores, self.p_class, self.predicted)]
         image_grid(path, as_numpy(self.images), titles,
-                           "Class models (Simonyan et al. 2014): the image that maximises each "
-                           "class's score S_c minus λ‖I‖². Under each: the class, S_c (before "
-                           "softmax), p(class | image) and, if the net prefers another class, "
-                           "that class (✗).", cols=min(8, len(titles)))
+                   "Class models (Simonyan et al. 2014): the image that maximises each class's "
+                   "score S_c minus λ‖I‖². Under each: the class, S_c (before softmax), "
+                   "p(class | image) and, if the net prefers another class, that class (✗).",
+                   cols=min(8, len(titles)))
