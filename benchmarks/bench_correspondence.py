@@ -40,6 +40,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import convlens  # noqa: E402
+from convlens.engine.settings import RunSettings  # noqa: E402
 from convlens.techniques.correspondence.correspondence import (  # noqa: E402
     _forward,
     _pad_points,
@@ -151,7 +152,8 @@ def main() -> None:
 
     api = warp_pairs(data, min(args.api_pairs, len(made)), "affine", seed=0)
     t = clock()
-    res = correspondence(lens, api, layers, baselines=(), examples=0, progress=False)
+    res = correspondence(lens, api, layers, baselines=(), examples=0,
+                         run=RunSettings(progress=False))
     t_api = clock() - t
     api_transfers = len(res.transfers)
 

@@ -28,6 +28,7 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.techniques.correspondence.correspondence import correspondence
+from convlens.techniques.correspondence.figures import examples_figure, pck_plot
 from convlens.techniques.correspondence.results import CorrespondenceResult, pck_interval
 
 HERE = Path(__file__).resolve().parent
@@ -70,7 +71,7 @@ def conv_and_relu(lens) -> list[str]:
 
 def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     lens = convlens.load_model(s.model)
-    common = dict(data=s.data, n=n, seed=seed, progress=True, layers=conv_and_relu(lens),
+    common = dict(data=s.data, n=n, seed=seed, layers=conv_and_relu(lens),
                   **s.options)
     t = time.time()
     cells = correspondence(lens, s.pairs, **common)
@@ -85,10 +86,11 @@ def run(s: Setting, n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     s_pck, s_lo, s_hi = pck_interval(*s_1, seed)
     both = CorrespondenceResult(pd.concat([cells.transfers, grid.transfers], ignore_index=True),
                                 cells.layers, cells.params, cells.skipped, cells.dropped,
-                                cells.examples, seed=seed)
-    both._plot(str(HERE / f"correspondence_{s.name}.png"))
+                                **CorrespondenceResult.example_fields(cells.examples), seed=seed)
+    pck_plot(both, str(HERE / f"correspondence_{s.name}.png"))
     best = cells.best()
-    cells._examples("features", best["layer"], str(HERE / f"correspondence_{s.name}_examples.png"))
+    examples_figure(cells, "features", best["layer"],
+                    str(HERE / f"correspondence_{s.name}_examples.png"))
     loose = both.pck_table(2 * both.alpha)[["method", "layer", "pck", "ci_low", "ci_high"]]
     table = both.pck.merge(loose, on=["method", "layer"], suffixes=("", "_2alpha"))
     table.insert(0, "setting", s.name)

@@ -92,7 +92,7 @@ def run_classes(name, lens, work: Path) -> pd.DataFrame:
     res = class_model(lens)
     out = res.save(work / f"class_models_{name}", lens=lens)
     shutil.copy(out / "grid.png", HERE / f"class_models_{name}.png")
-    t = res.tables()["classes"]
+    t = res.tables()["targets"]
     t.insert(0, "model", name)
     print(f"{name} class models: {time.time() - t0:.0f} s", flush=True)
     return t

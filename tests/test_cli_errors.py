@@ -98,11 +98,11 @@ BAD = [
     # images from codes, correspondence
     (["invert", *SHAPES, *SHAPES_DATA, "--layers", "nope"], "unknown layer"),
     (["invert", *SHAPES, *SHAPES_DATA, "--layers", "features.1", "--steps", "0"], "a positive integer"),
-    (["class-model", *SHAPES, "--classes", "dog"], "dog"),
+    (["class-model", *SHAPES, "--targets", "dog"], "dog"),
     (["class-model", *SHAPES, "--steps", "0"], "a positive integer"),
-    (["featvis", *SHAPES, "--layer", "nope"], "unknown layer"),
-    (["featvis", *SHAPES, "--layer", "features.4", "--channels", "999"], "999"),
-    (["featvis", *SHAPES, "--layer", "features.4", "--all", "--steps", "0"], "a positive integer"),
+    (["feature-visualization", *SHAPES, "--layer", "nope"], "unknown layer"),
+    (["feature-visualization", *SHAPES, "--layer", "features.4", "--channels", "999"], "999"),
+    (["feature-visualization", *SHAPES, "--layer", "features.4", "--all", "--steps", "0"], "a positive integer"),
     (["correspondence", *SHAPES, *SHAPES_DATA, "--layers", "nope"], "unknown layer"),
     (["correspondence", *FASHION, "--data", "builtin:fashion-mnist:test", "--pairs",
       "intraclass"], "keypoint"),
@@ -200,7 +200,7 @@ def test_help_of_every_command_uses_the_shared_vocabulary(capsys):
         if "--model" in text and name not in ("train", "demo"):
             for opt in ("--seed", "--device", "--dtype", "--weights"):
                 assert opt in text, f"{name} --help lacks {opt}"
-        if "--data SPEC" in text and name not in ("units", "featvis"):  # featvis: colour stats only
+        if "--data SPEC" in text and name not in ("units", "feature-visualization"):  # colours only
             assert "--n N" in text, f"{name} --help lacks --n"
         if "--out" in text and name not in ("units", "train", "report", "layers", "demo"):
             assert "convlens-out/" in text, f"{name}: --out default is not convlens-out/<view>"

@@ -13,10 +13,14 @@ from PIL import Image
 from torch import nn
 
 from convlens import Lens
+from convlens.engine.settings import RunSettings
 from convlens.errors import ConvlensError
 from convlens.techniques.correspondence.correspondence import correspondence, transfer_features
 from convlens.techniques.correspondence.pairs import Pair, file_pairs, make_pair, to_input
 from convlens.techniques.correspondence.warps import ThinPlate, invert, random_affine, random_tps, warp_image
+
+QUIET = RunSettings(progress=False)
+
 
 # -- a fully convolutional net whose features are one-hot codes of pixel blocks ------------------
 SIDE, SHIFT = 32, 8
@@ -59,7 +63,7 @@ def test_closed_form_translation(block_setup):
     lens, pairs = block_setup
     layers = ["1", "2", "3", "4"]  # strides 1, 2, 4, 8
     for alpha in (0.1, 0.3):  # 3.2 px: strides 1 and 2; 9.6 px: all
-        res = correspondence(lens, pairs, layers, alpha, baselines=(), examples=0, progress=False)
+        res = correspondence(lens, pairs, layers, alpha, baselines=(), examples=0, run=QUIET)
         t = res.pck.set_index("layer")
         for name in layers:
             if t.loc[name, "stride"] <= alpha * SIDE:
@@ -75,7 +79,7 @@ def test_closed_form_translation(block_setup):
 def test_closed_form_pixel_baseline(block_setup):
     lens, pairs = block_setup
     res = correspondence(lens, pairs, ["1", "2", "3"], 0.15, baselines=("pixels",), step=1,
-                         examples=0, progress=False)
+                         examples=0, run=QUIET)
     px = res.pck[res.pck.method == "pixels"]
     assert len(px) == 3 and (px.pck == 1.0).all()
     d = res.difference("features", "pixels")
@@ -146,7 +150,7 @@ def test_batched_equals_literal_reference(metric):
     lens = _small_lens()
     pairs = _random_pairs()
     res = correspondence(lens, pairs, ["1", "4", "7"], baselines=(), metric=metric, chunk=3,
-                         progress=False)
+                         run=QUIET)
     for layer in ("1", "4", "7"):
         t = res.transfers[res.transfers.layer == layer]
         for k, pair in enumerate(pairs):
@@ -274,7 +278,7 @@ def test_unknown_layer_is_one_line():
 
     p = make_pair(torch.zeros(1, 28, 28), torch.zeros(1, 28, 28), [[4, 4]], [[4, 4]], ["a"])
     with pytest.raises(ConvlensError, match="did you mean 'features.1'") as e:
-        correspondence(load_model("builtin:tiny"), [p], ["featurs.1"], progress=False)
+        correspondence(load_model("builtin:tiny"), [p], ["featurs.1"], run=QUIET)
     assert "\n" not in str(e.value)
 
 
@@ -283,7 +287,7 @@ def test_layer_without_spatial_map():
                 mean=(0.0,), std=(1.0,), input_size=(1, 8, 8))
     p = make_pair(torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), [[4, 4]], [[4, 4]], ["a"])
     with pytest.raises(ConvlensError, match="no spatial map"):
-        correspondence(lens, [p], ["2"], progress=False)
+        correspondence(lens, [p], ["2"], run=QUIET)
 
 
 def test_keypoints_outside_and_empty_pairs_are_counted():
@@ -294,7 +298,7 @@ def test_keypoints_outside_and_empty_pairs_are_counted():
                    np.array([[1.0, 1.0], [5.0, 5.0], [2.0, 2.0]]), ["x", "y", "z"], 24.0)
     none_left = Pair(a, a, np.array([[-1.0, 4.0]]), np.array([[1.0, 1.0]]), ["x"], 24.0)
     res = correspondence(lens, good + [outside, none_left], ["4"], baselines=("pixels",),
-                         progress=False)
+                         run=QUIET)
     assert res.dropped["keypoint outside the image"] == 2
     assert res.skipped["no keypoint inside both images"] == 1
     assert res.transfers.pair.nunique() == 3
@@ -325,7 +329,7 @@ def test_pairs_file_counts_what_it_cannot_use(manifest):
     data = load_data(str(manifest / "m.csv"), lens=lens)
     pairs = file_pairs(data, manifest / "pairs.csv")
     assert pairs.skipped["unknown item in the pairs file"] == 1
-    res = correspondence(lens, pairs, ["features.1"], baselines=("pixels",), progress=False)
+    res = correspondence(lens, pairs, ["features.1"], baselines=("pixels",), run=QUIET)
     assert res.skipped["no common keypoint names"] == 1
     assert res.transfers.pair.nunique() == 2
     t = res.transfers[res.transfers.pair == 2]  # "2.png" -> "0.png": item 2's keypoint a
@@ -360,7 +364,7 @@ def test_model_left_as_found():
         p.grad = torch.ones_like(p)
     before = snapshot(lens)
     pairs = _random_pairs(2)
-    correspondence(lens, pairs, ["1", "4"], baselines=("pixels",), progress=False)
+    correspondence(lens, pairs, ["1", "4"], baselines=("pixels",), run=QUIET)
     assert_unchanged(lens, before)
 
     class Boom(nn.Module):
@@ -370,7 +374,7 @@ def test_model_left_as_found():
     lens.model.append(Boom())
     before = snapshot(lens)
     with pytest.raises(RuntimeError, match="boom"):
-        correspondence(lens, pairs, ["1"], baselines=(), progress=False)
+        correspondence(lens, pairs, ["1"], baselines=(), run=QUIET)
     assert_unchanged(lens, before)
 
 
@@ -379,7 +383,7 @@ def test_deterministic_and_seeded():
 
     lens = load_model("builtin:tiny")
     run = lambda seed: correspondence(lens, "warp", ["features.1", "features.4"], data="builtin:shapes:test:6",
-                                      n=3, seed=seed, baselines=("pixels",), progress=False)
+                                      n=3, seed=seed, baselines=("pixels",), run=QUIET)
     a, b, c = run(0), run(0), run(1)
     pd.testing.assert_frame_equal(a.transfers, b.transfers)
     pd.testing.assert_frame_equal(a.pck, b.pck)
@@ -393,7 +397,7 @@ def test_result_saves_and_draws(tmp_path):
 
     lens = load_model("builtin:shapes-net")
     res = correspondence(lens, "intraclass", ["features.4", "features.7"], data="builtin:shapes:test:200",
-                         n=4, baselines=("pixels", "sift"), examples=2, progress=False)
+                         n=4, baselines=("pixels", "sift"), examples=2, run=QUIET)
     assert set(res.pck.method) == {"features", "pixels", "sift"}
     assert ((res.pck.ci_low <= res.pck.pck) & (res.pck.pck <= res.pck.ci_high)).all()
     saved = SavedResult(res.save(tmp_path / "c", lens=lens))
@@ -422,3 +426,36 @@ def test_command_line(tmp_path, capsys):
                  "--layers", "feature.1", "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("convlens: error: unknown layer") and "\n" not in err
+
+
+def assert_round_trip(result, folder) -> None:
+    """Saved, loaded back through `load_result` and saved again: the same manifest (arrays,
+    tables, info) and the same arrays."""
+    from convlens.results import SavedResult, load_result
+
+    a = result.save(folder / "a")
+    loaded = load_result(a)
+    assert type(loaded) is type(result)
+    b = loaded.save(folder / "b")
+    ma, mb = SavedResult(a), SavedResult(b)
+    for key in ("kind", "view", "result", "arrays", "tables", "info", "pictures", "per_image",
+                "fields"):
+        assert ma.manifest[key] == mb.manifest[key], key
+    for name in ma.manifest["arrays"]:
+        np.testing.assert_array_equal(ma.array(name), mb.array(name))
+    for name in ma.manifest["tables"]:
+        assert ma.table(name).equals(mb.table(name)), name
+
+
+def test_result_loads_back(tmp_path):
+    from convlens.models import load_model
+
+    lens = load_model("builtin:tiny")
+    res = correspondence(lens, "warp", ["features.1", "features.4"], data="builtin:shapes:test:6",
+                         n=3, baselines=("pixels",), examples=2, run=QUIET)
+    assert len(res.examples) == 2 and res.examples[0][1].shape == (28, 28, 3)
+    assert_round_trip(res, tmp_path)
+    none = correspondence(lens, "warp", ["features.1"], data="builtin:shapes:test:6", n=2,
+                          baselines=(), examples=0, run=QUIET)
+    assert none.examples == [] and none.arrays() == {}
+    assert_round_trip(none, tmp_path / "none")

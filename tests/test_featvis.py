@@ -33,12 +33,8 @@ from convlens.optimize import (
     render,
     total_variation,
 )
-from convlens.techniques.synthesis.featvis import (
-    ClassModelResult,
-    FeatureVisResult,
-    class_model,
-    feature_visualization,
-)
+from convlens.techniques.synthesis.featvis import class_model, feature_visualization
+from convlens.techniques.synthesis.results import ClassModelResult, FeatureVisResult
 
 
 def small_cnn(seed: int = 0) -> nn.Module:
@@ -156,7 +152,7 @@ def test_class_model_of_a_linear_model_is_w_over_2_lambda():
     want = w[[0, 2]] / (2 * 0.5)
     got = lens.normalize(-100 + 200 * res.images).flatten(1)
     assert torch.allclose(got, want, atol=1e-4)
-    assert isinstance(res, ClassModelResult) and res.classes == [0, 2]
+    assert isinstance(res, ClassModelResult) and res.targets == [0, 2]
 
 
 def test_class_model_raises_its_class_and_is_seeded(lens):
@@ -165,7 +161,7 @@ def test_class_model_raises_its_class_and_is_seeded(lens):
     assert torch.equal(a.images, b.images)
     assert a.history[-1] > a.history[0]
     assert a.probs.shape == (4, 4) and float(a.images.min()) >= 0 and float(a.images.max()) <= 1
-    assert class_model(lens, "c", steps=2, progress=False).classes == [2]
+    assert class_model(lens, "c", steps=2, progress=False).targets == [2]
 
 
 # -- feature visualisation ---------------------------------------------------------------------
@@ -187,7 +183,7 @@ def test_bare_module_with_an_input_size(lens):
     res = feature_visualization(lens.model, "c2", channels=[0], steps=2, input_size=(3, 12, 12),
                                 progress=False)
     assert res.images.shape == (1, 3, 12, 12)
-    assert class_model(lens.model, 1, steps=2, input_size=(3, 12, 12), progress=False).classes == [1]
+    assert class_model(lens.model, 1, steps=2, input_size=(3, 12, 12), progress=False).targets == [1]
     with pytest.raises(ConvlensError, match="does not say what input"):
         class_model(lens.model, 1, steps=2, progress=False)
 
@@ -259,25 +255,55 @@ def test_results_save(lens, tmp_path):
     cm = class_model(lens, steps=2, progress=False)
     out = cm.save(tmp_path / "cm", lens=lens)
     assert json.loads((out / "manifest.json").read_text())["kind"] == "class_model"
-    assert list(cm.tables()["classes"].label) == ["a", "b", "c", "d"]
+    assert list(cm.tables()["targets"].name) == ["a", "b", "c", "d"]
 
 
 def test_cli_featvis_and_class_model(tmp_path, capsys):
     out = tmp_path / "fv"
-    assert main(["featvis", "--model", "builtin:fashion-net", "--layer", "features.3",
+    assert main(["feature-visualization", "--model", "builtin:fashion-net", "--layer", "features.3",
                  "--channels", "0,5", "--steps", "3", "--param", "pixel", "--out", str(out)]) == 0
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "featvis" and m["info"]["channels"] == [0, 5]
-    assert main(["class-model", "--model", "builtin:fashion-net", "--classes", "0,Coat",
+    assert main(["class-model", "--model", "builtin:fashion-net", "--targets", "0,Coat",
                  "--steps", "3", "--out", str(tmp_path / "cm")]) == 0
     assert "Coat" in capsys.readouterr().out
-    for args, msg in [(["featvis", "--model", "builtin:fashion-net", "--layer", "features.33"],
+    for args, msg in [(["feature-visualization", "--model", "builtin:fashion-net", "--layer", "features.33"],
                        "did you mean"),
-                      (["featvis", "--model", "builtin:fashion-net", "--layer", "features.3",
+                      (["feature-visualization", "--model", "builtin:fashion-net", "--layer", "features.3",
                         "--channels", "64"], "out of range"),
-                      (["class-model", "--model", "builtin:fashion-net", "--classes", "Cot"],
+                      (["class-model", "--model", "builtin:fashion-net", "--targets", "Cot"],
                        "did you mean")]:
         assert main(args + ["--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("convlens: error:") and msg in err
         assert len(err.strip().splitlines()) == 1
+
+
+def assert_round_trip(result, folder) -> None:
+    """Saved, loaded back through `load_result` and saved again: the same manifest (arrays,
+    tables, info) and the same arrays."""
+    import numpy as np
+
+    from convlens.results import SavedResult, load_result
+
+    a = result.save(folder / "a")
+    loaded = load_result(a)
+    assert type(loaded) is type(result)
+    b = loaded.save(folder / "b")
+    ma, mb = SavedResult(a), SavedResult(b)
+    for key in ("kind", "view", "result", "arrays", "tables", "info", "pictures", "per_image",
+                "fields"):
+        assert ma.manifest[key] == mb.manifest[key], key
+    for name in ma.manifest["arrays"]:
+        np.testing.assert_array_equal(ma.array(name), mb.array(name))
+    for name in ma.manifest["tables"]:
+        assert ma.table(name).equals(mb.table(name)), name
+
+
+def test_results_load_back(lens, tmp_path):
+    fv = feature_visualization(lens, "c2", channels=[0, 3], steps=2, progress=False)
+    assert_round_trip(fv, tmp_path / "fv")
+    obj = feature_visualization(lens, neuron("c1", 1), steps=2, progress=False)
+    assert_round_trip(obj, tmp_path / "obj")
+    cm = class_model(lens, [1, 2], steps=2, progress=False)
+    assert_round_trip(cm, tmp_path / "cm")

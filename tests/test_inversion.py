@@ -16,11 +16,11 @@ from convlens.cli import main
 from convlens.optimize import Context
 from convlens.techniques.synthesis.inversion import (
     PAPER_TV,
-    InversionResult,
     inversion_objective,
     invert,
     paper_tv,
 )
+from convlens.techniques.synthesis.results import InversionResult
 
 
 def orthogonal_net(channels: int = 3, seed: int = 0) -> nn.Module:
@@ -215,7 +215,9 @@ def test_result_saves_pictures_and_tables(cnn_lens, tmp_path):
     out = res.save(tmp_path / "inv", lens=cnn_lens)
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "inversion"
-    assert set(m["pictures"]) == {"strip", "errors"}
+    assert set(m["pictures"]) == {"strip", "errors", "input_0", "input_1", "reconstruction_0_r1",
+                                  "reconstruction_0_fc", "reconstruction_1_r1",
+                                  "reconstruction_1_fc"}
     assert (out / "strip.png").stat().st_size > 1000
     t = res.tables()["layers"]
     assert list(t.layer) == ["r1", "fc"] and {"rep_error", "pixel_error"} <= set(t.columns)
@@ -234,3 +236,33 @@ def test_cli_invert(tmp_path, capsys):
                  "--layers", "features.99", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("convlens: error:") and len(err.strip().splitlines()) == 1
+
+
+def assert_round_trip(result, folder) -> None:
+    """Saved, loaded back through `load_result` and saved again: the same manifest (arrays,
+    tables, info) and the same arrays."""
+    from convlens.results import SavedResult, load_result
+
+    a = result.save(folder / "a")
+    loaded = load_result(a)
+    assert type(loaded) is type(result)
+    b = loaded.save(folder / "b")
+    ma, mb = SavedResult(a), SavedResult(b)
+    for key in ("kind", "view", "result", "arrays", "tables", "info", "pictures", "per_image",
+                "fields"):
+        assert ma.manifest[key] == mb.manifest[key], key
+    for name in ma.manifest["arrays"]:
+        np.testing.assert_array_equal(ma.array(name), mb.array(name))
+    for name in ma.manifest["tables"]:
+        assert ma.table(name).equals(mb.table(name)), name
+
+
+def test_inversion_result_loads_back(cnn_lens, tmp_path):
+    res = invert(cnn_lens, images(cnn_lens), ["r1", "fc"], steps=3, progress=False,
+                 names=["a", "b"])
+    assert_round_trip(res, tmp_path)
+    assert res.per_image() == [["input_0", "reconstruction_0_r1", "reconstruction_0_fc"],
+                               ["input_1", "reconstruction_1_r1", "reconstruction_1_fc"]]
+    saved = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert saved["per_image"] == res.per_image()
+    assert all(name in saved["pictures"] for names in res.per_image() for name in names)

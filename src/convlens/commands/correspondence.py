@@ -17,6 +17,7 @@ from .common import (
     options,
     output_options,
     positive_int,
+    run_from,
     save_result,
 )
 
@@ -92,12 +93,8 @@ def cmd_correspondence(args) -> int:
                          metric=args.metric, baselines=baselines, step=args.step, search=args.search,
                          warp=args.warp,
                          close=dict(args.close) if args.close else None, points=args.points,
-                         seed=args.seed, batch_size=args.batch_size, examples=args.examples)
-    for r in res.pck.itertuples():
-        print(f"{r.layer:>16}  {r.method:<8}  PCK {r.pck:.3f}  [{r.ci_low:.3f}, {r.ci_high:.3f}]  "
-              f"({r.correct}/{r.keypoints})")
-    for what, counts in (("skipped pairs", res.skipped), ("dropped keypoints", res.dropped)):
-        if counts:
-            print(f"{what}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+                         seed=args.seed, examples=args.examples, run=run_from(args))
+    for line in res.summary():
+        print(line)
     save_result(res, args, lens)
     return 0

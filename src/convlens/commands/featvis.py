@@ -1,5 +1,5 @@
-"""``convlens class-model`` (Simonyan et al. 2014, §2) and ``convlens featvis`` (Olah et al.,
-Distill 2017): images optimised to excite a class or the channels of a layer."""
+"""``convlens class-model`` (Simonyan et al. 2014, §2) and ``convlens feature-visualization``
+(Olah et al., Distill 2017): images optimised to excite a class or the channels of a layer."""
 from __future__ import annotations
 
 import argparse
@@ -29,8 +29,9 @@ def _ints(s: str) -> list[int]:
 
 def _class_opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
-    p.add_argument("--classes", metavar="C1,C2,...",
-                   help="classes (indices or label names, comma-separated; default: all)")
+    p.add_argument("--targets", metavar="C1,C2,...",
+                   help="the classes to model (indices or label names, comma-separated; "
+                        "default: all)")
     p.add_argument("--steps", type=positive_int, default=200, help="gradient steps (default 200)")
     p.add_argument("--l2", type=float, default=3e-3, metavar="LAMBDA",
                    help="weight of the L2 prior lambda ||I||^2 (default 3e-3)")
@@ -53,13 +54,13 @@ def cmd_class_model(args) -> int:
     from ..techniques.synthesis.featvis import class_model
 
     lens = lens_from(args)
-    target = None if not args.classes else [c.strip() for c in args.classes.split(",") if c.strip()]
-    res = class_model(lens, target, steps=args.steps, l2_weight=args.l2, lr=args.lr,
+    targets = None if not args.targets else [
+        c.strip() for c in args.targets.split(",") if c.strip()]
+    res = class_model(lens, targets, steps=args.steps, l2_weight=args.l2, lr=args.lr,
                       jitter_px=args.jitter, blur_sigma=args.blur, seed=args.seed)
     save_result(res, args, lens)
-    for row in res.tables()["classes"].itertuples():
-        print(f"  {row.label}: S_c = {row.score:.2f}, p(class) = {row.p_class:.3f}, "
-              f"classified as {row.predicted_label}")
+    for line in res.summary():
+        print(line)
     return 0
 
 
@@ -85,13 +86,13 @@ def _featvis_opts(p: argparse.ArgumentParser) -> None:
                    help="no random jitter, scale and rotation between steps")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="channels per batch (default: all at once)")
-    output_options(p, "featvis")
+    output_options(p, "feature-visualization")
 
 
-@command("featvis", "feature visualisation: images that maximise each channel of a layer "
-                    "(Olah et al. 2017)")
+@command("feature-visualization", "feature visualisation: images that maximise each channel "
+                                   "of a layer (Olah et al. 2017)")
 @options(_featvis_opts)
-def cmd_featvis(args) -> int:
+def cmd_feature_visualization(args) -> int:
     """Optimise one image per channel of --layer so that the channel's mean activation (or its
     centre neuron) is as large as possible: 1/f Fourier parameterisation in decorrelated colour,
     random jitter, scale and rotation at each step, Adam (Olah et al., Distill 2017). All
@@ -108,7 +109,6 @@ def cmd_featvis(args) -> int:
         lr=args.lr, data=args.data, transforms=None if args.no_transforms else "standard",
         batch_size=args.batch_size, unit=args.objective, seed=args.seed)
     save_result(res, args, lens)
-    vals = res.values
-    print(f"{res.images.shape[0]} image(s) of {args.layer}: objective min {float(vals.min()):.3g}, "
-          f"median {float(vals.median()):.3g}, max {float(vals.max()):.3g}")
+    for line in res.summary():
+        print(line)
     return 0

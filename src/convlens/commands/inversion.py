@@ -61,11 +61,6 @@ def cmd_invert(args) -> int:
                  lambda_alpha=args.lambda_alpha, regularize=not args.no_priors, lr=args.lr,
                  seed=args.seed, names=names)
     save_result(res, args, lens)
-    t = res.layer_table()
-    print(f"{len(names)} image(s); mean over images, per layer "
-          "(representation error ||Phi(x*)-Phi0||/||Phi0||, pixel error ||x*-x0||/||x0||):")
-    width = max(len(v) for v in t.layer)
-    for row in t.itertuples():
-        print(f"  {row.layer:<{width}}  representation error {row.rep_error:.3f}  "
-              f"pixel error {row.pixel_error:.3f}  same class {row.same_class:.0%}")
+    for line in res.summary():
+        print(line)
     return 0

@@ -31,12 +31,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
 from ...hooks import capture, preserved
 from ...lens import as_batch, as_lens, lens_and_data
 from ...receptive import Field
-from .results import CorrespondenceResult
 from .pairs import Pair, Pairs, inside, make_pairs
+from .results import CorrespondenceResult
 
 METRICS = ("cosine", "l2")
 BASELINES = ("pixels", "sift")
@@ -277,8 +278,8 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
                    data=None, n: int = 100, metric: str = "cosine",
                    baselines: Sequence[str] = BASELINES, step: int | None = None,
                    search: str = "cells", warp: str = "affine", close: dict | None = None, points: int = 8,
-                   seed: int = 0, chunk: int = 32, batch_size: int = 64, examples: int = 4,
-                   progress: bool = True) -> CorrespondenceResult:
+                   seed: int = 0, chunk: int = 32, examples: int = 4,
+                   run: RunSettings | None = None) -> CorrespondenceResult:
     """Keypoint transfer by nearest neighbour at each layer, scored by PCK against pixels and
     SIFT (Long, Zhang & Darrell 2014).
 
@@ -297,7 +298,9 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
             method defines it; its stride bounds the precision) or ``"grid"`` (B's features
             interpolated on the baselines' grid, to compare descriptors at one precision).
         warp, points, close, seed: passed to `warp_pairs` / `intraclass_pairs`.
-        chunk: pairs per pass (memory); batch_size: images per forward call.
+        chunk: pairs per pass (memory); examples: pairs drawn.
+        run: how to run (`RunSettings`): its ``batch_size`` (images per forward call, default
+            64) and ``progress`` (a progress bar) are used.
 
     Returns a `CorrespondenceResult`: ``.pck`` (per method and layer, with bootstrap 95 %
     intervals over pairs), ``.transfers`` (every keypoint), the PCK-by-depth plot and example
@@ -308,6 +311,7 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
         res = correspondence(lens, "intraclass", data="builtin:shapes", n=200)
         res.pck[["method", "layer", "pck", "ci_low", "ci_high"]]
     """
+    run = as_run(run)
     if metric not in METRICS:
         raise unknown("metric", metric, METRICS)
     if search not in SEARCHES:
@@ -343,7 +347,7 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
     shown: list[tuple[int, np.ndarray, np.ndarray, str]] = []
     model = lens.model
     bar = range(0, len(pairs), chunk)
-    if progress:
+    if run.progress:
         from tqdm.auto import tqdm
         bar = tqdm(bar, desc="correspondence", unit="chunk", file=sys.stderr, leave=False)
     with preserved(model), torch.no_grad():
@@ -360,7 +364,7 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
                 good.append(pr)
             if not good:
                 continue
-            maps, ia, ib, xs = _forward(lens, good, [i.name for i in infos], batch_size)
+            maps, ia, ib, xs = _forward(lens, good, [i.name for i in infos], run.batch_size)
             pts, mask = _pad_points(good)
             preds: dict[tuple[str, str], torch.Tensor] = {}
             for info in infos:
@@ -404,7 +408,7 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
               "baselines": methods[1:], "step": step, "search": search, "seed": seed, "model": lens.name,
               "input_size": list(shape), "data": getattr(data, "spec", None) if data is not None else None}
     return CorrespondenceResult(transfers, layer_table, params, dict(skipped), dict(dropped),
-                                shown, seed=seed)
+                                **CorrespondenceResult.example_fields(shown), seed=seed)
 
 
 def _forward(lens, good: list[Pair], names: list[str], batch_size: int):

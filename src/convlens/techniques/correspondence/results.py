@@ -1,23 +1,16 @@
 """What `correspondence` returns: every keypoint transfer, PCK per method and layer with
-bootstrap intervals, and the pictures (PCK against depth, example pairs). No torch here."""
+bootstrap intervals, and the pictures (PCK against depth, example pairs; drawn in `.figures`).
+No torch here."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ...results import Result
-
-LABELS = {"features": "conv features (nearest neighbour)",
-          "features_grid": "conv features, interpolated on the pixel grid",
-          "pixels": "raw pixels (patch = receptive field)",
-          "sift": "SIFT (descriptor = receptive field)"}
-STYLES = {"features": dict(color="#1f77b4", marker="o", ls="-", lw=2),
-          "features_grid": dict(color="#9467bd", marker="D", ls="-", lw=1.5),
-          "pixels": dict(color="#7f7f7f", marker="s", ls="--", lw=1.5),
-          "sift": dict(color="#ff7f0e", marker="^", ls=":", lw=1.5)}
-RIGHT, WRONG = "#2ca02c", "#d62728"
+from ...results import Result, figure, panel
+from .figures import LABELS, examples_figure, pck_plot
 
 
 def _interval(data: tuple[np.ndarray, ...], statistic, seed: int, n_resamples: int,
@@ -46,30 +39,65 @@ def pck_interval(correct: np.ndarray, total: np.ndarray, seed: int = 0, n_resamp
                      level)
 
 
+@dataclass(eq=False)
 class CorrespondenceResult(Result):
     """Keypoint transfers and their scores.
 
     ``transfers``: one row per (method, layer, pair, keypoint): the point in A, the true and
     the predicted point in B, the error in pixels, the PCK reference length and whether it is
-    correct. ``pck``: per method and layer, PCK with a 95 % bootstrap interval over pairs.
-    ``pck_table(alpha)`` rescores at another threshold without running anything again.
+    correct. ``layers``: one row per layer (depth, receptive field, stride, shape). ``pck``:
+    per method and layer, PCK with a 95 % bootstrap interval over pairs. ``pck_table(alpha)``
+    rescores at another threshold without running anything again. ``params``: the settings;
+    ``skipped`` / ``dropped``: pairs and keypoints left out, by reason. The example pairs:
+    ``example_pairs`` ``(E,)`` their pair indices, ``example_a`` / ``example_b`` ``(E, H, W,
+    3)`` their images (uint8), ``example_titles``; ``examples`` zips them.
     """
+
+    transfers: pd.DataFrame
+    layers: pd.DataFrame
+    params: dict[str, Any]
+    skipped: dict[str, int]
+    dropped: dict[str, int]
+    example_pairs: np.ndarray | None = None
+    example_a: np.ndarray | None = None
+    example_b: np.ndarray | None = None
+    example_titles: list[str] | None = None
+    seed: int = 0
+    alpha: float = field(init=False)
+    pck: pd.DataFrame = field(init=False)
+    feature_method: str = field(init=False)
 
     kind = "correspondence"
 
-    def __init__(self, transfers: pd.DataFrame, layers: pd.DataFrame, params: dict[str, Any],
-                 skipped: dict[str, int], dropped: dict[str, int], examples: list, seed: int = 0):
-        failed = transfers.error.isna()
+    def __post_init__(self):
+        failed = self.transfers.error.isna()
         if failed.any():  # OpenCV refused a descriptor: not scored, counted
-            dropped = dict(dropped)
-            dropped["sift descriptor not computed"] = int(failed.sum())
-            transfers = transfers[~failed].reset_index(drop=True)
-        self.transfers, self.layers, self.params = transfers, layers, params
-        self.skipped, self.dropped, self.examples, self.seed = skipped, dropped, examples, seed
-        self.alpha = float(params["alpha"])
+            self.dropped = dict(self.dropped)
+            self.dropped["sift descriptor not computed"] = int(failed.sum())
+            self.transfers = self.transfers[~failed].reset_index(drop=True)
+        self.alpha = float(self.params["alpha"])
         self.pck = self.pck_table()
         self.feature_method = next((m for m in ("features", "features_grid")
                                     if m in set(self.pck.method)), "features")
+
+    @staticmethod
+    def example_fields(examples: list[tuple[int, np.ndarray, np.ndarray, str]]) -> dict:
+        """The example fields from ``(pair, image A, image B, title)`` tuples."""
+        if not examples:
+            return {}
+        return {"example_pairs": np.array([e[0] for e in examples]),
+                "example_a": np.stack([e[1] for e in examples]),
+                "example_b": np.stack([e[2] for e in examples]),
+                "example_titles": [str(e[3]) for e in examples]}
+
+    @property
+    def examples(self) -> list[tuple[int, np.ndarray, np.ndarray, str]]:
+        """The example pairs as ``(pair, image A, image B, title)``."""
+        if self.example_pairs is None:
+            return []
+        titles = self.example_titles or [""] * len(self.example_pairs)
+        return [(int(p), a, b, t) for p, a, b, t in zip(self.example_pairs, self.example_a,
+                                                           self.example_b, titles)]
 
     def pck_table(self, alpha: float | None = None) -> pd.DataFrame:
         """PCK per method and layer at `alpha` (default: the run's)."""
@@ -121,11 +149,10 @@ class CorrespondenceResult(Result):
 
     # -- Result ----------------------------------------------------------------------------
     def arrays(self):
-        if not self.examples:
+        if self.example_pairs is None:
             return {}
-        return {"example_pairs": np.array([e[0] for e in self.examples]),
-                "example_a": np.stack([e[1] for e in self.examples]),
-                "example_b": np.stack([e[2] for e in self.examples])}
+        return {"example_pairs": self.example_pairs, "example_a": self.example_a,
+                "example_b": self.example_b}
 
     def tables(self):
         return {"pck": self.pck, "transfers": self.transfers}
@@ -148,6 +175,15 @@ class CorrespondenceResult(Result):
                                           f"[{b['ci_low']:.3f}, {b['ci_high']:.3f}]")
         return info
 
+    def summary(self) -> list[str]:
+        """What the command prints: PCK per layer and method, and what was left out."""
+        lines = [f"{r.layer:>16}  {r.method:<8}  PCK {r.pck:.3f}  [{r.ci_low:.3f}, "
+                 f"{r.ci_high:.3f}]  ({r.correct}/{r.keypoints})" for r in self.pck.itertuples()]
+        for what, counts in (("skipped pairs", self.skipped), ("dropped keypoints", self.dropped)):
+            if counts:
+                lines.append(f"{what}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        return lines
+
     about = ("Do ConvNets learn correspondence? (Long, Zhang & Darrell 2014): for each keypoint of "
              "one image, the most similar feature of a layer in a second image shows where the "
              "network thinks the same point lies. PCK is the share of keypoints that land close "
@@ -156,7 +192,6 @@ class CorrespondenceResult(Result):
              "red ones wrong.")
 
     def figures(self):
-        from ...results import figure, panel
         pics = self.pictures()
         out = [figure("PCK by layer, with the baselines", [panel("pck_by_layer", kind="plot")])]
         for name in pics:
@@ -166,92 +201,10 @@ class CorrespondenceResult(Result):
         return out
 
     def pictures(self):
-        pics = {"pck_by_layer": self._plot}
+        pics = {"pck_by_layer": lambda path: pck_plot(self, path)}
         b = self.best()
         if b is not None and self.examples:
             for method in self.pck.method.unique():
                 pics[f"examples_{method}_{b['layer']}"] = (
-                    lambda path, m=method, layer=b["layer"]: self._examples(m, layer, path))
+                    lambda path, m=method, layer=b["layer"]: examples_figure(self, m, layer, path))
         return pics
-
-    # -- drawing ---------------------------------------------------------------------------
-    def _plot(self, path: str) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        lay = self.layers.sort_values("depth")
-        # at most 11 inches (1,210 px: the report's page width); many layers tilt their names
-        width = max(6.5, 1.1 * len(lay) + 2.5)
-        tilt = width > 11
-        # under ~0.75 inch a layer (a ResNet's 20 convs and ReLUs), two-line names overlap
-        # even tilted: one line each, steeper, in a taller figure
-        crowded = (min(width, 11.0) - 2.5) / max(1, len(lay)) < 0.75
-        height = 6.0 if crowded else 4.8 if tilt else 4.4
-        fig, ax = plt.subplots(figsize=(min(width, 11.0), height), dpi=110)
-        for method in LABELS:
-            t = self.pck[self.pck.method == method].sort_values("depth")
-            if t.empty:
-                continue
-            err = np.vstack([t.pck - t.ci_low, t.ci_high - t.pck])
-            ax.errorbar(t.depth, t.pck, yerr=err, capsize=3, label=LABELS[method],
-                        **STYLES[method])
-        sep = " · " if crowded else "\n"
-        ax.set_xticks(lay.depth, [f"{r.layer}{sep}RF {r.rf_size}, stride {r.stride}"
-                                  for r in lay.itertuples()], fontsize=7 if crowded else 8,
-                      rotation=60 if crowded else 30 if tilt else 0,
-                      ha="right" if tilt else "center", rotation_mode="anchor" if tilt else None)
-        ax.set_ylim(0, 1.03)
-        ax.set_xlabel("layer, from input to output (receptive field and stride in pixels)")
-        ax.set_ylabel(f"PCK (share within {self.alpha:g}·max(h, w))")
-        ax.grid(axis="y", alpha=0.3)
-        n_pairs = int(self.transfers.pair.nunique())
-        data = f" of {self.params['data']}" if self.params.get("data") else ""
-        ax.set_title(f"{self.params.get('model', '')}: keypoint transfer on {n_pairs} "
-                     f"{self.params.get('pairs', '')} pairs{data}, {self.params.get('metric')} "
-                     "nearest neighbour\nbars: 95 % bootstrap interval over pairs", fontsize=10)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-
-    def _examples(self, method: str, layer: str, path: str) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-
-        t = self.transfers[(self.transfers.method == method) & (self.transfers.layer == layer)]
-        row = self.pck[(self.pck.method == method) & (self.pck.layer == layer)].iloc[0]
-        n = len(self.examples)
-        height = 3.1 * n + 0.9
-        fig, axes = plt.subplots(n, 1, figsize=(6.4, height), dpi=110, squeeze=False)
-        for ax, (pair, a, b, title) in zip(axes[:, 0], self.examples):
-            h, w = a.shape[:2]
-            gap = max(2, w // 16)
-            canvas = np.full((max(h, b.shape[0]), w + gap + b.shape[1], 3), 255, np.uint8)
-            canvas[:h, :w], canvas[:b.shape[0], w + gap:] = a, b
-            ax.imshow(canvas, interpolation="nearest")
-            g = t[t.pair == pair]
-            ok = g.error <= self.alpha * g.ref
-            for r, good in zip(g.itertuples(), ok):
-                ax.plot([r.x_a - 0.5, r.x_pred - 0.5 + w + gap], [r.y_a - 0.5, r.y_pred - 0.5],
-                        color=RIGHT if good else WRONG, lw=1.2, alpha=0.9)
-            ax.scatter(g.x_a - 0.5, g.y_a - 0.5, s=14, c="white", edgecolors="black", lw=0.6)
-            ax.scatter(g.x_b - 0.5 + w + gap, g.y_b - 0.5, s=36, marker="X", c="yellow",
-                       edgecolors="black", linewidths=0.6)
-            ax.set_title(f"{title[:70]}: {int(ok.sum())}/{len(g)} correct", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        handles = [Line2D([], [], color=RIGHT, label=f"correct (≤ {self.alpha:g}·max(h, w) px)"),
-                   Line2D([], [], color=WRONG, label="wrong"),
-                   Line2D([], [], ls="", marker="o", mfc="white", mec="black", label="keypoint in A"),
-                   Line2D([], [], ls="", marker="X", mfc="yellow", mec="black",
-                          label="true point in B")]
-        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
-        fig.suptitle(f"{LABELS[method]} at {layer} (RF {row.rf_size} px, stride {row.stride}):\n"
-                     f"image A left, B right; PCK {row.pck:.2f} over all {row.pairs} pairs",
-                     fontsize=9)
-        fig.tight_layout(rect=(0, 0.5 / height, 1, 1))  # room for the legend below
-        fig.savefig(path)
-        plt.close(fig)

@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import torch
 
 from ...errors import ConvlensError, unknown
@@ -57,195 +54,10 @@ from ...optimize import (  # noqa: F401  (re-exported: users build objectives fr
     standard_transforms,
     total_variation,
 )
-from ...results import Result, as_numpy
+from .results import ClassModelResult, FeatureVisResult
 
 PARAMS = ("fft", "pixel")
 UNITS = ("channel", "neuron")
-
-
-# ------------------------------------------------------------------------------------------
-# results
-# ------------------------------------------------------------------------------------------
-@dataclass
-class FeatureVisResult(Result):
-    """Images that maximise an objective, one per objective row (e.g. per channel).
-
-    Attributes:
-        images: ``(B, C, H, W)`` in [0, 1].
-        values: ``(B,)`` the objective of each final image (no transforms).
-        objective: the objective's name.
-        layer: the layer of a channel objective (None otherwise).
-        channels: ``(B,)`` the channel each image maximises (None unless a channel objective).
-        predicted: ``(B,)`` the class the model gives each image (or None).
-        history: ``(steps,)`` mean objective per step.
-        params: the settings.
-    """
-
-    images: torch.Tensor
-    values: torch.Tensor
-    objective: str
-    layer: str | None = None
-    channels: list[int] | None = None
-    predicted: torch.Tensor | None = None
-    labels: list[str] | None = None
-    history: torch.Tensor | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-    kind = "featvis"
-
-    def arrays(self) -> dict[str, Any]:
-        out = {"images": self.images, "values": self.values}
-        if self.channels is not None:
-            out["channels"] = torch.tensor(self.channels)
-        if self.predicted is not None:
-            out["predicted"] = self.predicted
-        if self.history is not None:
-            out["history"] = self.history
-        return out
-
-    def tables(self):
-        import pandas as pd
-
-        n = self.images.shape[0]
-        df = pd.DataFrame({"image": np.arange(n), "value": as_numpy(self.values)})
-        if self.channels is not None:
-            df.insert(1, "channel", self.channels)
-            df.insert(1, "layer", self.layer)
-        if self.predicted is not None:
-            df["predicted"] = as_numpy(self.predicted)
-        return {"images": df}
-
-    def info(self) -> dict[str, Any]:
-        return {"objective": self.objective, "layer": self.layer, "channels": self.channels,
-                "images": int(self.images.shape[0]), "params": self.params}
-
-    about = ("Feature visualisation (Olah et al., Distill 2017): for each channel, an image "
-             "optimised (from noise, through random jitter, scaling and rotation so that it "
-             "stays natural) to excite that channel as much as possible: what the unit looks "
-             "for, without any dataset image. Under each: the channel and the objective's value.")
-
-    def figures(self):
-        from ...results import figure, panel
-        return [figure(self.layer or self.objective, [panel("grid", kind="plot")])]
-
-    def pictures(self):
-        return {"grid": self._grid}
-
-    def _grid(self, path: str, max_images: int = 256) -> None:
-        """A grid of the images, each titled with its channel (or row) and objective value."""
-        if self.channels is None:
-            what = f"maximising {self.objective}"
-        elif self.objective.startswith("neuron"):
-            what = f"{self.layer}: the image that maximises each channel's centre neuron"
-        else:
-            what = f"{self.layer}: the image that maximises each channel's mean activation"
-        titles = [(f"ch {c}" if self.channels is not None else f"#{i}") +
-                  f"\n{float(self.values[i]):.3g}"
-                  for i, c in enumerate(self.channels or range(self.images.shape[0]))]
-        _image_grid(path, as_numpy(self.images)[:max_images], titles[:max_images],
-                    f"Feature visualisation (Olah et al. 2017), {what}. Under each: the "
-                    "objective's value on the final image.")
-
-
-@dataclass
-class ClassModelResult(Result):
-    """One image per class, maximising its score (Simonyan et al. 2014, §2).
-
-    Attributes:
-        images: ``(K, C, H, W)`` in [0, 1].  classes: the K classes.
-        scores: ``(K,)`` ``S_c(I*_c)``, the class score before softmax.
-        probs: ``(K, num_classes)`` softmax of the model on each image.
-        labels: class names (or None).  history, params: as `FeatureVisResult`.
-    """
-
-    images: torch.Tensor
-    classes: list[int]
-    scores: torch.Tensor
-    probs: torch.Tensor
-    labels: list[str] | None = None
-    history: torch.Tensor | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-    kind = "class_model"
-
-    def label(self, k: int) -> str:
-        return self.labels[k] if self.labels and 0 <= k < len(self.labels) else str(k)
-
-    @property
-    def p_class(self) -> torch.Tensor:
-        """``(K,)`` p(c | I*_c): the probability each class model gets for its own class."""
-        return self.probs[torch.arange(len(self.classes)), torch.tensor(self.classes)]
-
-    @property
-    def predicted(self) -> torch.Tensor:
-        return self.probs.argmax(1)
-
-    def arrays(self) -> dict[str, Any]:
-        out = {"images": self.images, "classes": torch.tensor(self.classes),
-               "scores": self.scores, "probs": self.probs}
-        if self.history is not None:
-            out["history"] = self.history
-        return out
-
-    def tables(self):
-        import pandas as pd
-
-        return {"classes": pd.DataFrame({
-            "class": self.classes, "label": [self.label(c) for c in self.classes],
-            "score": as_numpy(self.scores), "p_class": as_numpy(self.p_class),
-            "predicted": as_numpy(self.predicted),
-            "predicted_label": [self.label(int(k)) for k in self.predicted]})}
-
-    def info(self) -> dict[str, Any]:
-        return {"classes": self.classes, "labels": [self.label(c) for c in self.classes],
-                "p_class": [round(float(p), 4) for p in self.p_class], "params": self.params}
-
-    about = ("Class models (Simonyan et al. 2014, §2): for each class, the image that maximises "
-             "its score before softmax, with a penalty on the image's size: what the network "
-             "thinks the class looks like. Under each: the score S, the probability p the "
-             "network gives the class, and the class it predicts if that is another.")
-
-    def figures(self):
-        from ...results import figure, panel
-        return [figure("one image per class", [panel("grid", kind="plot")])]
-
-    def pictures(self):
-        return {"grid": self._grid}
-
-    def _grid(self, path: str) -> None:
-        titles = [f"{self.label(c)}\nS={float(s):.1f}  p={float(p):.2f}"
-                  + ("" if int(k) == c else f"\n→ {self.label(int(k))} ✗")
-                  for c, s, p, k in zip(self.classes, self.scores, self.p_class, self.predicted)]
-        _image_grid(path, as_numpy(self.images), titles,
-                    "Class models (Simonyan et al. 2014): the image that maximises each class's "
-                    "score S_c minus λ‖I‖². Under each: the class, S_c (before softmax), "
-                    "p(class | image) and, if the net prefers another class, that class (✗).",
-                    cols=min(8, len(titles)))
-
-
-def _image_grid(path: str, images: np.ndarray, titles: Sequence[str], title: str,
-                cols: int | None = None) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ...draw import image_hwc
-
-    n = len(images)
-    cols = cols or min(12, max(1, math.ceil(math.sqrt(n * 1.5))))
-    rows = max(1, math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols + 0.3, 1.75 * rows + 0.8),
-                             dpi=100, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        ax = axes.flat[i]
-        ax.imshow(image_hwc(images[i]), interpolation="nearest")
-        ax.set_title(titles[i], fontsize=7)
-    fig.suptitle(title, fontsize=8, wrap=True)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------
@@ -268,8 +80,9 @@ def _layer_channels(lens, layer: str) -> int:
     return int(info.shape[0])
 
 
-def _color(lens, data, decorrelate, limit: int = 512):
-    """The colour matrix for a decorrelated parameterisation, or None."""
+def _color(lens, data, decorrelate, n: int = 512):
+    """The colour matrix for a decorrelated parameterisation (measured on the first `n` items
+    of `data`), or None."""
     c = lens.input_size[0]
     if decorrelate is False or decorrelate is None or c == 1:
         return None
@@ -281,7 +94,7 @@ def _color(lens, data, decorrelate, limit: int = 512):
     from ...data import Loader, as_dataset
 
     ds = as_dataset(data, lens)
-    batch = next(iter(Loader(ds, batch_size=min(limit, len(ds)), indices=range(min(limit, len(ds))))))
+    batch = next(iter(Loader(ds, batch_size=min(n, len(ds)), indices=range(min(n, len(ds))))))
     return color_matrix(optimize.to_unit(lens, batch.images).clamp(0, 1))
 
 
@@ -423,7 +236,7 @@ def _blur(sigma: float, every: int):
     return post
 
 
-def class_model(lens, target: int | str | Sequence[int | str] | None = None, steps: int = 200,
+def class_model(lens, targets: int | str | Sequence[int | str] | None = None, steps: int = 200,
                 l2_weight: float = 3e-3, lr: float = 0.1, momentum: float = 0.9,
                 jitter_px: int = 0, blur_sigma: float = 0.0, blur_every: int = 4,
                 init_sd: float = 0.5, seed: int = 0, input_size: Sequence[int] | None = None,
@@ -442,7 +255,7 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
 
     Args:
         lens: a `Lens` or an ``nn.Module``.
-        target: a class (index or label name), a list of them, or None for every class.
+        targets: a class (index or label name), a list of them, or None for every class.
         steps, lr, momentum: the ascent.  l2_weight: lambda.
         init_sd: the start's noise.  seed: the start's noise and the jitter.
         input_size: ``(C, H, W)`` for a bare ``nn.Module`` (a `Lens` knows its own).
@@ -464,8 +277,8 @@ def class_model(lens, target: int | str | Sequence[int | str] | None = None, ste
             with preserved(model_of(lens)):
                 model_of(lens).eval()
                 k = int(lens(lens.example_input()).shape[1])
-    classes = list(range(k)) if target is None else (
-        [target] if isinstance(target, (int, str)) else list(target))
+    classes = list(range(k)) if targets is None else (
+        [targets] if isinstance(targets, (int, str)) else list(targets))
     resolved = []
     for t in classes:
         if isinstance(t, str):

@@ -43,10 +43,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -54,7 +51,7 @@ from ...errors import ConvlensError
 from ...hooks import capture, model_of, preserved
 from ...lens import as_batch, as_lens
 from ...optimize import Objective, PixelImage, Schedule, match, render, to_unit
-from ...results import Result, as_numpy
+from .results import InversionResult
 
 #: the released solver's rates (x lr) and their share of the iterations (100, 200, 100 of 400)
 PAPER_SCHEDULE = Schedule(factors=(1.0, 0.1, 0.01), parts=(1, 2, 1), reset_momentum=True)
@@ -84,165 +81,6 @@ def paper_tv(lens, layer: str) -> float:
     frac = sum(1 for i in convs if i <= end) / len(convs)
     group = 0 if frac <= 0.4 + 1e-9 else 1 if frac <= 0.8 + 1e-9 else 2
     return PAPER_TV[group]
-
-
-@dataclass
-class InversionResult(Result):
-    """Reconstructions of N images from L layers.
-
-    Attributes:
-        layers: the L layer names.
-        original: ``(N, C, H, W)`` the images in [0, 1].
-        reconstructions: ``(L, N, C, H, W)`` in [0, 1].
-        rep_error: ``(L, N)`` ``||Phi(x*) - Phi0|| / ||Phi0||``.
-        pixel_error: ``(L, N)`` ``||x* - x0|| / ||x0||`` in model-input units.
-        predicted: ``(L, N)`` the class the model gives each reconstruction.
-        original_pred: ``(N,)`` the class it gives each original.
-        labels: class names (or None). names: the images' names.
-        history: ``(steps,)`` mean objective over the batch per step.
-        params: the settings (sigma, lambdas per layer, steps, schedule, seed, ...).
-    """
-
-    layers: list[str]
-    original: torch.Tensor
-    reconstructions: torch.Tensor
-    rep_error: torch.Tensor
-    pixel_error: torch.Tensor
-    predicted: torch.Tensor
-    original_pred: torch.Tensor
-    labels: list[str] | None = None
-    names: list[str] | None = None
-    history: torch.Tensor | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-    kind = "inversion"
-
-    def arrays(self) -> dict[str, Any]:
-        out = {"original": self.original, "reconstructions": self.reconstructions,
-               "rep_error": self.rep_error, "pixel_error": self.pixel_error,
-               "predicted": self.predicted, "original_pred": self.original_pred}
-        if self.history is not None:
-            out["history"] = self.history
-        return out
-
-    def layer_table(self):
-        """One row per layer: mean and std of both errors, and how often the model still
-        gives the original's class to the reconstruction."""
-        import pandas as pd
-
-        rep, pix = as_numpy(self.rep_error), as_numpy(self.pixel_error)
-        same = as_numpy(self.predicted) == as_numpy(self.original_pred)[None]
-        return pd.DataFrame({
-            "layer": self.layers, "images": rep.shape[1],
-            "rep_error": rep.mean(1), "rep_error_sd": rep.std(1),
-            "pixel_error": pix.mean(1), "pixel_error_sd": pix.std(1),
-            "same_class": same.mean(1)})
-
-    def tables(self):
-        import pandas as pd
-
-        rows = []
-        for i, layer in enumerate(self.layers):
-            for n in range(self.rep_error.shape[1]):
-                rows.append({"layer": layer, "image": n,
-                             "name": None if not self.names else self.names[n],
-                             "rep_error": float(self.rep_error[i, n]),
-                             "pixel_error": float(self.pixel_error[i, n]),
-                             "predicted": int(self.predicted[i, n]),
-                             "original_pred": int(self.original_pred[n])})
-        return {"layers": self.layer_table(), "reconstructions": pd.DataFrame(rows)}
-
-    def info(self) -> dict[str, Any]:
-        t = self.layer_table()
-        return {"layers": self.layers, "images": int(self.rep_error.shape[1]),
-                "params": self.params,
-                "mean_rep_error": dict(zip(t.layer, t.rep_error.round(4))),
-                "mean_pixel_error": dict(zip(t.layer, t.pixel_error.round(4)))}
-
-    about = ("Images reconstructed from a layer's code (Mahendran & Vedaldi 2015): starting from "
-             "noise, an image is optimised until the layer's response to it matches the "
-             "original's, with image priors that keep it natural. Early layers keep "
-             "photographic detail; deeper ones keep the object's parts but not their exact "
-             "arrangement and colour. Under each: the representation error (how well the code "
-             "is matched) and the pixel error (how far the image is from the original).")
-
-    def figures(self):
-        from ...results import figure, panel
-        return [figure("each image and its reconstruction from each layer",
-                       [panel("strip", kind="plot")]),
-                figure("the errors by layer", [panel("errors", kind="plot")])]
-
-    def pictures(self):
-        return {"strip": self._strip, "errors": self._errors}
-
-    def _label(self, k: int) -> str:
-        return self.labels[k] if self.labels and 0 <= k < len(self.labels) else str(k)
-
-    def _strip(self, path: str, max_images: int = 8) -> None:
-        """Rows: images; columns: the original, then its reconstruction from each layer with
-        both errors under it."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from ...draw import image_hwc
-
-        n = min(max_images, self.original.shape[0])
-        cols = len(self.layers) + 1
-        fig, axes = plt.subplots(n, cols, figsize=(1.45 * cols + 0.3, 1.75 * n + 0.9),
-                                 dpi=100, squeeze=False)
-        orig, rec = as_numpy(self.original), as_numpy(self.reconstructions)
-        for r in range(n):
-            ax = axes[r, 0]
-            ax.imshow(image_hwc(orig[r]), interpolation="nearest")
-            ax.set_xlabel(f"class: {self._label(int(self.original_pred[r]))}", fontsize=7)
-            if r == 0:
-                ax.set_title("original", fontsize=8)
-            for i, layer in enumerate(self.layers):
-                ax = axes[r, i + 1]
-                ax.imshow(image_hwc(rec[i, r]), interpolation="nearest")
-                pred = int(self.predicted[i, r])
-                mark = "" if pred == int(self.original_pred[r]) else " ✗"
-                ax.set_xlabel(f"rep {float(self.rep_error[i, r]):.2f}  "
-                              f"px {float(self.pixel_error[i, r]):.2f}\n"
-                              f"→ {self._label(pred)}{mark}", fontsize=7)
-                if r == 0:
-                    ax.set_title(layer, fontsize=8)
-        for ax in axes.flat:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.suptitle("Images reconstructed from each layer's code (Mahendran & Vedaldi 2015). "
-                     "Under each: rep = ||Φ(x*)−Φ0||/||Φ0||, px = ||x*−x0||/||x0||, "
-                     "→ the class the model gives it (✗: not the original's)", fontsize=8)
-        fig.tight_layout(rect=(0, 0, 1, 0.97))
-        fig.savefig(path)
-        plt.close(fig)
-
-    def _errors(self, path: str) -> None:
-        """Mean representation and pixel error per layer (bars: one std over the images)."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        t = self.layer_table()
-        x = np.arange(len(t))
-        fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(t) + 2), 3.2), dpi=100)
-        ax.errorbar(x, t.rep_error, yerr=t.rep_error_sd, marker="o", capsize=3,
-                    label="representation error ||Φ(x*)−Φ0||/||Φ0||")
-        ax.errorbar(x, t.pixel_error, yerr=t.pixel_error_sd, marker="s", capsize=3,
-                    label="pixel error ||x*−x0||/||x0||")
-        ax.set_xticks(x)
-        ax.set_xticklabels(t.layer, rotation=30, ha="right", fontsize=8)
-        ax.set_xlabel("layer (input → output)")
-        ax.set_ylabel("relative error (0 = exact)")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-        ax.set_title(f"Reconstruction errors per layer, mean of {int(t.images[0])} images",
-                     fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
 
 
 def inversion_objective(targets: dict[str, torch.Tensor], rows: dict[str, torch.Tensor],
@@ -360,7 +198,8 @@ def invert(lens, x: torch.Tensor, layers: str | Sequence[str], steps: int = 400,
         model.eval()
         out0 = model(x0)
         targets = {name: cap[name] for name in layer_list}
-    original_pred = out0.argmax(1).cpu() if out0.dim() == 2 else torch.zeros(n, dtype=torch.long)
+    original_predicted = (out0.argmax(1).cpu() if out0.dim() == 2
+                          else torch.zeros(n, dtype=torch.long))
 
     # Batch row l * N + i reconstructs image i from layer l.
     rows = {name: torch.arange(i * n, (i + 1) * n) for i, name in enumerate(layer_list)}
@@ -405,7 +244,7 @@ def invert(lens, x: torch.Tensor, layers: str | Sequence[str], steps: int = 400,
               "seed": int(seed), "seconds": round(out.seconds, 2)}
     return InversionResult(
         layer_list, to_unit(lens, x0).clamp(0, 1).cpu(),
-        out.images.view(len(layer_list), n, c, h, w), rep, pix, pred, original_pred,
+        out.images.view(len(layer_list), n, c, h, w), rep, pix, pred, original_predicted,
         labels=getattr(lens, "labels", None), names=list(names) if names else None,
         history=out.history, params=params)
 

@@ -1,0 +1,21 @@
+"""The demo's step of correspondence (`convlens demo`): keypoint transfer on intra-class pairs
+where the data has keypoints (or the setting asks for them), else on warped copies."""
+from __future__ import annotations
+
+from ...engine.settings import RunSettings
+from ...views import DemoContext
+from .correspondence import correspondence
+from .pairs import has_keypoints
+
+
+def step_correspondence(ctx: DemoContext):
+    """PCK per layer on 6 (lighter), 12 (quick) or 100 pairs of the demo's data."""
+    setting = ctx.setting
+    pairs, close = getattr(setting, "pairs", None), getattr(setting, "close", None)
+    kind = pairs or ("intraclass" if has_keypoints(ctx.dataset) else "warp")
+    extra = {"close": close} if kind == "intraclass" and close else (
+        {"warp": "mixed"} if kind == "warp" else {})
+    n = 6 if ctx.lighter else 12 if ctx.quick else 100
+    yield "correspondence", correspondence(ctx.lens, kind, data=ctx.data, n=n,
+                                           run=RunSettings(progress=ctx.progress), **extra)
+    yield kind

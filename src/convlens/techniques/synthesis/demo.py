@@ -1,0 +1,71 @@
+"""The demo's steps of the synthesis views (`convlens demo`): images reconstructed from three
+layers' codes, the class models and the feature visualisation of the last spatial layer's
+units. Each yields ``(folder name, result)`` and a detail line for the log."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...hooks import model_of
+from ...views import DemoContext, Skip
+from .featvis import class_model, feature_visualization
+from .inversion import invert
+
+
+def _relus(lens, spatial_only: bool = False) -> list[str]:
+    """The layers the demo looks at: every ReLU module (with a ``(C, H, W)`` map, with
+    `spatial_only`), or every conv if the model has no ReLU modules (as activity's
+    `default_layers`, here so that synthesis needs no other family)."""
+    mods = list(model_of(lens).named_modules())
+    relus = [n for n, m in mods if isinstance(m, nn.ReLU)]
+    if spatial_only and relus:
+        shapes = {i.name: i.shape for i in lens.layers()}
+        relus = [n for n in relus if shapes.get(n) is not None and len(shapes[n]) == 3]
+    return relus or [n for n, m in mods if isinstance(m, nn.Conv2d)]
+
+
+def _spatial_layers(lens) -> list[str]:
+    """The demo's layers with a spatial map (those whose units the scan shows)."""
+    return [n for n in _relus(lens, spatial_only=True)
+            if len(next(i.shape for i in lens.layers() if i.name == n) or ()) == 3]
+
+
+def step_invert(ctx: DemoContext):
+    """Reconstruct the first images from the first, middle and last layer."""
+    layers = _relus(ctx.lens)
+    picks = list(dict.fromkeys([layers[0], layers[len(layers) // 2], layers[-1]]))
+    n = 1 if ctx.lighter else 2 if ctx.quick else 4
+    yield "inversion", invert(ctx.lens, ctx.images()[:n], picks,
+                              steps=60 if ctx.quick else 200, progress=ctx.progress)
+    yield ", ".join(picks)
+
+
+def step_class_model(ctx: DemoContext):
+    """Every class when there are few; else the classes predicted for the demo's images and
+    the first few."""
+    lens = ctx.lens
+    k = lens.num_classes or 0
+    targets = None  # every class, when there are few
+    if not k or k > 12:  # e.g. ImageNet's 1,000: the classes predicted for the demo's images
+        with torch.no_grad():
+            predicted = lens(ctx.images()).argmax(1).tolist()
+        most = 4 if ctx.lighter else 8
+        targets = sorted(set(predicted) | set(range(min(k or most, most))))[:most]
+    yield "class_model", class_model(lens, targets, steps=40 if ctx.quick else 150,
+                                     progress=ctx.progress)
+    if targets is not None:
+        yield f"{len(targets)} of {k} classes"
+
+
+def step_feature_visualization(ctx: DemoContext):
+    """One image per unit of the last spatial layer (the units the scan shows)."""
+    spatial = _spatial_layers(ctx.lens)
+    if not spatial:
+        raise Skip("no layer with spatial maps")
+    layer = spatial[-1]  # the layer whose units the scan shows: one image per unit
+    units = 12 if ctx.quick else 24  # units shown per layer (and feature-visualised)
+    yield "featvis", feature_visualization(ctx.lens, layer,
+                                           channels=range(6 if ctx.lighter else units),
+                                           steps=32 if ctx.quick else 128, data=ctx.data,
+                                           progress=ctx.progress)
+    yield layer
