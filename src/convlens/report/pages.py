@@ -206,6 +206,8 @@ def image_pages(runs: list[Run], site: Path) -> list[Page]:
                                  "input": {"src": src.name, "width": w * s, "height": h * s,
                                            "pixelated": s > 1, "name": "input"},
                                  "caption": _prediction(r, i, labels)}
+                if not rows[key]["caption"]:
+                    rows[key]["caption"] = _prediction(r, i, labels)
                 pic_name = names[1]
                 pic = picture_entry(r.result, pic_name, site, r.id, "map", prefix=f"../../runs/{r.id}/")
                 if pic is None:
@@ -226,9 +228,12 @@ def _prediction(run: Run, i: int, labels: list) -> list[str]:
     res = run.result
     arrays = res.manifest.get("arrays", {})
     out = []
-    for key in ("predicted", "predictions"):
+    for key in ("predicted",):
         if key in arrays:
-            k = int(res.array(key)[i])
+            predicted = res.array(key)
+            if predicted.ndim != 1 or i >= len(predicted):  # e.g. one per layer: no caption
+                break
+            k = int(predicted[i])
             name = labels[k] if 0 <= k < len(labels) else str(k)
             p = ""
             if "confidence" in arrays:
