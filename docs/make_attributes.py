@@ -33,9 +33,12 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.engine.checkpoint import fingerprint_model
+from convlens.engine.settings import RunSettings
 from convlens.errors import ConvlensError
 from convlens.techniques.attributes.attributes import attribute_performance
 from convlens.techniques.units.scan import scan
+
+QUIET = RunSettings(progress=False)
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "attributes"
@@ -128,7 +131,7 @@ def run(entry: Entry, work: Path, resamples: int) -> None:
         folders[m.name] = folder
     res = attribute_performance(folders, entry.attributes, {"*": 5, **entry.bins},
                                 class_attributes=entry.classes, computed=entry.computed,
-                                n_resamples=resamples, progress=False)
+                                n_resamples=resamples, run=QUIET)
     save = work / f"{entry.name}-attributes"
     res.save(save)
     OUT.mkdir(exist_ok=True)
@@ -141,7 +144,7 @@ def run(entry: Entry, work: Path, resamples: int) -> None:
     # the same regression within classes (one indicator per class beside the attributes)
     within = attribute_performance(folders, res.attributes, {"*": 5, **entry.bins},
                                    class_attributes=entry.classes, computed=entry.computed,
-                                   n_resamples=100, control_class=True, progress=False)
+                                   n_resamples=100, control_class=True, run=QUIET)
     if len(within.regression):
         within.plot_regression(str(OUT / f"{entry.name}_regression_within_class.png"))
         within.regression.to_csv(OUT / f"{entry.name}_regression_within_class.csv",
@@ -170,13 +173,13 @@ def per_class(entry: Entry, folder: Path) -> str:
 
 
 def markdown(entry: Entry, res, within=None) -> str:
-    lines = [f"## {entry.name}: {', '.join(res.meta['models'])} on {entry.data}", ""]
-    for m in res.meta["models"]:
-        t1, t5 = res.meta["top1"][m], res.meta["top5"][m]
-        lines.append(f"- {m}: {res.meta['items'][m]} items, top-1 {t1:.4f}"
+    lines = [f"## {entry.name}: {', '.join(res.params['models'])} on {entry.data}", ""]
+    for m in res.params["models"]:
+        t1, t5 = res.params["top1"][m], res.params["top5"][m]
+        lines.append(f"- {m}: {res.params['items'][m]} items, top-1 {t1:.4f}"
                      + (f", top-5 {t5:.4f}" if t5 is not None else ""))
     lines.append("")
-    models = res.meta["models"]
+    models = res.params["models"]
     for a in res.attributes:
         t = res.table(a)
         units = res.summary.set_index("attribute").units.get(a, "")

@@ -14,9 +14,9 @@ Every part writes CSV tables and PNG figures beside this file and prints what it
   and 79.3 %.
 - ``fashion``: `builtin:fashion-net` on `builtin:fashion-mnist:test` (10,000 images, or the
   first --limit), accuracy and mean confidence against ε for FGSM and PGD (L∞, 10 steps of
-  2.5 ε / 10, random start seeded with 0), with `convlens.techniques.robustness.robustness`.
+  2.5 ε / 10, random start seeded with 0), with `convlens.robustness`.
   Checkpoints into --work, so a killed run resumes.
-- ``fool``: Szegedy's targeted fooling (`convlens.techniques.fooling.fool`, defaults: Adam,
+- ``fool``: Szegedy's targeted fooling (`convlens.fool`, defaults: Adam,
   50 steps × 6 values of c, p ≥ 0.9) of the first --n test images of each model toward every
   class; the median L2 and L∞ of the change over the (image, target) pairs whose target is not
   already the model's answer. One entry of ``FOOL_MODELS`` per model/data pair.
@@ -41,6 +41,7 @@ except ImportError:  # a checkout without installing
 from convlens import Lens
 from convlens.data import Loader
 from convlens.data.base import ImageDataset
+from convlens.engine.settings import RunSettings
 from convlens.techniques.adversarial.attacks import fgsm, pgd
 from convlens.techniques.adversarial.figures import curve_figure
 from convlens.techniques.adversarial.fooling import fool
@@ -114,7 +115,7 @@ def part_mnist(args) -> None:
                     labels=[str(k) for k in range(10)], name="softmax regression")
         for split, X, y in (("held-out 1,000", Xte, yte), ("training 4,000", Xtr, ytr)):
             res = robustness(lens, Arrays(X, y, lens.labels), eps=[0.0, 0.1, 0.25],
-                             attack="fgsm", batch_size=500, progress=False)
+                             attack="fgsm", run=RunSettings(batch_size=500, progress=False))
             for r in res.table.itertuples():
                 rows.append({"weight_decay": wd, "split": split, "eps": r.eps,
                              "images": r.images, "error_rate": r.error_rate,
@@ -127,7 +128,7 @@ def part_mnist(args) -> None:
             b = next(iter(Loader(ds, batch_size=6)))
             ex = fgsm(lens, b.images, b.labels, eps=0.25)
             ex.max_pictures = 6
-            ex.pictures()["gallery"](str(HERE / "fooling_mnist_gallery.png"))
+            ex.plots()["gallery"](str(HERE / "fooling_mnist_gallery.png"))
     t = pd.DataFrame(rows)
     t.to_csv(HERE / "fooling_mnist.csv", index=False, float_format="%.4f")
     print(t.to_string(index=False))
@@ -152,17 +153,17 @@ def part_fashion(args) -> None:
                 print(f"{attack}: reusing the finished pass in {out}")
         if done is None:
             res = robustness(lens, "builtin:fashion-mnist:test", eps=eps, attack=attack,
-                             steps=10, random_start=True, seed=0, limit=limit, batch_size=250,
-                             out=out)
-            print(f"{attack}: {res.meta['images']} images in {time.perf_counter() - t0:.0f} s"
-                  f" (resumed after {res.meta['resumed_from']})")
+                             steps=10, random_start=True, seed=0, n=limit, out=out,
+                             run=RunSettings(batch_size=250, checkpoint_every=20))
+            print(f"{attack}: {res.params['images']} images in {time.perf_counter() - t0:.0f} s"
+                  f" (resumed after {res.params['resumed_from']})")
             done = res.table
         b = next(iter(Loader(convlens.load_data("builtin:fashion-mnist:test", lens=lens),
                              batch_size=6)))
         gallery = (fgsm(lens, b.images, b.labels, eps=0.1, explain="saliency") if attack == "fgsm"
                    else pgd(lens, b.images, b.labels, eps=0.1, steps=10, explain="saliency"))
-        gallery.pictures()["gallery"](str(HERE / f"fooling_fashion_{attack}_gallery.png"))
-        gallery.pictures()["saliency"](str(HERE / f"fooling_fashion_{attack}_saliency.png"))
+        gallery.plots()["gallery"](str(HERE / f"fooling_fashion_{attack}_gallery.png"))
+        gallery.plots()["saliency"](str(HERE / f"fooling_fashion_{attack}_saliency.png"))
         t = done.assign(attack=attack.upper())
         print(t.to_string(index=False))
         tables.append(t)
@@ -192,7 +193,7 @@ def part_fool(args) -> None:
         t = res.tables()["examples"]
         t.insert(0, "item", np.repeat(b.indices.numpy(), k))
         t.insert(0, "model", key)
-        t["needed"] = t["target"] != t["clean_pred"]
+        t["needed"] = t["target"] != t["predicted"]
         rows.append(t)
         need = t[t.needed]
         print(f"{key}: {len(b.images)} images x {k} classes in {secs:.0f} s; targets not already "
@@ -207,22 +208,20 @@ def part_fool(args) -> None:
     new.to_csv(out, index=False, float_format="%.4f")
     summary = new[new.needed].groupby("model").agg(
         pairs=("l2", "size"), reached=("reached", "mean"), median_l2=("l2", "median"),
-        median_linf=("linf", "median"), median_p_target=("adv_label_prob", "median"))
+        median_linf=("linf", "median"), median_p_target=("adv_class_prob", "median"))
     print(summary.to_string())
 
 
 def targeted_figure(res, k: int, n: int, path: Path, name: str) -> None:
     """Per image: the clean image and, for every target class, x_adv with p(target) above and
     the change amplified below (one scale for the whole figure)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     imgs = res.images.numpy()
     adv = res.adversarial.numpy()
     m = float(np.abs(adv[: n * k] - imgs[: n * k]).max()) or 1.0
-    fig, axes = plt.subplots(2 * n, k + 1, figsize=(1.35 * (k + 1) + 0.3, 2.75 * n + 0.6),
-                             dpi=100, layout="constrained")
+    fig = Figure(figsize=(1.35 * (k + 1) + 0.3, 2.75 * n + 0.6), dpi=100, layout="constrained")
+    axes = fig.subplots(2 * n, k + 1)
 
     def show(ax, a, label):
         a = np.clip(a, 0, 1)
@@ -235,13 +234,13 @@ def targeted_figure(res, k: int, n: int, path: Path, name: str) -> None:
 
     for i in range(n):
         j0 = i * k
-        show(axes[2 * i, 0], imgs[j0], f"x: {res.name(int(res.clean_pred[j0]))}\n"
-                                       f"p = {float(res.clean_prob[j0]):.2f}")
+        show(axes[2 * i, 0], imgs[j0], f"x: {res.label(int(res.predicted[j0]))}\n"
+                                       f"p = {float(res.confidence[j0]):.2f}")
         axes[2 * i + 1, 0].axis("off")
         for c in range(k):
             j = j0 + c
             ok = bool(res.extra["reached"][j])
-            show(axes[2 * i, c + 1], adv[j], f"→ {res.name(c)}\np = {float(res.adv_label_prob[j]):.2f}"
+            show(axes[2 * i, c + 1], adv[j], f"→ {res.label(c)}\np = {float(res.adv_class_prob[j]):.2f}"
                  + ("" if ok else " ✗"))
             r = adv[j] - imgs[j]
             show(axes[2 * i + 1, c + 1], 0.5 + 0.5 * r / m, f"L2 {np.linalg.norm(r):.2f}\n"
@@ -250,7 +249,6 @@ def targeted_figure(res, k: int, n: int, path: Path, name: str) -> None:
                  f"change amplified ×{0.5 / m:.2g} (mid-grey = none, full colour = ±{m:.2f})",
                  fontsize=9)
     fig.savefig(path)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:

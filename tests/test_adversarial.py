@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from convlens import ConvlensError, Lens
+from convlens import ConvlensError, Lens, RunSettings
 from convlens.data.base import ImageDataset
 from convlens.techniques.adversarial.attacks import fgsm, model_input, pgd, pixels
 from convlens.techniques.adversarial.fooling import fool
@@ -25,6 +25,7 @@ from convlens.techniques.adversarial.robustness import Robustness, robustness
 from conftest import all_hooks, assert_unchanged, kill_after_checkpoint, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
+QUIET = RunSettings(progress=False)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -83,7 +84,7 @@ def test_fgsm_on_a_linear_model_is_the_sign_of_the_weight():
     # where the weight is 0 nothing moves; 0.99 + 0.05 is clipped at 1
     assert res.adversarial[0, 0, 0, 2] == pytest.approx(0.9, abs=1e-6)
     assert res.adversarial[0, 0, 1, 0] == pytest.approx(1.0, abs=1e-7)
-    assert res.adv_prob is not None and res.adv_pred.shape == (1,)
+    assert res.adv_confidence is not None and res.adv_predicted.shape == (1,)
 
 
 def test_targeted_fgsm_steps_toward_the_class():
@@ -95,7 +96,7 @@ def test_targeted_fgsm_steps_toward_the_class():
     want = u + 0.1 * torch.sign(W2[1] - W2[0]).view(1, 1, 2, 3)
     assert torch.allclose(res.adversarial, want, atol=1e-6)
     p_before = torch.softmax(lens(x), 1)[:, 1]
-    assert (res.adv_label_prob > p_before).all() and bool(res.targeted)
+    assert (res.adv_class_prob > p_before).all() and bool(res.targeted)
     with pytest.raises(ConvlensError, match="targeted attack needs y"):
         fgsm(lens, x, eps=0.1, targeted=True)
 
@@ -129,7 +130,7 @@ def test_pgd_is_fgsm_for_one_step_and_stays_in_the_ball():
     l2 = pgd(lens, x, y, eps=0.5, alpha=0.2, steps=8, norm="l2")
     assert (l2.l2 <= 0.5 + 1e-5).all()
     # the loss grows along the way: PGD does at least as well as FGSM here
-    assert many.adv_label_prob.mean() <= fgsm(lens, x, y, eps=0.05).adv_label_prob.mean() + 1e-6
+    assert many.adv_class_prob.mean() <= fgsm(lens, x, y, eps=0.05).adv_class_prob.mean() + 1e-6
 
 
 @pytest.mark.slow
@@ -146,8 +147,8 @@ def test_fool_reaches_the_closed_form_smallest_change():
     for method in ("adam", "lbfgs"):
         res = fool(lens, x, target="c1", confidence=0.9, method=method, steps=60, search=10,
                    lr=0.002)
-        assert bool(res.extra["reached"][0]) and float(res.adv_label_prob[0]) >= 0.9
-        assert int(res.adv_pred[0]) == 1
+        assert bool(res.extra["reached"][0]) and float(res.adv_class_prob[0]) >= 0.9
+        assert int(res.adv_predicted[0]) == 1
         assert float(res.l2[0]) == pytest.approx(best, rel=0.05), method
         r = (res.adversarial - res.images).flatten()
         assert float(torch.nn.functional.cosine_similarity(r, w, dim=0)) > 0.99
@@ -165,7 +166,7 @@ def test_fool_searches_a_miss_again_with_a_larger_step():
     assert not bool(first.found[0])  # the first search alone misses
     res = fool(lens, lens.normalize(u), target="c1", confidence=0.9, steps=10, search=1,
                lr=0.005)
-    assert bool(res.extra["reached"][0]) and float(res.adv_label_prob[0]) >= 0.9
+    assert bool(res.extra["reached"][0]) and float(res.adv_class_prob[0]) >= 0.9
     assert res.params["retry_lr"] == pytest.approx(0.015)
 
 
@@ -178,7 +179,7 @@ def test_fool_small_net_every_class_and_no_change_when_already_there():
     target = torch.arange(5).repeat(2)
     res = fool(lens, xs, target, confidence=0.9, steps=30, search=4, lr=0.02)
     assert bool(res.extra["reached"].all())
-    assert (res.adv_label_prob >= 0.9).all() and torch.equal(res.adv_pred, target)
+    assert (res.adv_class_prob >= 0.9).all() and torch.equal(res.adv_predicted, target)
     assert (res.adversarial >= 0).all() and (res.adversarial <= 1).all()
     # an image the model already gives p >= 0.5 for needs nothing at confidence 0.5
     with torch.no_grad():
@@ -224,7 +225,7 @@ def test_fgsm_and_pgd_equal_torchattacks(normalised):
         peer_t.set_mode_targeted_by_function(lambda images, labels: (labels + 1) % 5, quiet=True)
         pairs.append((fgsm(lens, x, t, eps=eps, targeted=True), peer_t(u, y)))
         for ours, theirs in pairs:
-            assert float((ours.adversarial - theirs).abs().max()) <= 1e-6, (ours.method, eps)
+            assert float((ours.adversarial - theirs).abs().max()) <= 1e-6, (ours.kind, eps)
 
 
 # -- the model is left as found ------------------------------------------------------------
@@ -238,7 +239,7 @@ def _calls(lens, x):
         "pgd": lambda: pgd(lens, x, 1, eps=0.05, steps=2, explain="guided_backprop"),
         "fool": lambda: fool(lens, x, 2, steps=2, search=2),
         "robustness": lambda: robustness(lens, Pixels(x.shape[0], lens.input_size),
-                                         eps=[0, 0.1], attack="pgd", steps=2, progress=False),
+                                         eps=[0, 0.1], attack="pgd", steps=2, run=QUIET),
     }
 
 
@@ -285,7 +286,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_the_model():
         (lambda: robustness(lens, Pixels(4, lens.input_size), eps=[0, 2]), "eps must lie in"),
         (lambda: robustness(lens, Pixels(4, lens.input_size), attack="cw"), "unknown attack"),
         (lambda: robustness(lens, Pixels(4, lens.input_size), attack="fgsm", norm="l2"), "FGSM"),
-        (lambda: robustness(lens, Pixels(8), indices=[5], progress=False), "needs labelled"),
+        (lambda: robustness(lens, Pixels(8), indices=[5], run=QUIET), "needs labelled"),
     ]
     for call, match in bad:
         with pytest.raises(ConvlensError, match=match) as e:
@@ -354,21 +355,21 @@ def by_hand(lens, data, eps, attack):
             res = fgsm(lens, x, y, eps=e)
         else:
             res = pgd(lens, x, y, eps=e, steps=3, random_start=False)
-        acc.append(float((res.adv_pred == y).double().mean()))
+        acc.append(float((res.adv_predicted == y).double().mean()))
     return acc
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])
 def test_robustness_same_numbers_whatever_the_batch_size(attack):
     lens = double_lens()
-    kw = {"eps": EPS, "attack": attack, "steps": 3, "random_start": attack == "pgd",
-          "progress": False}
-    a = robustness(lens, Pixels(40), batch_size=40, **kw)
-    b = robustness(lens, Pixels(40), batch_size=7, **kw)
-    c = robustness(lens, Pixels(40), batch_size=16, indices=list(range(39, -1, -1)), **kw)
+    kw = {"eps": EPS, "attack": attack, "steps": 3, "random_start": attack == "pgd"}
+    a = robustness(lens, Pixels(40), run=QUIET.but(batch_size=40), **kw)
+    b = robustness(lens, Pixels(40), run=QUIET.but(batch_size=7), **kw)
+    c = robustness(lens, Pixels(40), run=QUIET.but(batch_size=16),
+                   indices=list(range(39, -1, -1)), **kw)
     pd.testing.assert_frame_equal(a.table, b.table, rtol=1e-12)
     pd.testing.assert_frame_equal(a.table, c.table, rtol=1e-12)
-    assert a.meta["images"] == 39 and a.meta["unlabelled"] == 1
+    assert a.params["images"] == 39 and a.params["unlabelled"] == 1
     assert a.table.eps.tolist() == EPS
     t = a.table
     assert ((t.accuracy + t.error_rate - 1).abs() < 1e-12).all()
@@ -376,7 +377,7 @@ def test_robustness_same_numbers_whatever_the_batch_size(attack):
     if attack == "fgsm":
         assert t.accuracy.tolist() == pytest.approx(by_hand(lens, Pixels(40), EPS, "fgsm"), abs=1e-12)
     else:  # without random start: the public pgd on the whole set at once
-        d = robustness(lens, Pixels(40), batch_size=9, **(kw | {"random_start": False}))
+        d = robustness(lens, Pixels(40), run=QUIET.but(batch_size=9), **(kw | {"random_start": False}))
         assert d.table.accuracy.tolist() == pytest.approx(by_hand(lens, Pixels(40), EPS, "pgd"),
                                                           abs=1e-12)
 
@@ -413,9 +414,10 @@ warnings.simplefilter("ignore")
 sys.path.insert(0, {tests!r})
 os.environ["CONVLENS_TEST_SLOW"] = "1"
 from test_adversarial import double_lens, Pixels, EPS
+from convlens import RunSettings
 from convlens.techniques.adversarial.robustness import robustness
-robustness(double_lens(), Pixels(60), eps=EPS, attack="pgd", steps=2, out={out!r}, batch_size=4,
-           checkpoint_every=1, progress=False)
+robustness(double_lens(), Pixels(60), eps=EPS, attack="pgd", steps=2, out={out!r},
+           run=RunSettings(batch_size=4, checkpoint_every=1, progress=False))
 """
 
 
@@ -426,29 +428,30 @@ def test_robustness_resumes_after_sigkill(tmp_path):
                                  out / ".convlens-robustness" / "checkpoint.pt")
     assert code == -signal.SIGKILL
     assert not (out / "manifest.json").exists()
-    kw = {"eps": EPS, "attack": "pgd", "steps": 2, "progress": False}
-    resumed = robustness(double_lens(), Pixels(60), out=out, batch_size=7, **kw)
-    assert 0 < resumed.meta["resumed_from"] < 60
-    whole = robustness(double_lens(), Pixels(60), batch_size=60, **kw)
+    kw = {"eps": EPS, "attack": "pgd", "steps": 2}
+    resumed = robustness(double_lens(), Pixels(60), out=out, run=QUIET.but(batch_size=7), **kw)
+    assert 0 < resumed.params["resumed_from"] < 60
+    whole = robustness(double_lens(), Pixels(60), run=QUIET.but(batch_size=60), **kw)
     pd.testing.assert_frame_equal(resumed.table, whole.table, rtol=1e-12)
     assert (out / "manifest.json").is_file() and not (out / ".convlens-robustness").exists()
     with pytest.raises(ConvlensError, match="different"):  # another run's checkpoint: refused
         from convlens.engine import Checkpoint, PassInfo
         Checkpoint(out / ".convlens-robustness" / "checkpoint.pt", {"eps": [1]}).save(
             4, [], PassInfo())
-        robustness(double_lens(), Pixels(60), out=out, **kw)
+        robustness(double_lens(), Pixels(60), out=out, run=QUIET, **kw)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_robustness_on_ray_matches_local():
     ray = pytest.importorskip("ray")
-    kw = {"eps": EPS, "attack": "pgd", "steps": 2, "progress": False, "batch_size": 6}
-    local = robustness(double_lens(), Pixels(30), **kw)
+    kw = {"eps": EPS, "attack": "pgd", "steps": 2}
+    local = robustness(double_lens(), Pixels(30), run=QUIET.but(batch_size=6), **kw)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
     try:
-        remote = robustness(double_lens(), Pixels(30), engine="ray", shard_size=12, **kw)
+        remote = robustness(double_lens(), Pixels(30),
+                            run=QUIET.but(batch_size=6, engine="ray", shard_size=12), **kw)
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(local.table, remote.table, rtol=1e-12)
@@ -469,8 +472,8 @@ def test_results_save_pictures_and_tables(tmp_path):
     assert saved.about and saved.info["params"]["eps"] == 0.1
     assert [p["picture"] for f in saved.figures for p in f["panels"]] == ["gallery", "saliency"]
     t = saved.table("examples")
-    assert list(t.columns[:4]) == ["image", "label", "clean_pred", "clean_prob"]
-    rob = robustness(lens, Pixels(10), eps=[0, 0.1], examples=2, progress=False)
+    assert list(t.columns[:4]) == ["image", "label", "predicted", "confidence"]
+    rob = robustness(lens, Pixels(10), eps=[0, 0.1], examples=2, run=QUIET)
     rob.save(tmp_path / "rob")
     saved = SavedResult(tmp_path / "rob")
     assert saved.kind == "robustness"
@@ -479,7 +482,7 @@ def test_results_save_pictures_and_tables(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_fool_and_adversarial(tmp_path, capsys):
+def test_cli_fool_and_robustness(tmp_path, capsys):
     from convlens.cli import main
 
     rc = main(["fool", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
@@ -488,7 +491,7 @@ def test_cli_fool_and_adversarial(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "L2" in out and "Linf" in out and (tmp_path / "fool" / "gallery.png").is_file()
-    rc = main(["adversarial", "--model", "builtin:fashion-net", "--data", "builtin:fashion-mnist:test",
+    rc = main(["robustness", "--model", "builtin:fashion-net", "--data", "builtin:fashion-mnist:test",
                "--n", "20", "--eps", "0,0.05", "--attack", "pgd", "--steps", "2",
                "--examples", "2", "--batch-size", "8", "--out", str(tmp_path / "adv")])
     assert rc == 0
@@ -496,13 +499,60 @@ def test_cli_fool_and_adversarial(tmp_path, capsys):
     assert "20 images" in out and "0.05" in out
     assert (tmp_path / "adv" / "accuracy_vs_eps.png").is_file()
     assert (tmp_path / "adv" / "example_gallery.png").is_file()
-    assert main(["adversarial", "--model", "builtin:fashion-net", "--data",
+    assert main(["robustness", "--model", "builtin:fashion-net", "--data",
                  "builtin:fashion-mnist:test", "--eps", "0,1.5", "--out", str(tmp_path / "bad")]) == 2
     assert main(["fool", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
                  "--target", "11", "--out", str(tmp_path / "bad")]) == 2
     # an untrained model whose labels (0..9) are not the data's: accuracy means nothing
-    assert main(["adversarial", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
+    assert main(["robustness", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
                  "--n", "8", "--out", str(tmp_path / "bad")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 3 and all(line.startswith("convlens: error:") for line in err), err
     assert "accuracy" in err[2]
+
+
+# -- loading back ------------------------------------------------------------------------------
+def _round_trip(res, tmp_path):
+    """Save, load with load_result, save again: the same manifest entries and arrays."""
+    from convlens.results import SavedResult, load_result
+
+    first = res.save(tmp_path / "a", pictures=False)
+    back = load_result(first)
+    assert type(back) is type(res)
+    second = back.save(tmp_path / "b", pictures=False)
+    a, b = SavedResult(first), SavedResult(second)
+    for key in ("arrays", "tables", "info", "fields", "kind", "result"):
+        assert a.manifest[key] == b.manifest[key], key
+    for name in a.manifest["arrays"]:
+        x, y = a.array(name), b.array(name)
+        assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), name
+    for name in a.manifest["tables"]:
+        pd.testing.assert_frame_equal(a.table(name), b.table(name))
+    return back
+
+
+def test_adversarial_examples_load_back(tmp_path):
+    lens = small_lens()
+    x = lens.normalize(pixel_batch(3))
+    res = fgsm(lens, x, eps=0.1, explain="saliency")
+    back = _round_trip(res, tmp_path / "fgsm")
+    assert back.kind == "fgsm" and torch.equal(back.adversarial, res.adversarial)
+    assert back.labels == res.labels and back.params == res.params
+    assert back.per_image() == [[f"input_{i}", f"adversarial_{i}", f"change_{i}"]
+                                for i in range(3)]
+    fooled = fool(lens, x[:2], target=1, steps=3, search=1)
+    back = _round_trip(fooled, tmp_path / "fool")
+    assert set(back.extra) == {"reached", "c"}
+    assert torch.equal(back.extra["reached"], fooled.extra["reached"])
+    assert torch.equal(back.success, fooled.success)
+
+
+def test_robustness_result_loads_back(tmp_path):
+    lens = small_lens()
+    rob = robustness(lens, Pixels(10), eps=[0, 0.1], examples=2, run=QUIET)
+    back = _round_trip(rob, tmp_path / "rob")
+    pd.testing.assert_frame_equal(back.table, rob.table)
+    assert back.params == rob.params and back.examples is not None
+    assert torch.equal(back.examples.adversarial, rob.examples.adversarial)
+    plain = robustness(lens, Pixels(6), eps=[0, 0.1], run=QUIET)
+    assert _round_trip(plain, tmp_path / "plain").examples is None

@@ -29,9 +29,10 @@ DATA_FUNCTIONS = {
     "scan": lambda m, d: convlens.scan(m, d, progress=False, topk=2),
     "cnn_codes": lambda m, d: convlens.cnn_codes(m, d, progress=False),
     "evaluate": lambda m, d: convlens.evaluate(m, d, progress=False),
-    "robustness": lambda m, d: convlens.robustness(m, d, eps=[0, 0.05], progress=False),
-    "attribute_performance": lambda m, d: convlens.attribute_performance(m, data=d, progress=False,
-                                                                         n_resamples=50),
+    "robustness": lambda m, d: convlens.robustness(m, d, eps=[0, 0.05],
+                                                   run=convlens.RunSettings(progress=False)),
+    "attribute_performance": lambda m, d: convlens.attribute_performance(
+        m, data=d, run=convlens.RunSettings(progress=False), n_resamples=50),
 }
 
 X_FUNCTIONS = {

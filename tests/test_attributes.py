@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from scipy import optimize, special
 
-from convlens import ConvlensError
+from convlens import ConvlensError, RunSettings
 from convlens.techniques.attributes.results import AttributeResult
 from convlens.techniques.attributes.stats import (
     accuracy_interval,
@@ -29,6 +29,9 @@ from convlens.techniques.attributes.stats import (
 )
 from convlens.techniques.attributes.attributes import attribute_performance
 from convlens.techniques.attributes.image_stats import ImageStats, image_attributes, image_stats, object_area
+
+QUIET = RunSettings(progress=False)
+
 
 EDGES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 TRUE_P = np.array([0.55, 0.65, 0.75, 0.85, 0.92])
@@ -55,7 +58,7 @@ def test_planted_dependence_is_recovered_and_intervals_cover():
     draws, covered, estimates = 120, [], []
     for d in range(draws):
         res = attribute_performance(planted(1000, rng), "x", bins=EDGES, n_resamples=300,
-                                    regression=False, seed=d, progress=False)
+                                    regression=False, seed=d, run=QUIET)
         t = res.table("x")
         assert list(t.bin) == [0, 1, 2, 3, 4] and (t.interval == "bootstrap").all()
         covered.append((t.top1_lo <= TRUE_P) & (TRUE_P <= t.top1_hi))
@@ -65,7 +68,7 @@ def test_planted_dependence_is_recovered_and_intervals_cover():
     np.testing.assert_allclose(np.mean(estimates, 0), TRUE_P, atol=0.01)
     # one big draw: every bin's estimate is close and inside its interval
     t = attribute_performance(planted(50_000, rng), "x", bins=EDGES, n_resamples=300,
-                              regression=False, progress=False).table("x")
+                              regression=False, run=QUIET).table("x")
     se = np.sqrt(TRUE_P * (1 - TRUE_P) / t.n.to_numpy())      # about 0.004
     assert np.all(np.abs(t.top1 - TRUE_P) < 4 * se)
     assert ((t.top1_lo < TRUE_P) & (TRUE_P < t.top1_hi)).sum() >= 4
@@ -81,7 +84,7 @@ def test_quantile_bins_and_the_paper_trend_with_two_models():
     good = pd.DataFrame({**base, "correct": rng.random(n) < p_good})
     weak = pd.DataFrame({**base, "correct": rng.random(n) < p_weak})
     res = attribute_performance({"good": good, "weak": weak}, "scale", bins=4, n_resamples=300,
-                                progress=False)
+                                run=QUIET)
     t = res.table("scale")
     assert list(dict.fromkeys(t.model)) == ["good", "weak"]
     assert (t.groupby("model").n.apply(list).map(lambda v: v == [1000] * 4)).all()
@@ -203,7 +206,7 @@ def test_regression_through_the_api_standardises_and_drops_collinear_terms():
     y = rng.random(n) < special.expit(1 + 0.5 * (a - 5) / 2 + (kind == "q") * -1.0)
     t = pd.DataFrame({"index": range(n), "label": 0, "correct": y, "a": a, "twice_a": 2 * a,
                       "kind": kind})
-    res = attribute_performance(t, n_resamples=100, progress=False)
+    res = attribute_performance(t, n_resamples=100, run=QUIET)
     reg = res.regression.set_index("term")
     assert set(reg.index) == {"intercept", "a", "kind=q", "kind=r"}
     assert reg.loc["kind=q", "reference"] == "p"
@@ -224,9 +227,9 @@ def test_control_class_removes_an_attribute_that_only_tells_classes_apart():
     bright = rng.normal(0.3 + 0.3 * label, 0.1)
     correct = rng.random(n) < np.where(label == 1, 0.6, 0.9)
     t = pd.DataFrame({"index": range(n), "label": label, "correct": correct, "bright": bright})
-    plain = attribute_performance(t, "bright", n_resamples=100, progress=False)
+    plain = attribute_performance(t, "bright", n_resamples=100, run=QUIET)
     within = attribute_performance(t, "bright", n_resamples=100, control_class=True,
-                                   progress=False)
+                                   run=QUIET)
     assert plain.regression.set_index("term").loc["bright", "hi"] < 0      # confounded
     w = within.regression.set_index("term")
     assert w.loc["bright", "lo"] < 0 < w.loc["bright", "hi"]              # not within class
@@ -237,7 +240,7 @@ def test_separation_is_a_note_not_a_crash():
     x = np.r_[np.zeros(50), np.ones(50)]
     t = pd.DataFrame({"index": range(100), "label": 0, "correct": x > 0.5, "x": x,
                       "noise": np.random.default_rng(0).normal(size=100)})
-    res = attribute_performance(t, n_resamples=100, progress=False)
+    res = attribute_performance(t, n_resamples=100, run=QUIET)
     assert any("does not converge" in n for n in res.notes)
     assert (res.table("x").interval == "wilson").all()     # all right / all wrong per bin
 
@@ -344,7 +347,7 @@ def test_class_attributes_are_scored_per_class():
     t = pd.DataFrame(rows, columns=["label", "correct"])
     classes = pd.DataFrame({"label": [0, 1, 2, 3], "deformable": ["no", "no", "yes", "yes"]})
     res = attribute_performance(t, class_attributes=classes, min_classes=2, n_resamples=200,
-                                progress=False)
+                                run=QUIET)
     d = res.table("deformable").set_index("label")
     assert d.loc["no", "top1"] == pytest.approx((1.0 + 0.8) / 2)   # the mean of class scores,
     assert d.loc["yes", "top1"] == pytest.approx((0.6 + 0.2) / 2)  # not of items (0.98)
@@ -353,7 +356,7 @@ def test_class_attributes_are_scored_per_class():
     assert any("no item attribute" in n for n in res.notes)         # nothing to regress on
     named = classes.assign(label=["w", "x", "y", "z"])               # names need class names
     with pytest.raises(ConvlensError, match="no class names known"):
-        attribute_performance(t, class_attributes=named, progress=False)
+        attribute_performance(t, class_attributes=named, run=QUIET)
 
 
 def test_class_attributes_by_name_from_a_scan_like_source(tmp_path):
@@ -369,7 +372,7 @@ def test_class_attributes_by_name_from_a_scan_like_source(tmp_path):
     pd.DataFrame({"label": ["w", "x", "y", "z"], "deformable": ["no", "no", "yes", "yes"],
                   "size": [1, 2, 3, 4]}).to_csv(classes, index=False)
     res = attribute_performance(scan, class_attributes=classes, min_classes=2, n_resamples=200,
-                                progress=False)
+                                run=QUIET)
     d = res.table("deformable").set_index("label")
     assert d.loc["no", "top1"] == pytest.approx(0.9) and d.loc["yes", "top1"] == pytest.approx(0.4)
     s = res.table("size")
@@ -377,7 +380,7 @@ def test_class_attributes_by_name_from_a_scan_like_source(tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"label": ["cat", "dog"], "size": [1, 2]}).to_csv(bad, index=False)
     with pytest.raises(ConvlensError, match="no class of the table"):
-        attribute_performance(scan, class_attributes=bad, progress=False)
+        attribute_performance(scan, class_attributes=bad, run=QUIET)
 
 
 def _fake_scan(folder, table, labels=None, data=None):
@@ -405,18 +408,18 @@ def _table(n=200, seed=0, **cols):
 
 def test_unknown_attribute_is_one_line_with_close_matches():
     with pytest.raises(ConvlensError, match=r"unknown attribute 'scle'.*'scale'") as e:
-        attribute_performance(_table(scale=np.ones(200)), "scle", progress=False)
+        attribute_performance(_table(scale=np.ones(200)), "scle", run=QUIET)
     assert "\n" not in str(e.value)
 
 
 def test_constant_attribute_and_identifier_columns_are_notes(tmp_path):
     t = _table(split_name="test", ident=[f"f{i}.png" for i in range(200)])
-    res = attribute_performance(t, n_resamples=100, progress=False)
+    res = attribute_performance(t, n_resamples=100, run=QUIET)
     assert res.attributes == ["x"]
     assert any("split_name: constant" in n for n in res.notes)
     assert any(n.startswith("ident:") and "distinct values" in n for n in res.notes)
     res.save(tmp_path / "out")                                    # and it saves
-    only = attribute_performance(t, "split_name", n_resamples=100, progress=False)
+    only = attribute_performance(t, "split_name", n_resamples=100, run=QUIET)
     assert only.attributes == [] and any("constant" in n for n in only.notes)
     only.save(tmp_path / "only")
 
@@ -426,7 +429,7 @@ def test_small_bins_are_flagged_grey_and_drawn(tmp_path):
     kind = np.r_[["common"] * 300, ["rare"] * 7]
     t = pd.DataFrame({"index": range(307), "label": 0, "correct": rng.random(307) < 0.8,
                       "kind": kind})
-    res = attribute_performance(t, "kind", n_resamples=100, progress=False)
+    res = attribute_performance(t, "kind", n_resamples=100, run=QUIET)
     k = res.table("kind").set_index("label")
     assert k.loc["rare", "few"] and not k.loc["common", "few"] and k.loc["rare", "n"] == 7
     res.save(tmp_path / "out")
@@ -435,21 +438,42 @@ def test_small_bins_are_flagged_grey_and_drawn(tmp_path):
     pd.testing.assert_frame_equal(back.table("kind"), res.table("kind"), check_dtype=False)
 
 
+def test_attribute_result_loads_back(tmp_path):
+    """Save, load_result, save again: the same manifest entries, tables and params."""
+    from convlens.results import SavedResult, load_result
+
+    rng = np.random.default_rng(0)
+    t = _table(300, kind=rng.choice(["a", "b"], 300), summary=rng.random(300))
+    res = attribute_performance(t, ["x", "kind", "summary"], n_resamples=50, run=QUIET)
+    assert "attr_summary" in res.tables() and len(res.regression)
+    first = res.save(tmp_path / "a", pictures=False)
+    back = load_result(first)
+    assert isinstance(back, AttributeResult) and back.params == res.params
+    assert back.attributes == res.attributes and back.model == res.model
+    pd.testing.assert_frame_equal(back.bins, res.bins, check_dtype=False)
+    second = back.save(tmp_path / "b", pictures=False)
+    a, b = SavedResult(first), SavedResult(second)
+    for key in ("arrays", "tables", "info", "fields", "kind", "result"):
+        assert a.manifest[key] == b.manifest[key], key
+    for name in a.manifest["tables"]:
+        pd.testing.assert_frame_equal(a.table(name), b.table(name))
+
+
 def test_predictions_and_data_that_do_not_match():
     data = "builtin:shapes:test:50"
     t = _table(100)                                      # indexes items 0..99 of 50
     with pytest.raises(ConvlensError, match="do not match the data"):
-        attribute_performance(t, "brightness", data=data, progress=False)
+        attribute_performance(t, "brightness", data=data, run=QUIET)
     t = _table(50)                                       # random labels: not shapes' i % 8
     with pytest.raises(ConvlensError, match="another label"):
-        attribute_performance(t, "brightness", data=data, progress=False)
+        attribute_performance(t, "brightness", data=data, run=QUIET)
     with pytest.raises(ConvlensError, match="no data to compute"):
-        attribute_performance(t, "brightness", progress=False)
+        attribute_performance(t, "brightness", run=QUIET)
     other = _table(50, seed=1)
     with pytest.raises(ConvlensError, match="disagree on the label"):
-        attribute_performance([t, other], "x", progress=False)
+        attribute_performance([t, other], "x", run=QUIET)
     fewer = t.iloc[:30]
-    res = attribute_performance([t, fewer], "x", n_resamples=100, progress=False)
+    res = attribute_performance([t, fewer], "x", n_resamples=100, run=QUIET)
     assert any("30 in common" in n for n in res.notes)
 
 
@@ -459,7 +483,7 @@ def test_computed_attributes_beside_an_item_column_of_the_same_name():
                       "brightness": np.linspace(0.5, 1.5, n)})      # a jitter factor, say
     t.loc[::3, "pred"] = 0
     res = attribute_performance(t, ["brightness", "brightness_px", "entropy"], bins=2,
-                                data="builtin:shapes:test:40", n_resamples=100, progress=False)
+                                data="builtin:shapes:test:40", n_resamples=100, run=QUIET)
     s = res.summary.set_index("attribute")
     assert s.loc["brightness", "source"] == "item column" and s.loc["brightness", "units"] == ""
     assert s.loc["brightness_px", "source"] == "computed"
@@ -469,17 +493,17 @@ def test_computed_attributes_beside_an_item_column_of_the_same_name():
 
 def test_missing_sources_and_bad_tables(tmp_path):
     with pytest.raises(ConvlensError, match="no predictions at"):
-        attribute_performance(tmp_path / "nowhere", progress=False)
+        attribute_performance(tmp_path / "nowhere", run=QUIET)
     (tmp_path / "res").mkdir()
     (tmp_path / "res" / "manifest.json").write_text(json.dumps({"kind": "filters"}))
     with pytest.raises(ConvlensError, match="without predictions.parquet"):
-        attribute_performance(tmp_path / "res", progress=False)
+        attribute_performance(tmp_path / "res", run=QUIET)
     with pytest.raises(ConvlensError, match="'correct' column"):
-        attribute_performance(pd.DataFrame({"x": [1, 2]}), progress=False)
+        attribute_performance(pd.DataFrame({"x": [1, 2]}), run=QUIET)
     with pytest.raises(ConvlensError, match="'label'"):
-        attribute_performance(_table(), class_attributes=pd.DataFrame({"k": [1]}), progress=False)
+        attribute_performance(_table(), class_attributes=pd.DataFrame({"k": [1]}), run=QUIET)
     with pytest.raises(ConvlensError, match="increasing"):
-        attribute_performance(_table(), "x", bins=[1, 0], progress=False)
+        attribute_performance(_table(), "x", bins=[1, 0], run=QUIET)
 
 
 def test_labels_mapped_to_the_models_classes_and_unknown_answers():
@@ -490,27 +514,27 @@ def test_labels_mapped_to_the_models_classes_and_unknown_answers():
     t["correct"] = [True, True, True, True, False, False]
     t.attrs["to_model"] = [2, 1, 0]
     res = attribute_performance(t, "x", bins=[0, 3.5, 7], min_count=1, n_resamples=50,
-                                regression=False, progress=False)
+                                regression=False, run=QUIET)
     x = res.table("x")
     assert x.top1.tolist() == [1.0, pytest.approx(1 / 3)]
     assert x.top5.tolist() == [1.0, pytest.approx(2 / 3)]      # item 5 (model class 0) is in it
     t2 = t.copy()
     t2["correct"] = pd.array([True, None, True, None, False, False], dtype="boolean")
-    res = attribute_performance(t2, "x", min_count=1, n_resamples=50, progress=False)
+    res = attribute_performance(t2, "x", min_count=1, n_resamples=50, run=QUIET)
     assert res.table("x").n.sum() == 4 and any("known right answer" in n for n in res.notes)
     t2["correct"] = pd.array([None] * 6, dtype="boolean")
     with pytest.raises(ConvlensError, match="no item has a known right answer"):
-        attribute_performance(t2, "x", progress=False)
+        attribute_performance(t2, "x", run=QUIET)
 
 
 def test_missing_values_are_counted():
     x = np.random.default_rng(0).random(200)
     x[:20] = np.nan
-    res = attribute_performance(_table(x=x), "x", n_resamples=100, progress=False)
+    res = attribute_performance(_table(x=x), "x", n_resamples=100, run=QUIET)
     assert res.summary.set_index("attribute").loc["x", "missing"] == 20
     assert res.table("x").n.sum() == 180
     res = attribute_performance(_table(x=x), "x", bins=[0, 0.25, 0.5], n_resamples=100,
-                                progress=False)
+                                run=QUIET)
     assert res.table("x").n.sum() + 20 < 180 and any("outside the given edges" in n
                                                       for n in res.notes)
 
@@ -534,10 +558,10 @@ def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     data = "builtin:shapes:test:64"
     scan(lens, data, topk=0, codes=None, stats=False, out=tmp_path / "scan", progress=False)
     a = attribute_performance(tmp_path / "scan", ["scale", "clutter", "brightness"], bins=3,
-                              n_resamples=100, progress=False)
+                              n_resamples=100, run=QUIET)
     before = snapshot(lens)
     b = attribute_performance(lens, ["scale", "clutter", "brightness"], bins=3, data=data,
-                              n_resamples=100, progress=False)
+                              n_resamples=100, run=QUIET)
     assert_unchanged(lens, before)
     cols = ["attribute", "bin", "label", "n", "top1", "top1_lo", "top1_hi", "top5"]
     items = a.bins.attribute != "brightness"
@@ -545,7 +569,7 @@ def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     # brightness: of the stored RGB image from a scan, of what the model sees (grey 28x28)
     # when the model runs; both are there
     assert (a.bins.attribute == "brightness").sum() == 3 == (b.bins.attribute == "brightness").sum()
-    assert a.meta["models"] == ["tiny-shapes"] == b.meta["models"]
+    assert a.params["models"] == ["tiny-shapes"] == b.params["models"]
 
 
 def test_takes_a_lens_or_a_module_and_a_spec_or_a_dataset():
@@ -557,7 +581,7 @@ def test_takes_a_lens_or_a_module_and_a_spec_or_a_dataset():
                               torch.nn.Linear(4, 8))
     lens = Lens(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 64, 64))
     spec = "builtin:shapes:test:16"
-    kw = dict(attributes="clutter", n_resamples=50, progress=False)
+    kw = dict(attributes="clutter", n_resamples=50, run=QUIET)
     a = attribute_performance(lens, data=spec, **kw)
     b = attribute_performance(net, data=spec, **kw)
     c = attribute_performance(lens, data=load_data(spec), **kw)
@@ -572,24 +596,24 @@ def test_takes_a_lens_or_a_module_and_a_spec_or_a_dataset():
         attribute_performance(lens, **kw)
 
 
-def test_cli_attributes(tmp_path, capsys):
+def test_cli_attribute_performance(tmp_path, capsys):
     from convlens.cli import main
 
     t = _table(300, kind=np.random.default_rng(0).choice(["a", "b"], 300))
     _fake_scan(tmp_path / "s1", t)
     _fake_scan(tmp_path / "s2", t.assign(pred=t.label))
     out = tmp_path / "attr"
-    rc = main(["attributes", "--scan", f"first={tmp_path / 's1'}", "--scan", str(tmp_path / "s2"),
+    rc = main(["attribute-performance", "--scan", f"first={tmp_path / 's1'}", "--scan", str(tmp_path / "s2"),
                "--attributes", "x,kind", "--bins", "3", "--edges", "x=0,0.5,1",
                "--resamples", "100", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "x: top-1 accuracy" in printed and "regression" in printed
     res = AttributeResult.load(out)
-    assert res.meta["models"] == ["first", "fake"]
+    assert res.params["models"] == ["first", "fake"]
     assert list(res.table("x").label.unique()) == ["0–0.5", "0.5–1"]
     assert {"x.png", "kind.png", "regression.png"} <= {p.name for p in out.iterdir()}
-    assert main(["attributes", "--scan", str(tmp_path / "s1"), "--attributes", "y",
+    assert main(["attribute-performance", "--scan", str(tmp_path / "s1"), "--attributes", "y",
                  "--out", str(out)]) == 2
     assert "unknown attribute 'y'" in capsys.readouterr().err
-    assert main(["attributes", "--out", str(out)]) == 2
+    assert main(["attribute-performance", "--out", str(out)]) == 2

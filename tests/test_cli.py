@@ -87,3 +87,24 @@ def test_dataset_views_run_in_bfloat16(tmp_path):
     assert main(["stats", *data, "--out", str(tmp_path / "stats")]) == 0
     assert main(["evaluate", *data]) == 0
     assert main(["scan", *data, "--layers", "features.4", "--out", str(tmp_path / "scan")]) == 0
+
+
+@pytest.mark.parametrize("cmd,extra", [
+    ("fgsm", ["--eps", "0.05", "--explain", "guided-backprop"]),
+    ("pgd", ["--eps", "0.05", "--steps", "2", "--label", "star", "--targeted",
+             "--no-random-start"]),
+])
+def test_fgsm_and_pgd_commands_from_their_records(cmd, extra, tmp_path, capsys):
+    from convlens.results import load_result
+
+    assert main([cmd, "--model", "builtin:shapes-net", "--data", "builtin:shapes:test:2",
+                 "--n", "2", *extra, "--out", str(tmp_path / cmd)]) == 0
+    out = capsys.readouterr().out
+    assert "image 1:" in out and "Linf" in out
+    res = load_result(tmp_path / cmd)
+    assert res.kind == cmd and res.params["eps"] == 0.05 and len(res.classes) == 2
+    if cmd == "pgd":
+        assert res.targeted and not res.params["random_start"]
+        assert res.labels[int(res.classes[0])] == "star"
+    else:
+        assert res.explain == "guided_backprop"

@@ -1,4 +1,5 @@
-"""`convlens fool` and `convlens adversarial` (the seed's "Fooling ConvNets", METHODS.md §9)."""
+"""`convlens fool` and `convlens robustness` (the seed's "Fooling ConvNets", METHODS.md §9);
+`convlens fgsm` and `convlens pgd` are built from their view records (`commands.views`)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ from .common import (
     options,
     output_options,
     positive_int,
+    run_from,
     save_result,
     unit_interval,
 )
@@ -77,15 +79,15 @@ def cmd_fool(args) -> int:
                steps=args.steps, search=args.search, explain=_explain_arg(args))
     reached = res.extra["reached"]
     for i, name in enumerate(names):
-        print(f"{name}: {res.name(int(res.clean_pred[i]))} ({float(res.clean_prob[i]):.3f}) -> "
-              f"{res.name(int(res.adv_pred[i]))} ({float(res.adv_prob[i]):.3f}), "
+        print(f"{name}: {res.label(int(res.predicted[i]))} ({float(res.confidence[i]):.3f}) -> "
+              f"{res.label(int(res.adv_predicted[i]))} ({float(res.adv_confidence[i]):.3f}), "
               f"L2 {float(res.l2[i]):.3f}, Linf {float(res.linf[i]):.3f}"
               + ("" if bool(reached[i]) else "  [target not reached]"))
     save_result(res, args, lens)
     return 0
 
 
-def _adv_opts(p: argparse.ArgumentParser) -> None:
+def _robustness_opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
     data_options(p)
     g = p.add_argument_group("attack")
@@ -103,12 +105,12 @@ def _adv_opts(p: argparse.ArgumentParser) -> None:
                    help="items shown attacked at the largest eps (default 8; 0: none)")
     _explain(g)
     engine_options(p, checkpoint_every=20)
-    output_options(p, "adversarial")
+    output_options(p, "robustness")
 
 
-@command("adversarial", "accuracy and confidence against eps (FGSM or PGD) over a dataset")
-@options(_adv_opts)
-def cmd_adversarial(args) -> int:
+@command("robustness", "accuracy and confidence against eps (FGSM or PGD) over a dataset")
+@options(_robustness_opts)
+def cmd_robustness(args) -> int:
     """Attack every labelled item of --data at each --eps (FGSM, or PGD with --attack pgd),
     untargeted against its label, and report accuracy, error rate and mean confidence per eps
     (Goodfellow et al. 2015). Streams the data, checkpoints as it goes (run the same command
@@ -123,20 +125,13 @@ def cmd_adversarial(args) -> int:
     res = robustness(lens, data, eps=args.eps, attack=args.attack, steps=args.steps,
                      alpha=args.alpha, random_start=args.random_start, norm=args.norm,
                      seed=args.seed, examples=args.examples, explain=_explain_arg(args),
-                     out=args.out, batch_size=args.batch_size, workers=args.workers,
-                     engine=args.engine, resume=args.resume,
-                     checkpoint_every=args.checkpoint_every,
-                     indices=item_indices(args, len(data)),
-                     shard_size=args.shard_size, ray_address=args.ray_address)
-    m = res.meta
+                     out=args.out, indices=item_indices(args, len(data)), run=run_from(args))
+    m = res.params
     resumed = f", resumed after {m['resumed_from']} items" if m.get("resumed_from") else ""
     print(f"{lens.name} on {args.data}, {args.attack.upper()}: {m['images']} images "
           f"({m['unlabelled']} unlabelled, {m['skipped']} skipped) in {m['seconds']:.1f} s"
           f"{resumed}")
-    print("  eps      accuracy  mean conf.  conf. when wrong")
-    for row in res.table.itertuples():
-        wrong = "-" if row.mean_confidence_wrong != row.mean_confidence_wrong else \
-            f"{row.mean_confidence_wrong:.3f}"
-        print(f"  {row.eps:<8g} {row.accuracy:8.4f}  {row.mean_confidence:10.3f}  {wrong:>16}")
+    for line in res.summary():
+        print(line)
     save_result(res, args, lens)
     return 0

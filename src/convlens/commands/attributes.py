@@ -1,4 +1,5 @@
-"""`convlens attributes` (the seed's §8: performance as a function of image attributes)."""
+"""`convlens attribute-performance` (the seed's §8: performance as a function of image
+attributes)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ from .common import (
     options,
     output_options,
     positive_int,
+    run_from,
     save_result,
 )
 
@@ -28,7 +30,7 @@ def _edges(s: str) -> tuple[str, list[float]]:
     return name.strip(), edges
 
 
-def _attributes_opts(p):
+def _attribute_performance_opts(p):
     g = p.add_argument_group("predictions")
     g.add_argument("--scan", action="append", metavar="[NAME=]DIR", default=[],
                    help="a folder written by convlens scan (repeatable: models side by side, "
@@ -70,12 +72,12 @@ def _attributes_opts(p):
     s.add_argument("--control-class", action="store_true",
                    help="regression within classes: one indicator per class beside the "
                         "attributes")
-    output_options(p, "attributes")
+    output_options(p, "attribute-performance")
 
 
-@command("attributes", "accuracy per bin of each image attribute, models side by side")
-@options(_attributes_opts)
-def cmd_attributes(args) -> int:
+@command("attribute-performance", "accuracy per bin of each image attribute, models side by side")
+@options(_attribute_performance_opts)
+def cmd_attribute_performance(args) -> int:
     """Accuracy (top-1 and top-5) per bin of each attribute of the items, with bootstrap
     intervals, for one or more models side by side (Russakovsky et al. 2015, §6.3), and a
     logistic regression of correctness on all attributes at once (which ones matter with the
@@ -104,8 +106,7 @@ def cmd_attributes(args) -> int:
         names=names if any(names) else None, min_count=args.min_count, level=args.level,
         n_resamples=args.resamples, method=args.method, regression=args.regression,
         control_class=args.control_class,
-        seed=args.seed, limit=args.n, batch_size=args.batch_size,
-        dtype=None if args.dtype == "float32" else args.dtype)
+        seed=args.seed, n=args.n, run=run_from(args))
     _print(res)
     model = None if lens is not None else res.model
     save_result(res, args, lens=lens, model=model)
@@ -113,7 +114,7 @@ def cmd_attributes(args) -> int:
 
 
 def _print(res) -> None:
-    level = res.meta.get("level", 0.95)
+    level = res.params.get("level", 0.95)
     for a in res.attributes:
         t = res.table(a)
         units = res.summary.set_index("attribute").units.get(a, "")

@@ -19,14 +19,13 @@ flags, parameters and their ``.grad`` are as before afterwards, also after an er
 Example::
 
     res = fgsm(lens, x, y, eps=0.1)            # x: (N, C, H, W) normalised, y: (N,) labels
-    res.adv_pred, res.adv_prob                 # the model's answer on x + ε sign(∇J)
+    res.adv_predicted, res.adv_confidence      # the model's answer on x + ε sign(∇J)
 """
 from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,8 +34,7 @@ import torch.nn.functional as F
 from ...errors import ConvlensError, unknown
 from ...hooks import preserved
 from ...lens import as_batch, as_lens
-from ...results import Result
-from .figures import gallery_figure, saliency_figure
+from .results import AdversarialExamples
 
 NORMS = ("linf", "l2")
 FOOL_METHODS = ("adam", "lbfgs")
@@ -198,163 +196,8 @@ def pgd_pixels(lens, u: torch.Tensor, labels: torch.Tensor | None, eps: float, a
 
 
 # -- the result ----------------------------------------------------------------------------
-@dataclass
-class AdversarialExamples(Result):
-    """Adversarial images of one attack and the model's answers on them.
-
-    Attributes (pixels in [0, 1], ``(N, C, H, W)``; per image ``(N,)``):
-        method: ``"fgsm"``, ``"pgd"`` or ``"fool"``.
-        images, adversarial: the clean and the adversarial pixels.
-        x_adv: the adversarial images as normalised model input.
-        labels: the class each image was pushed away from (untargeted) or toward (targeted).
-        targeted: whether `labels` are targets.
-        clean_pred, clean_prob: the prediction on the clean image and its softmax probability.
-        adv_pred, adv_prob, adv_label_prob: the prediction on the adversarial image, its
-            probability and the probability of ``labels`` there (None when not evaluated).
-        class_names: the model's labels.
-        params: the attack's settings.
-        saliency_clean, saliency_adv: ``(N, H, W)`` saliency maps of x and x_adv (each for
-            its predicted class), when asked for (``explain``).
-        extra: method-specific per-image arrays (`fool`: ``c``, ``reached``).
-    """
-
-    method: str
-    images: torch.Tensor
-    adversarial: torch.Tensor
-    x_adv: torch.Tensor
-    labels: torch.Tensor
-    targeted: bool
-    clean_pred: torch.Tensor
-    clean_prob: torch.Tensor
-    adv_pred: torch.Tensor | None
-    adv_prob: torch.Tensor | None
-    adv_label_prob: torch.Tensor | None
-    class_names: list[str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-    saliency_clean: torch.Tensor | None = None
-    saliency_adv: torch.Tensor | None = None
-    explain: str | None = None
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
-    max_pictures: int = 8
-
-    @property
-    def kind(self) -> str:  # type: ignore[override]
-        return self.method
-
-    @property
-    def perturbation(self) -> torch.Tensor:
-        """``adversarial - images``, ``(N, C, H, W)`` in pixel units."""
-        return self.adversarial - self.images
-
-    @property
-    def linf(self) -> torch.Tensor:
-        """Largest change of any pixel value, per image (pixel units)."""
-        return self.perturbation.flatten(1).abs().amax(1)
-
-    @property
-    def l2(self) -> torch.Tensor:
-        """Euclidean norm of the change, per image (pixel units)."""
-        return self.perturbation.flatten(1).norm(dim=1)
-
-    @property
-    def success(self) -> torch.Tensor | None:
-        """Untargeted: the prediction left the label; targeted: it is the target (for `fool`,
-        with the asked confidence)."""
-        if self.adv_pred is None:
-            return None
-        if "reached" in self.extra:
-            return self.extra["reached"].clone()
-        return self.adv_pred == self.labels if self.targeted else self.adv_pred != self.labels
-
-    def name(self, k: int) -> str:
-        return self.class_names[k] if 0 <= k < len(self.class_names) else str(k)
-
-    def arrays(self) -> dict[str, Any]:
-        out = {"images": self.images, "adversarial": self.adversarial, "x_adv": self.x_adv,
-               "labels": self.labels, "clean_pred": self.clean_pred,
-               "clean_prob": self.clean_prob, "linf": self.linf, "l2": self.l2}
-        for k in ("adv_pred", "adv_prob", "adv_label_prob", "saliency_clean", "saliency_adv"):
-            if getattr(self, k) is not None:
-                out[k] = getattr(self, k)
-        out.update(self.extra)
-        return out
-
-    def tables(self):
-        import pandas as pd
-
-        rows = []
-        for i in range(len(self.labels)):
-            r = {"image": i, "label" if not self.targeted else "target": self.name(int(self.labels[i])),
-                 "clean_pred": self.name(int(self.clean_pred[i])),
-                 "clean_prob": float(self.clean_prob[i])}
-            if self.adv_pred is not None:
-                r.update(adv_pred=self.name(int(self.adv_pred[i])), adv_prob=float(self.adv_prob[i]),
-                         adv_label_prob=float(self.adv_label_prob[i]),
-                         success=bool(self.success[i]))
-            r.update(linf=float(self.linf[i]), l2=float(self.l2[i]))
-            for k, v in self.extra.items():
-                r[k] = v[i].item()
-            rows.append(r)
-        return {"examples": pd.DataFrame(rows)}
-
-    def info(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "params": self.params,
-                               "targeted": self.targeted, "images": len(self.labels),
-                               "median_linf": float(self.linf.median()) if len(self.labels) else None,
-                               "median_l2": float(self.l2.median()) if len(self.labels) else None}
-        if self.adv_pred is not None:
-            out["success_rate"] = float(self.success.float().mean()) if len(self.labels) else None
-            out["clean_accuracy_vs_labels"] = (None if self.targeted else
-                                               float((self.clean_pred == self.labels).float().mean()))
-        return out
-
-    @property
-    def about(self) -> str:  # type: ignore[override]
-        what = {"fgsm": "the fast gradient sign method (Goodfellow et al. 2015): one step of size "
-                        "ε along the sign of the loss gradient",
-                "pgd": "projected gradient descent (Kurakin 2016, Madry et al. 2018): repeated "
-                       "small sign steps, kept within ε of the image",
-                "fool": "the smallest change (Szegedy et al. 2014) that makes the model answer "
-                        "the target class with the asked confidence"}[self.method]
-        return (f"Each row: the image with the model's answer, the change that was added "
-                f"({what}), amplified so that its largest value fills the colour scale, and the "
-                "changed image with the model's new answer. Probabilities are softmax outputs.")
-
-    def pictures(self):
-        n = min(len(self.labels), self.max_pictures)
-        if n == 0:
-            return {}
-        pics = {"gallery": lambda path: gallery_figure(self, n, path)}
-        if self.saliency_clean is not None:
-            pics["saliency"] = lambda path: saliency_figure(self, n, path)
-        return pics
-
-    def figures(self, prefix: str = "") -> list[dict[str, Any]]:
-        """For the report: the gallery and the saliency figure, each with a summary line."""
-        from ...results import figure, panel
-
-        n = min(len(self.labels), self.max_pictures)
-        if n == 0:
-            return []
-        lines = [f"{len(self.labels)} images; median change L∞ {float(self.linf.median()):.3g}, "
-                 f"L2 {float(self.l2.median()):.3g} (pixels in [0, 1])"]
-        if self.adv_pred is not None:
-            lines.append(f"{'target reached' if self.targeted else 'prediction changed'} for "
-                         f"{int(self.success.sum())} of {len(self.labels)}")
-        out = [figure("x | the change, amplified | x_adv",
-                      [panel(prefix + "gallery", kind="plot", caption=lines)],
-                      "Under each image: the label (or target) and the model's answer with its "
-                      "probability; red: the model was fooled.")]
-        if self.saliency_clean is not None:
-            out.append(figure(f"{(self.explain or 'saliency').replace('_', ' ')} of x and x_adv",
-                              [panel(prefix + "saliency", kind="plot")],
-                              "The map of each image's predicted class, before and after the "
-                              "change, on one colour scale per row."))
-        return out
-
-
 def examples_result(method: str, lens, xb: torch.Tensor, u: torch.Tensor, adv: torch.Tensor,
-                    labels: torch.Tensor, targeted: bool, clean_logits: torch.Tensor | None,
+                    classes: torch.Tensor, targeted: bool, clean_logits: torch.Tensor | None,
                     params: dict, explain: str | None, evaluate: bool = True,
                     extra: dict | None = None) -> AdversarialExamples:
     """Evaluate the model on the adversarial images (and explain both) into a result."""
@@ -364,12 +207,12 @@ def examples_result(method: str, lens, xb: torch.Tensor, u: torch.Tensor, adv: t
         if clean_logits is None:
             clean_logits = lens(model_input(lens, u))
         pc = torch.softmax(clean_logits.float(), 1)
-        adv_pred = adv_prob = adv_label_prob = None
+        adv_predicted = adv_confidence = adv_class_prob = None
         if evaluate:
             pa = torch.softmax(lens(x_adv).float(), 1)
-            adv_prob, adv_pred = pa.max(1)
-            adv_label_prob = pa.gather(1, labels.to(pa.device)[:, None])[:, 0]
-    clean_prob, clean_pred = pc.max(1)
+            adv_confidence, adv_predicted = pa.max(1)
+            adv_class_prob = pa.gather(1, classes.to(pa.device)[:, None])[:, 0]
+    confidence, predicted = pc.max(1)
     sal_c = sal_a = None
     if explain is not None:
         from ..gradients.gradients import guided_backprop, saliency
@@ -379,8 +222,8 @@ def examples_result(method: str, lens, xb: torch.Tensor, u: torch.Tensor, adv: t
         sal_c, sal_a = fn(lens, model_input(lens, u)).map, fn(lens, x_adv).map
     cpu = (lambda t: None if t is None else t.detach().cpu())
     return AdversarialExamples(
-        method, cpu(u.clamp(0, 1)), cpu(adv), cpu(x_adv), cpu(labels), targeted, cpu(clean_pred),
-        cpu(clean_prob), cpu(adv_pred), cpu(adv_prob), cpu(adv_label_prob),
+        method, cpu(u.clamp(0, 1)), cpu(adv), cpu(x_adv), cpu(classes), targeted, cpu(predicted),
+        cpu(confidence), cpu(adv_predicted), cpu(adv_confidence), cpu(adv_class_prob),
         list(getattr(lens, "labels", None) or []), params, cpu(sal_c), cpu(sal_a), explain,
         {k: cpu(v) for k, v in (extra or {}).items()})
 

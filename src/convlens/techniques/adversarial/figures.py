@@ -1,5 +1,7 @@
 """Figures of fooling (METHODS.md §9): x | the change, amplified | x_adv with the model's answers;
-saliency of x and of x_adv side by side; accuracy against ε. Matplotlib, from numpy arrays."""
+saliency of x and of x_adv side by side; accuracy against ε; and per image, the input, the
+changed image and the change as pictures. Matplotlib's `Figure` (never pyplot: no backend is
+switched), from numpy arrays."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,11 +11,9 @@ import numpy as np
 from ...results import as_numpy
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def _figure(**kw):
+    from matplotlib.figure import Figure
+    return Figure(**kw)
 
 
 def _hwc(img: np.ndarray) -> np.ndarray:
@@ -23,7 +23,7 @@ def _hwc(img: np.ndarray) -> np.ndarray:
 
 
 def _answer(res, pred, prob, i: int) -> str:
-    return f"{res.name(int(pred[i]))} ({float(prob[i]):.0%})"
+    return f"{res.label(int(pred[i]))} ({float(prob[i]):.0%})"
 
 
 def _panel(ax, img, title: str, colour: str = "black") -> None:
@@ -36,19 +36,19 @@ def _panel(ax, img, title: str, colour: str = "black") -> None:
 
 def gallery_figure(res, n: int, path: str) -> None:
     """Rows: x with the clean answer | the change, amplified | x_adv with the new answer."""
-    plt = _plt()
     imgs, adv = as_numpy(res.images[:n]), as_numpy(res.adversarial[:n])
     r = adv - imgs
     m = float(np.abs(r).max()) or 1.0  # one scale for every row: the largest change shown
     grey = imgs.shape[1] == 1
     side = 2.3
-    fig, axes = plt.subplots(n, 3, figsize=(3 * side + 0.6, n * (side + 0.45) + 1.0),
-                             dpi=100, squeeze=False, layout="constrained")
+    fig = _figure(figsize=(3 * side + 0.6, n * (side + 0.45) + 1.0), dpi=100,
+                  layout="constrained")
+    axes = fig.subplots(n, 3, squeeze=False)
     want = "target" if res.targeted else "label"
     for i in range(n):
-        lab = res.name(int(res.labels[i]))
+        lab = res.label(int(res.classes[i]))
         _panel(axes[i, 0], _hwc(imgs[i]), f"x ({want} {lab})\nmodel: "
-               + _answer(res, res.clean_pred, res.clean_prob, i))
+               + _answer(res, res.predicted, res.confidence, i))
         ax = axes[i, 1]
         if grey:
             im = ax.imshow(r[i, 0], cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
@@ -59,9 +59,9 @@ def gallery_figure(res, n: int, path: str) -> None:
         ax.set_yticks([])
         ax.set_xlabel(f"change: L∞ {np.abs(r[i]).max():.3f}, L2 {np.linalg.norm(r[i]):.2f}",
                       fontsize=9)
-        if res.adv_pred is not None:
+        if res.adv_predicted is not None:
             ok = bool(res.success[i])
-            title = "x_adv\nmodel: " + _answer(res, res.adv_pred, res.adv_prob, i)
+            title = "x_adv\nmodel: " + _answer(res, res.adv_predicted, res.adv_confidence, i)
             _panel(axes[i, 2], _hwc(adv[i]), title, "#b2182b" if ok else "black")
         else:
             _panel(axes[i, 2], _hwc(adv[i]), "x_adv")
@@ -78,37 +78,35 @@ def gallery_figure(res, n: int, path: str) -> None:
     axes[0, 2].set_title("x_adv (red: model fooled)", fontsize=9)
     fig.suptitle(_headline(res), fontsize=10)
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _headline(res) -> str:
     p = res.params
-    if res.method == "fool":
+    if res.kind == "fool":
         return (f"Szegedy et al.'s smallest change to reach the target with p ≥ "
                 f"{p.get('confidence', 0.9):g} ({p.get('method')})")
     extra = (f", {p.get('steps')} steps of α = {p.get('alpha', 0):.3g}"
-             if res.method == "pgd" else "")
-    return (f"{res.method.upper()}{' (targeted)' if res.targeted else ''}, "
+             if res.kind == "pgd" else "")
+    return (f"{res.kind.upper()}{' (targeted)' if res.targeted else ''}, "
             f"ε = {p.get('eps', 0):g} ({p.get('norm', 'linf').replace('linf', 'L∞')}, "
             f"pixels in [0, 1]){extra}")
 
 
 def saliency_figure(res, n: int, path: str) -> None:
     """Rows: x | its saliency | x_adv | its saliency, both maps on the row's shared scale."""
-    plt = _plt()
     imgs, adv = as_numpy(res.images[:n]), as_numpy(res.adversarial[:n])
     sc, sa = as_numpy(res.saliency_clean[:n]), as_numpy(res.saliency_adv[:n])
     side = 2.2
-    fig, axes = plt.subplots(n, 4, figsize=(4 * side + 1.2, n * (side + 0.4) + 0.8), dpi=100,
-                             squeeze=False, layout="constrained")
+    fig = _figure(figsize=(4 * side + 1.2, n * (side + 0.4) + 0.8), dpi=100, layout="constrained")
+    axes = fig.subplots(n, 4, squeeze=False)
     method = (res.explain or "saliency").replace("_", " ")
     for i in range(n):
         hi = float(max(sc[i].max(), sa[i].max())) or 1.0
-        _panel(axes[i, 0], _hwc(imgs[i]), "x: " + _answer(res, res.clean_pred, res.clean_prob, i))
+        _panel(axes[i, 0], _hwc(imgs[i]), "x: " + _answer(res, res.predicted, res.confidence, i))
         axes[i, 1].imshow(sc[i], cmap="inferno", vmin=0, vmax=hi)
         _off(axes[i, 1], f"{method} of x")
-        adv_answer = ("" if res.adv_pred is None
-                      else ": " + _answer(res, res.adv_pred, res.adv_prob, i))
+        adv_answer = ("" if res.adv_predicted is None
+                      else ": " + _answer(res, res.adv_predicted, res.adv_confidence, i))
         _panel(axes[i, 2], _hwc(adv[i]), "x_adv" + adv_answer)
         im = axes[i, 3].imshow(sa[i], cmap="inferno", vmin=0, vmax=hi)
         _off(axes[i, 3], f"{method} of x_adv")
@@ -118,7 +116,6 @@ def saliency_figure(res, n: int, path: str) -> None:
     fig.suptitle(f"{method} of the predicted class, before and after the change "
                  "(one scale per row)", fontsize=10)
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _off(ax, label: str) -> None:
@@ -131,9 +128,11 @@ def curve_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]
                  title: str) -> None:
     """Accuracy (solid) and mean confidence of the prediction (dashed) against ε, one colour
     per curve ``(name, eps, accuracy, confidence)``."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=100)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    import matplotlib
+
+    fig = _figure(figsize=(6.0, 3.8), dpi=100)
+    ax = fig.add_subplot()
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (name, eps, acc, conf) in enumerate(curves):
         col = colours[k % len(colours)]
         ax.plot(eps, acc, "o-", color=col, label=f"{name}: accuracy")
@@ -146,4 +145,21 @@ def curve_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+
+
+def image_pictures(res, n: int) -> dict[str, np.ndarray]:
+    """Per image (the first `n`): the input, the changed image and the change (grey images:
+    red raises a pixel, blue lowers it; colour: mid-grey is no change), each change scaled by
+    its own largest value, as uint8 pictures."""
+    from ...draw import colormap, image_hwc
+
+    imgs, adv = as_numpy(res.images[:n]), as_numpy(res.adversarial[:n])
+    pics = {}
+    for i in range(n):
+        r = adv[i].astype(np.float64) - imgs[i]
+        m = float(np.abs(r).max()) or 1.0
+        pics[f"input_{i}"] = image_hwc(imgs[i])
+        pics[f"adversarial_{i}"] = image_hwc(adv[i])
+        pics[f"change_{i}"] = (colormap(r[0], "RdBu_r", lo=-m, hi=m) if r.shape[0] == 1
+                               else image_hwc(np.clip(0.5 + 0.5 * r / m, 0, 1)))
+    return pics

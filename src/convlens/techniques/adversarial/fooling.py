@@ -176,7 +176,7 @@ def fool(lens, x: torch.Tensor, target, confidence: float = 0.9, method: str = "
             stamps-net shipped before, 2 of 100 image-target pairs needed it).
         explain: ``"saliency"`` or ``"guided_backprop"``: also map x and x_adv.
 
-    Returns an `AdversarialExamples` (method ``"fool"``, targeted) with ``extra["reached"]``
+    Returns an `AdversarialExamples` (kind ``"fool"``, targeted) with ``extra["reached"]``
     (the target reached with the confidence) and ``extra["c"]`` (the c of the kept change);
     an image that never reached the target keeps its last iterate.
 
@@ -234,5 +234,5 @@ def fool(lens, x: torch.Tensor, target, confidence: float = 0.9, method: str = "
     res = examples_result("fool", lens, xb, u, adv, labels, True, clean, params, explain,
                           extra={"reached": s.found.clone(), "c": s.best_c.float()})
     # the kept change must be what the search saw: confirm on the final images
-    res.extra["reached"] &= (res.adv_label_prob >= confidence) & (res.adv_pred == res.labels)
+    res.extra["reached"] &= (res.adv_class_prob >= confidence) & (res.adv_predicted == res.classes)
     return res

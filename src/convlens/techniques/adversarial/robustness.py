@@ -23,12 +23,11 @@ import torch
 
 from ...data.labels import LabelMap, align_labels, warn_if_differ
 from ...engine import Checkpoint, Reducer, fingerprint_model, fingerprint_order, run_local
+from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
 from ...lens import lens_and_data
-from ...results import Result
 from .attacks import (
     NORMS,
-    AdversarialExamples,
     attacking,
     check_eps,
     image_seeds,
@@ -38,7 +37,7 @@ from .attacks import (
     pixels,
     random_point,
 )
-from .figures import curve_figure
+from .results import AdversarialExamples, RobustnessResult
 
 ATTACKS = ("fgsm", "pgd")
 ENGINES = ("local", "ray")
@@ -173,89 +172,12 @@ class Robustness(Reducer):
             "mean_confidence_wrong": conf_wrong, "mean_p_true": self.p_true.numpy() / n})
 
 
-class RobustnessResult(Result):
-    """Accuracy and confidence against ε (`table`, one row per ε) with a few example images
-    (`examples`, an `AdversarialExamples` at the largest ε, or None)."""
-
-    kind = "robustness"
-
-    def __init__(self, table: pd.DataFrame, meta: dict[str, Any],
-                 examples: AdversarialExamples | None = None):
-        self.table = table
-        self.meta = dict(meta)
-        self.examples = examples
-
-    def accuracy(self, eps: float) -> float:
-        row = self.table[np.isclose(self.table.eps, eps)]
-        if row.empty:
-            raise unknown("eps", f"{eps:g}", [f"{e:g}" for e in self.table.eps])
-        return float(row.accuracy.iloc[0])
-
-    def arrays(self):
-        out = {}
-        if self.examples is not None:
-            out.update({f"example_{k}": v for k, v in self.examples.arrays().items()})
-        return out
-
-    def tables(self):
-        out = {"robustness": self.table}
-        if self.examples is not None:
-            out["examples"] = self.examples.tables()["examples"]
-        return out
-
-    @property
-    def about(self) -> str:  # type: ignore[override]
-        norm = "L∞" if self.meta.get("norm", "linf") == "linf" else "L2 norm of the change"
-        return ("Fooling ConvNets (Goodfellow et al. 2015): every labelled item attacked at each "
-                f"ε, the largest change allowed ({norm}, pixels in [0, 1]); the curve shows the "
-                "accuracy (solid) and the mean confidence of the model's answer (dashed) on the "
-                "changed images, ε = 0 being the clean accuracy. The gallery shows the first "
-                "items attacked at the largest ε.")
-
-    def info(self):
-        out = dict(self.meta)
-        if self.examples is not None:
-            out["examples"] = self.examples.info()
-        return out
-
-    def figures(self):
-        from ...results import figure, panel
-
-        lines = [f"ε = {r.eps:g}: accuracy {r.accuracy:.1%}, mean confidence "
-                 f"{r.mean_confidence:.2f}" for r in self.table.itertuples()]
-        out = [figure("accuracy against ε", [panel("accuracy_vs_eps", kind="plot",
-                                                   caption=lines)],
-                      f"{self.meta.get('images', 0)} labelled images, "
-                      f"{str(self.meta.get('attack', '')).upper()}")]
-        if self.examples is not None:
-            out += self.examples.figures(prefix="example_")
-        return out
-
-    def pictures(self):
-        t = self.table
-        name = self.meta.get("attack", "").upper()
-        title = (f"{self.meta.get('model', 'model')} on {self.meta.get('data', 'data')} "
-                 f"({self.meta.get('images', 0)} images), {name}")
-        pics = {"accuracy_vs_eps": lambda path: curve_figure(
-            [(name, t.eps.to_numpy(), t.accuracy.to_numpy(), t.mean_confidence.to_numpy())],
-            path, title)}
-        if self.examples is not None:
-            pics.update({f"example_{k}": v for k, v in self.examples.pictures().items()})
-        return pics
-
-    def _repr_html_(self) -> str:
-        return self.table.to_html(index=False)
-
-
 def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack: str = "fgsm",
                steps: int = 10, alpha: float | None = None, random_start: bool = True,
                norm: str = "linf", seed: int = 0, examples: int = 0,
                explain: str | None = "saliency", out: str | os.PathLike | None = None,
-               batch_size: int = 64, workers: int = 0, engine: str = "local",
-               resume: bool = True, checkpoint_every: int = 20, limit: int | None = None,
-               indices: Sequence[int] | None = None, progress: bool = True,
-               shard_size: int | None = None, ray_address: str | None = None,
-               ray_options: dict[str, Any] | None = None) -> RobustnessResult:
+               n: int | None = None, indices: Sequence[int] | None = None,
+               run: RunSettings | None = None) -> RobustnessResult:
     """Accuracy and mean confidence against ε, streamed over a dataset (Goodfellow, Shlens &
     Szegedy 2015, https://arxiv.org/abs/1412.6572, §5-6; PGD: Madry et al. 2018).
 
@@ -271,16 +193,19 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
         examples: also attack the first `examples` items at the largest ε, for the gallery
             (with `explain` maps of x and x_adv: ``"saliency"``, ``"guided_backprop"``, None).
         out: a folder: the pass checkpoints into ``out/.convlens-robustness`` every
-            `checkpoint_every` batches and resumes after a kill (``resume``); the result is
-            saved there (without pictures; the command line draws them).
-        batch_size, workers, limit, indices, progress: the data pass.
-        engine: ``"local"`` or ``"ray"`` (shard_size, ray_address, ray_options: as `scan`).
+            ``run.checkpoint_every`` batches and resumes after a kill (``run.resume``); the
+            result is saved there (without pictures; the command line draws them).
+        n, indices: the first `n` items, or these dataset indices (default all).
+        run: how the pass runs (`convlens.RunSettings`: batch size, workers, progress, the
+            ``"local"`` or ``"ray"`` engine and its shard size, address and options).
 
     Example::
 
         res = robustness(lens, "builtin:fashion-mnist:test", eps=[0, 0.05, 0.1], attack="pgd")
         res.table[["eps", "accuracy", "mean_confidence"]]
     """
+    run = as_run(run)
+    engine = run.engine
     if attack not in ATTACKS:
         raise unknown("attack", str(attack), ATTACKS)
     if engine not in ENGINES:
@@ -300,7 +225,7 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
     if indices is not None:
         order = np.asarray(list(indices), dtype=np.int64)
     else:
-        order = np.arange(len(data) if limit is None else min(int(limit), len(data)),
+        order = np.arange(len(data) if n is None else min(int(n), len(data)),
                           dtype=np.int64)
     if len(order) and (order.min() < 0 or order.max() >= len(data)):
         raise ConvlensError(f"indices must lie in 0..{len(data) - 1}")
@@ -314,7 +239,7 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
     if out is not None:
         folder = Path(out)
         work = folder / WORK
-        if not resume and work.exists():
+        if not run.resume and work.exists():
             shutil.rmtree(work)
         fingerprint = {"model": fingerprint_model(lens), "data": spec or type(data).__name__,
                        "data_len": len(data), "order": fingerprint_order(order),
@@ -324,19 +249,20 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
         checkpoint = None
     desc = f"robustness {attack} {getattr(lens, 'name', 'model')}"
     if engine == "local":
-        info = run_local(lens, data, [reducer], order, batch_size, workers, progress, desc,
-                         checkpoint, checkpoint_every)
+        info = run_local(lens, data, [reducer], order, run.batch_size, run.workers,
+                         run.progress, desc, checkpoint, run.checkpoint_every)
     else:
         from ...engine.ray import run_ray
-        info = run_ray(lens, data, [reducer], order, batch_size, workers, progress, desc,
-                       checkpoint, shard_size, ray_address, ray_options)
+        info = run_ray(lens, data, [reducer], order, run.batch_size, run.workers, run.progress,
+                       desc, checkpoint, run.shard_size, run.ray_address,
+                       run.ray_options or None)
     if reducer.n == 0:
         raise ConvlensError(f"none of the {info.images} items read has a label the model knows: "
                             "robustness measures accuracy, so it needs labelled data")
     table = reducer.finalize()
     gallery = _examples(lens, data, order, examples, max(eps), attack, steps, alpha,
                         random_start, norm, seed, explain, label_map) if examples else None
-    meta = {"model": getattr(lens, "name", None), "data": spec, "attack": attack, "eps": eps,
+    params = {"model": getattr(lens, "name", None), "data": spec, "attack": attack, "eps": eps,
             "norm": norm, "steps": int(steps) if attack == "pgd" else None,
             "alpha": (alpha if alpha is not None else "2.5 eps / steps") if attack == "pgd" else None,
             "random_start": bool(random_start) if attack == "pgd" else None, "seed": seed,
@@ -346,7 +272,7 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
             "resumed_from": info.resumed_from, "seconds": round(info.seconds, 3),
             "images_per_s": round((info.seen - info.resumed_from) / info.seconds, 1)
             if info.seconds > 0 else None}
-    result = RobustnessResult(table, meta, gallery)
+    result = RobustnessResult(table, params, gallery)
     if checkpoint is not None:
         checkpoint.remove()
         shutil.rmtree(folder / WORK, ignore_errors=True)

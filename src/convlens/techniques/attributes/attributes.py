@@ -12,8 +12,8 @@ standard deviation with the other attributes held fixed.
 
 Attributes come from the items themselves (the scalar metadata a scan writes into
 ``predictions.parquet``: a manifest's attribute columns, `builtin:shapes`' scale, clutter,
-occlusion, ...), are computed from the pixels (`convlens.techniques.image_stats`) when the data
-has none, or come from a per-class table. Statistics: `convlens.techniques.attribute_stats`.
+occlusion, ...), are computed from the pixels (`image_stats`) when the data has none, or come
+from a per-class table. Statistics: `stats`; the result and its figures: `results`, `figures`.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
 from .results import AttributeResult
 from .sources import (
@@ -64,8 +65,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
                           method: str = "percentile", regression: bool = True,
                           control_class: bool = False, seed: int = 0,
                           max_levels: int = 20, units: Mapping[str, str] | None = None,
-                          limit: int | None = None, batch_size: int = 64, dtype=None,
-                          progress: bool = True) -> AttributeResult:
+                          n: int | None = None, run: RunSettings | None = None
+                          ) -> AttributeResult:
     """Top-1 and top-5 accuracy per bin of each attribute, with bootstrap intervals, for one
     or more models side by side, and a logistic regression of correctness on all attributes.
 
@@ -102,7 +103,9 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         control_class: add one indicator per class to the regression (terms ``class=NAME``
             against the most frequent class), so each attribute's coefficient compares items of
             the same class: attributes that only tell the classes apart drop out.
-        limit, batch_size, dtype: for a model run over `data` (`dtype`: autocast type).
+        n: a model runs over the first `n` items of `data` (default all).
+        run: how a model runs over `data` and the computed attributes are measured
+            (`convlens.RunSettings`: batch size, workers, ``dtype`` (autocast), progress).
 
     Returns an `AttributeResult`: ``.bins`` (one row per attribute, model and bin),
     ``.regression``, ``.summary``, ``.notes``; one figure per attribute and a forest plot.
@@ -123,8 +126,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         else:
             check_edges(spec)
     notes: list[str] = []
-    run = {"limit": limit, "batch_size": batch_size, "progress": progress, "dtype": dtype}
-    sources = load_sources(predictions, names, data, notes, run)
+    run = as_run(run)
+    sources = load_sources(predictions, names, data, notes, {"n": n, "run": run})
     classes = class_table(class_attributes, sources)
     class_cols = [] if classes is None else [c for c in classes.columns if c != "label"]
     item_cols = item_columns(sources)
@@ -144,7 +147,7 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
         or (requested is not None and any(a in names_px and a not in own for a in requested))))
     if want_computed and computed is not False:
         explicit = bool(computed) or requested is not None
-        if add_computed(sources, data, explicit, notes, progress):
+        if add_computed(sources, data, explicit, notes, run.progress):
             item_cols = item_columns(sources)
     done = {c for s in sources for c in s.computed}
     if requested is None:

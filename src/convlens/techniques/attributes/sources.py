@@ -41,16 +41,16 @@ class Scored:
 # ------------------------------------------------------------------------------------------
 # predictions: scan folders, tables, or a model run over data
 # ------------------------------------------------------------------------------------------
-def predictions_table(lens, data, limit: int | None = None, batch_size: int = 64,
-                      workers: int = 0, progress: bool = True, dtype=None) -> pd.DataFrame:
-    """Run `lens` over `data` once: each item's predictions (as a scan's
-    ``predictions.parquet``) with its metadata and the computed attributes, measured on the
-    images as the model sees them. `dtype` (``"bfloat16"``, ``"float16"`` or a torch dtype)
-    runs the forward pass under autocast.
+def predictions_table(lens, data, n: int | None = None, run=None) -> pd.DataFrame:
+    """Run `lens` over the first `n` items of `data` (default all) once: each item's
+    predictions (as a scan's ``predictions.parquet``) with its metadata and the computed
+    attributes, measured on the images as the model sees them. `run` (`convlens.RunSettings`):
+    batch size, workers, progress, and ``dtype`` (``"bfloat16"``, ``"float16"`` or a torch
+    dtype) to run the forward pass under autocast.
 
     Example::
 
-        t = predictions_table(lens, "builtin:fashion-mnist:test", limit=1000)
+        t = predictions_table(lens, "builtin:fashion-mnist:test", n=1000)
     """
     from ...engine import run_local
     from ...lens import lens_and_data
@@ -59,6 +59,10 @@ def predictions_table(lens, data, limit: int | None = None, batch_size: int = 64
 
     import torch
 
+    from ...engine.settings import as_run
+
+    run = as_run(run)
+    dtype = run.dtype
     lens, data = lens_and_data(lens, data)
     try:  # how the data's classes relate to the model's (where convlens knows label maps)
         from ...data.labels import align_labels
@@ -67,12 +71,12 @@ def predictions_table(lens, data, limit: int | None = None, batch_size: int = 64
         label_map = None
     if isinstance(dtype, str):
         dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    order = np.arange(len(data) if limit is None else min(int(limit), len(data)), dtype=np.int64)
+    order = np.arange(len(data) if n is None else min(int(n), len(data)), dtype=np.int64)
     with tempfile.TemporaryDirectory(prefix="convlens-attributes-") as tmp:
         pred = (Predictions(Path(tmp) / "parts") if label_map is None
                 else Predictions(Path(tmp) / "parts", label_map=label_map))
         st = ImageStats.for_lens(lens)
-        run_local(lens, data, [pred, st], order, batch_size, workers, progress,
+        run_local(lens, data, [pred, st], order, run.batch_size, run.workers, run.progress,
                   f"predict {getattr(lens, 'name', 'model')}", dtype=dtype)
         pred.finalize(Path(tmp) / "predictions.parquet")
         table = pd.read_parquet(Path(tmp) / "predictions.parquet")
@@ -151,7 +155,8 @@ def scored(obj, name: str | None, data, notes: list[str], run: dict) -> Scored:
                                             set(computed_names([]).values()) | _PX])
     if isinstance(obj, pd.DataFrame):
         return Scored(name or "predictions", prepare(obj, name or "predictions", notes), [], data)
-    if hasattr(obj, "predictions") and hasattr(obj, "meta"):  # a ScanResult
+    scan_params = getattr(obj, "params", getattr(obj, "meta", None))
+    if hasattr(obj, "predictions") and isinstance(scan_params, dict):  # a ScanResult
         folder = getattr(obj, "folder", None)
         if folder is not None and (Path(folder) / "manifest.json").is_file():
             return scored(Path(folder), name, data, notes, run)  # saved: its model's name
@@ -159,9 +164,9 @@ def scored(obj, name: str | None, data, notes: list[str], run: dict) -> Scored:
         if t is None:
             raise ConvlensError("the scan has no predictions (it ran with predictions=False)")
         folder = getattr(obj, "folder", None)
-        return Scored(name or obj.meta.get("model_name") or (folder.name if folder else "scan"),
-                      prepare(t, name or "scan", notes), list(obj.meta.get("labels") or []),
-                      obj.meta.get("data") if data is None else data)
+        return Scored(name or scan_params.get("model_name") or (folder.name if folder else "scan"),
+                      prepare(t, name or "scan", notes), list(scan_params.get("labels") or []),
+                      scan_params.get("data") if data is None else data)
     if not isinstance(obj, (str, os.PathLike)):
         raise ConvlensError(f"expected a scan folder, a predictions table, a ScanResult or a "
                             f"model, got {type(obj).__name__}")
