@@ -6,6 +6,7 @@ name."""
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from ..views import Option, View
 from . import common
@@ -59,6 +60,8 @@ def run_view(view: View, args) -> int:
             value = parse_target(lens, value)
         kwargs[opt.parameter] = value
     fn = view.load()
+    if "seed" in inspect.signature(fn).parameters and "seed" not in kwargs:
+        kwargs["seed"] = args.seed  # --seed: the seed of every random choice (common options)
     if view.inputs == "images":
         x, _ = common.images_from(args, lens)
         result = fn(lens, x, **kwargs)
