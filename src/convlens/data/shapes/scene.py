@@ -178,6 +178,10 @@ def _background(kind, u, size, rng):
     raise ValueError(kind)
 
 
+# --------------------------------------------------------------------------
+# clutter, the object's colour
+# --------------------------------------------------------------------------
+
 
 def _paste(dst, src, oy, ox):
     """Blend helper: returns (dst view, src view) of the overlap of src placed at (oy, ox)."""
