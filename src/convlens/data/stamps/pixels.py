@@ -62,7 +62,6 @@ def _source(kind: str) -> tuple[Image.Image, bool]:
     return got
 
 
-
 def _background(kind: str, p: list[float], size: int, rng: np.random.Generator) -> np.ndarray:
     """A ``(size, size, 3)`` float32 background in [0, 1] from 8 uniforms ``p``."""
     if kind in _PHOTO_SOURCES:
@@ -96,7 +95,6 @@ def _background(kind: str, p: list[float], size: int, rng: np.random.Generator) 
         base = c1 + (c2 - c1) * up.mean(axis=2, keepdims=True)
         return np.float32(0.6) * base + np.float32(0.4) * up
     raise ValueError(kind)
-
 
 
 def _place(root: Path, rel: str, extent_px: float, rotation: float, flip: bool,
