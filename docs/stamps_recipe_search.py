@@ -34,10 +34,13 @@ VARIANTS = {"A": dict(ASPECT=(1.0, 1.0), P_GRAY=0.0, HUE=0.0, MAX_ROTATION=20.0)
 
 def job(args):
     from convlens.data import stamps as S
+    from convlens.data.stamps import compose, photos
     split, a, b, var = args
-    S.CLASS_FOLDERS, S.CLASSES = SEVEN, tuple(SEVEN)
-    for k, v in VARIANTS[var].items():
-        setattr(S, k, v)
+    # each setting is read in the module that uses it (and shown on the package)
+    for k, v in dict(CLASS_FOLDERS=SEVEN, CLASSES=tuple(SEVEN), **VARIANTS[var]).items():
+        for module in (S, photos, compose):
+            if hasattr(module, k):
+                setattr(module, k, v)
     return S.render_batch(split, range(a, b))
 
 

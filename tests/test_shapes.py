@@ -31,6 +31,7 @@ from convlens.data.shapes import (
     shape_keypoints,
     shape_mask,
 )
+from convlens.data.shapes import geometry as G
 
 N_ITEMS = 500
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -142,7 +143,7 @@ def test_geometry_of_keypoints():
             kp = shape_keypoints(TRAIN_SEED, label + 8 * 7, size)
             cx, cy = kp["center"]
             r = {k: math.hypot(x - cx, y - cy) for k, (x, y) in kp.items() if k != "center"}
-            radius = size * math.sqrt(it.attributes["scale"] / S._SHAPES[label].area)
+            radius = size * math.sqrt(it.attributes["scale"] / G._SHAPES[label].area)
             name = SHAPE_CLASSES[label]
             if name in ("circle", "ring", "square", "triangle", "hexagon", "cross"):
                 assert all(abs(v - radius) < 1e-6 for v in r.values())
@@ -261,7 +262,7 @@ def test_antialiased_coverage_matches_supersampling():
     rng = np.random.default_rng(0)
     ss = 8
     off = (np.arange(ss) + 0.5) / ss - 0.5
-    for shape in S._SHAPES:
+    for shape in G._SHAPES:
         for _ in range(3):
             radius = rng.uniform(4.5, 20)
             ang = rng.uniform(0, 2 * np.pi)
@@ -270,7 +271,7 @@ def test_antialiased_coverage_matches_supersampling():
             n = int(radius) + 3
             X = (np.arange(-n, n, dtype=np.float32) + 0.5 - fx)[None, :]
             Y = (np.arange(-n, n, dtype=np.float32) + 0.5 - fy)[:, None]
-            cov = S._coverage_from_sdf(S._sdf(shape, radius, c, s, X, Y))
+            cov = G._coverage_from_sdf(G._sdf(shape, radius, c, s, X, Y))
             xx, yy = np.meshgrid((X[0][:, None] + off).ravel(), (Y[:, 0][:, None] + off).ravel())
             ux, uy = (c * xx - s * yy) / radius, (s * xx + c * yy) / radius  # back to unit shape
             if shape.kind == "disc":
@@ -295,7 +296,7 @@ def test_antialiased_coverage_matches_supersampling():
 
 
 def test_shape_areas():
-    areas = {d.name: d.area for d in S._SHAPES}
+    areas = {d.name: d.area for d in G._SHAPES}
     assert areas["circle"] == pytest.approx(math.pi)
     assert areas["square"] == pytest.approx(2.0)
     assert areas["hexagon"] == pytest.approx(1.5 * math.sqrt(3))

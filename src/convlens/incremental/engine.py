@@ -1,219 +1,42 @@
-"""Incremental re-inference after a local change of the input, exact (torch.fx).
-
-Krypton (Nakandala, Kumar & Papakonstantinou, "Incremental and Approximate Inference for Faster
-Occlusion-based Deep CNN Explanations", SIGMOD 2019, https://arxiv.org/abs/1904.03356): the clean
-image's output of every node of the model's graph is kept; for a batch of copies of the image
-that differ from it in one rectangle each, only the region each copy changes is recomputed,
-layer by layer, and the rest is read from the clean outputs. Occlusion
-(`convlens.techniques.occlusion.occlusion`) is its user.
-
-The incremental region of a conv/pool layer (kernel ``k``, stride ``s``, padding ``p``, dilation
-``d``) whose input changed in rows ``[a, a + h)`` is, per axis::
-
-    lo = ceil((a + p - d (k - 1)) / s),   hi = floor((a + h - 1 + p) / s)
-
-clipped to the output; all copies of a batch share one rectangle size (the largest, shifted
-inside the map at the borders). It is recomputed by running the layer with ``padding=0`` on the
-input crop rows ``[lo s - p, hi s - p + d (k - 1)]`` read from the zero- (max-pool: -inf-) padded
-clean input with the changed region pasted in. Pointwise layers (ReLU and friends, batch norm and dropout in
-eval mode, arithmetic with constants) keep the region; an elementwise sum of two changed tensors
-(a residual connection) and a channel concatenation take the union of their regions. Any other
-operation (flatten, linear, adaptive pooling, anything unknown) gets the full tensors and runs as
-usual from there on, so an unknown op costs speed, never correctness.
-"""
+"""The interpreter: a batch of changed copies of the clean image, node by node."""
 from __future__ import annotations
-
-import math
-import operator
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import capture
-
-
-class _Clean:
-    """An x-dependent value equal to the clean image's (nothing changed it)."""
-
-
-CLEAN = _Clean()
-
-
-@dataclass
-class _Dirty:
-    """A (B, C, H, W) value equal to the clean one except in one rectangle per copy: rows
-    ``y[b] : y[b] + h`` and columns ``x[b] : x[b] + w`` hold ``patch[b]`` (one size for the
-    batch). The values really changed only in rows ``lo_y[b] ..= hi_y[b]`` and columns
-    ``lo_x[b] ..= hi_x[b]`` (inside the rectangle); the rest of the patch was recomputed
-    because the batch shares one size, and equals the clean values (to rounding). The next
-    layer's region grows from these bounds, not from the patch, so that one copy's larger
-    region does not spread to the others layer after layer."""
-
-    patch: torch.Tensor
-    y: torch.Tensor
-    x: torch.Tensor
-    lo_y: torch.Tensor
-    hi_y: torch.Tensor
-    lo_x: torch.Tensor
-    hi_x: torch.Tensor
-
-    def like(self, patch: torch.Tensor) -> "_Dirty":
-        """The same region holding another patch (after a pointwise op)."""
-        return _Dirty(patch, self.y, self.x, self.lo_y, self.hi_y, self.lo_x, self.hi_x)
-
-
-@dataclass
-class _Full:
-    """A value computed in full for every sample (a tensor, or anything else)."""
-
-    value: Any
-
-
-_POINTWISE_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
-    nn.Softsign, nn.Tanhshrink, nn.Identity, nn.LocalResponseNorm,
+from .graph import TracedGraph
+from .ops import (
+    _BINARY_FUNCTIONS,
+    _BINARY_METHODS,
+    _POINTWISE_FUNCTIONS,
+    _POINTWISE_METHODS,
+    _inplace,
+    _macs_per_output,
+    _pointwise_module,
+    _spatial,
+    _spatial_numel,
+    _spatially_constant,
 )
-_DROPOUT = (nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-_POINTWISE_FUNCTIONS = {
-    F.relu, torch.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.elu, F.selu, F.mish,
-    F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus, torch.sigmoid, torch.tanh, F.sigmoid,
-    F.tanh, torch.abs, torch.exp, torch.neg, operator.neg, torch.clamp, torch.clip,
-}
-_POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp",
-                      "clamp_", "clip", "contiguous", "abs", "neg", "exp"}
-_BINARY_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd,
-                     operator.isub, operator.imul, operator.itruediv, torch.add, torch.sub,
-                     torch.mul, torch.div, torch.maximum, torch.minimum}
-_BINARY_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
-_INPLACE_FUNCTIONS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+from .regions import CLEAN, _cap, _Clean, _Dirty, _fit, _fit_union, _Full, _out_range
 
 
-def _axis(v, i: int) -> int:
-    return int(v[i]) if isinstance(v, (tuple, list)) else int(v)
-
-
-class IncrementalEngine:
+class IncrementalEngine(TracedGraph):
     """Krypton-style incremental inference over a torch.fx trace of the model.
 
-    ``prepare(x1)`` runs the clean image once and keeps every node's output;
-    ``run(patch, y, x)`` evaluates a batch of copies of it whose input differs only in the
-    rectangles ``patch[b]`` at ``(y[b], x[b])``, recomputing only what changed (see the module
-    docstring); returns the logits ``(B, K)`` and the watched layer's total activation.
+    ``build(model, x1, layer)`` traces and checks it (`TracedGraph`); ``prepare(x1)`` runs the
+    clean image once and keeps every node's output; ``run(patch, y, x)`` evaluates a batch of
+    copies of it whose input differs only in the rectangles ``patch[b]`` at ``(y[b], x[b])``,
+    recomputing only what changed (see `convlens.incremental`); returns the logits ``(B, K)``
+    and the watched layer's total activation.
     """
 
     def __init__(self, gm, nodes, layer_node):
-        self.gm = gm
-        self.nodes = nodes
-        self.modules = dict(gm.named_modules())
-        self.layer_node = layer_node
-        self.clean: dict[Any, Any] = {}
-        self.xdep: set = set()
-        self.aliasing: set = set()
-        self._padded: dict = {}
+        super().__init__(gm, nodes, layer_node)
         self.macs_done = 0.0
         self.macs_full = 0.0
         self.incremental_nodes = 0
         self.full_ops: set[str] = set()
-
-    # -- construction ----------------------------------------------------------------------
-    @classmethod
-    def build(cls, model: nn.Module, x1: torch.Tensor, layer: str | None):
-        """An engine for `model`, or ``(None, reason)`` when it cannot be traced or checked."""
-        import torch.fx as fx
-
-        try:
-            gm = fx.symbolic_trace(model)
-        except Exception as e:  # anything fx cannot trace: data-dependent control flow, ...
-            return None, f"torch.fx cannot trace {type(model).__name__}: " \
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        nodes = list(gm.graph.nodes)
-        if sum(nd.op == "placeholder" for nd in nodes) != 1:
-            return None, "the model takes more than one input"
-        layer_node = None
-        if layer is not None:
-            layer_node = cls._find_layer(nodes, layer)
-            if layer_node is None:
-                return None, f"layer {layer!r} is not a node of the traced graph"
-        eng = cls(gm, nodes, layer_node)
-        try:
-            eng.prepare(x1)
-        except Exception as e:  # an op that runs in the model but not node by node
-            return None, f"the traced graph fails to run: {type(e).__name__}: {e}"
-        ok, why = eng.check(model, x1, layer)
-        return (eng, None) if ok else (None, why)
-
-    @staticmethod
-    def _find_layer(nodes, layer: str):
-        """The node whose output is `layer`'s: its last call, or for a container the last call
-        of any module inside it (checked against a hook in `prepare`)."""
-        found = None
-        for nd in nodes:
-            if nd.op == "call_module" and (nd.target == layer or nd.target.startswith(layer + ".")):
-                found = nd
-        return found
-
-    # -- the clean pass --------------------------------------------------------------------
-    def prepare(self, x1: torch.Tensor) -> None:
-        """Run the clean image ``(1, C, H, W)`` through the graph, keeping every node's output."""
-        self._padded.clear()
-        self.xdep.clear()
-        self.aliasing.clear()
-        env: dict = {}
-        for nd in self.nodes:
-            if nd.op == "placeholder":
-                env[nd] = x1
-                self.xdep.add(nd)
-                continue
-            if nd.op == "output":
-                env[nd] = _map(nd.args[0], env)
-                break
-            args = _map(nd.args, env, clone=True)  # no op may change a kept value in place
-            kwargs = _map(nd.kwargs, env, clone=True)
-            val = self._call(nd, args, kwargs)
-            if _shares_storage(val, args, kwargs):
-                self.aliasing.add(nd)  # in place or a view: feed it private copies later
-            env[nd] = val
-            if any(a in self.xdep for a in nd.all_input_nodes):
-                self.xdep.add(nd)
-        self.clean = env
-
-    def check(self, model: nn.Module, x1: torch.Tensor,
-              layer: str | None) -> tuple[bool, str | None]:
-        """The traced graph must compute what the model computes (and what a hook on `layer`
-        sees); otherwise the engine is not used."""
-        out = self.clean[self.nodes[-1]]
-        if layer is not None:
-            with capture(model, layer) as cap:
-                ref = model(x1)
-            want = cap[layer]
-            got = self.clean[self.layer_node]
-            if not (isinstance(got, torch.Tensor) and got.shape == want.shape
-                    and torch.allclose(got, want, rtol=1e-4, atol=1e-5)):
-                return False, f"layer {layer!r} does not match a node of the traced graph"
-        else:
-            ref = model(x1)
-        if not (isinstance(out, torch.Tensor) and out.shape == ref.shape
-                and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)):
-            return False, "the traced graph does not reproduce the model's output"
-        return True, None
-
-    def _call(self, nd, args, kwargs):
-        if nd.op == "call_module":
-            return self.modules[nd.target](*args, **kwargs)
-        if nd.op == "call_function":
-            return nd.target(*args, **kwargs)
-        if nd.op == "call_method":
-            return getattr(args[0], nd.target)(*args[1:], **kwargs)
-        if nd.op == "get_attr":
-            obj = self.gm
-            for part in nd.target.split("."):
-                obj = getattr(obj, part)
-            return obj
-        raise RuntimeError(f"unexpected fx node {nd.op}")
 
     # -- a batch of occluded copies --------------------------------------------------------
     def run(self, patch: torch.Tensor, y: torch.Tensor, x: torch.Tensor, tau: float | None = None,
@@ -405,7 +228,7 @@ class IncrementalEngine:
         rects = self._operand_rects(xnodes, env, shape4)
         if not rects:
             return None
-        box = self._fit_union(rects, shape4, tau)
+        box = _fit_union(rects, shape4, tau)
         if box is None:
             return None  # covers the whole map: run in full
         (ys, hh), (xs, ww), bounds = box
@@ -438,7 +261,7 @@ class IncrementalEngine:
         rects = self._operand_rects(tensors, env, shape4)
         if not rects:
             return None
-        box = self._fit_union(rects, shape4, tau)
+        box = _fit_union(rects, shape4, tau)
         if box is None:
             return None
         (ys, hh), (xs, ww), bounds = box
@@ -447,19 +270,6 @@ class IncrementalEngine:
         vals = [self._gather(t, _dirty_or_none(env, t), rows, cols, (0, 0), 0.0) for t in tensors]
         self.incremental_nodes += 1
         return _Dirty(torch.cat(vals, 1), ys, xs, *bounds)
-
-    def _fit_union(self, rects, shape4, tau):
-        """The batch rectangle holding every copy's union of changed bounds (capped by tau),
-        and those bounds; None when it is the whole map."""
-        h, w = shape4
-        lo_y, hi_y = _cap(torch.stack([r[0] for r in rects]).amin(0),
-                          torch.stack([r[1] for r in rects]).amax(0), h, tau)
-        lo_x, hi_x = _cap(torch.stack([r[2] for r in rects]).amin(0),
-                          torch.stack([r[3] for r in rects]).amax(0), w, tau)
-        ry, rx = _fit(lo_y, hi_y, h), _fit(lo_x, hi_x, w)
-        if ry[1] >= h and rx[1] >= w:
-            return None
-        return ry, rx, (lo_y, hi_y, lo_x, hi_x)
 
     def _spatial_step(self, nd, src, d: _Dirty, mod, spatial, bsz, tau):
         """Conv / pool: the output rectangle the patch can change, computed from an input crop."""
@@ -542,157 +352,9 @@ class IncrementalEngine:
                 base = torch.where(inside[..., None], got.to(base.dtype), base)
         return base.permute(0, 3, 1, 2)
 
-
-def _map(a, env, clone: bool = False):
-    import torch.fx as fx
-
-    if isinstance(a, fx.Node):
-        v = env[a]
-        return v.clone() if clone and isinstance(v, torch.Tensor) else v
-    if isinstance(a, (list, tuple)):
-        return type(a)(_map(v, env, clone) for v in a)
-    if isinstance(a, dict):
-        return {k: _map(v, env, clone) for k, v in a.items()}
-    if isinstance(a, slice):
-        return slice(_map(a.start, env), _map(a.stop, env), _map(a.step, env))
-    return a
-
-
-def _shares_storage(val, args, kwargs) -> bool:
-    if not isinstance(val, torch.Tensor):
-        return False
-    ptr = val.untyped_storage().data_ptr()
-    found = []
-
-    def walk(a):
-        if isinstance(a, torch.Tensor):
-            found.append(a.untyped_storage().data_ptr() == ptr)
-        elif isinstance(a, (list, tuple)):
-            for v in a:
-                walk(v)
-        elif isinstance(a, dict):
-            for v in a.values():
-                walk(v)
-    walk(args)
-    walk(kwargs)
-    return any(found)
-
-
-def _inplace(nd, modules) -> bool:
-    if nd.op == "call_module":
-        return bool(getattr(modules[nd.target], "inplace", False))
-    if nd.op == "call_method":
-        return nd.target.endswith("_") and not nd.target.endswith("__")
-    if nd.op == "call_function":
-        return nd.target in _INPLACE_FUNCTIONS or nd.kwargs.get("inplace") is True
-    return False
-
-
 def _dirty_or_none(env, nd) -> _Dirty | None:
     v = env.get(nd)
     return v if isinstance(v, _Dirty) else None
-
-
-def _pointwise_module(mod: nn.Module, clean_in) -> bool:
-    """Layers that act on each position alone (in eval mode): the changed region stays."""
-    if isinstance(mod, _POINTWISE_MODULES):
-        return True
-    if isinstance(mod, _DROPOUT):
-        return not mod.training
-    if isinstance(mod, nn.modules.batchnorm._BatchNorm):  # eval mode: a per-channel affine map
-        return (not mod.training and mod.running_mean is not None
-                and isinstance(clean_in, torch.Tensor) and clean_in.dim() == 4)
-    return False
-
-
-def _spatially_constant(v) -> bool:
-    """A constant operand that broadcasts the same value to every position (a scalar or a
-    per-channel vector), so that an elementwise op with it keeps the changed region."""
-    if not isinstance(v, torch.Tensor):
-        return isinstance(v, (int, float, bool)) or v is None
-    return v.numel() == 1 or (v.dim() >= 2 and v.shape[-1] == 1 and v.shape[-2] == 1
-                              and (v.dim() < 4 or v.shape[0] == 1))
-
-
-def _spatial(mod: nn.Module):
-    """((k, s, p, d) for y, the same for x, padding value, f(crop)) for conv/pool layers that
-    the incremental engine computes on crops; None for anything else."""
-    if type(mod) is nn.Conv2d:
-        if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
-            return None
-        k, s, p, d = mod.kernel_size, mod.stride, mod.padding, mod.dilation
-        fn = lambda crop: F.conv2d(crop, mod.weight, mod.bias, s, 0, d, mod.groups)  # noqa: E731
-        pad_value = 0.0
-    elif type(mod) is nn.MaxPool2d:
-        if mod.ceil_mode or mod.return_indices:
-            return None
-        k, p, d = mod.kernel_size, mod.padding, mod.dilation
-        s = mod.stride if mod.stride is not None else k
-        fn = lambda crop: F.max_pool2d(crop, k, s, 0, d)  # noqa: E731
-        pad_value = -math.inf
-    elif type(mod) is nn.AvgPool2d:
-        padded = _axis(mod.padding, 0) + _axis(mod.padding, 1) > 0
-        if mod.ceil_mode or (padded and not mod.count_include_pad):
-            return None  # the divisor would depend on the position
-        k, p = mod.kernel_size, mod.padding
-        s = mod.stride if mod.stride is not None else k
-        d = 1
-        fn = lambda crop: F.avg_pool2d(  # noqa: E731
-            crop, k, s, 0, ceil_mode=False, count_include_pad=True,
-            divisor_override=mod.divisor_override)
-        pad_value = 0.0
-    else:
-        return None
-    return ((_axis(k, 0), _axis(s, 0), _axis(p, 0), _axis(d, 0)),
-            (_axis(k, 1), _axis(s, 1), _axis(p, 1), _axis(d, 1)), pad_value, fn)
-
-
-def _macs_per_output(mod: nn.Module) -> float:
-    if isinstance(mod, nn.Conv2d):
-        kh, kw = mod.kernel_size
-        return float(mod.out_channels * (mod.in_channels // mod.groups) * kh * kw)
-    if isinstance(mod, nn.Linear):
-        return float(mod.in_features * mod.out_features)
-    return 0.0
-
-
-def _spatial_numel(t) -> int:
-    return int(t.shape[-1] * t.shape[-2]) if isinstance(t, torch.Tensor) and t.dim() == 4 else 1
-
-
-def _floordiv(a: torch.Tensor, b: int) -> torch.Tensor:
-    return torch.div(a, b, rounding_mode="floor")
-
-
-def _out_range(a: torch.Tensor, h: int, k: int, s: int, p: int, d: int, n_out: int):
-    """Outputs ``[lo, hi]`` (per sample) whose window meets input rows ``[a, a + h)``."""
-    lo = -_floordiv(-(a + p - d * (k - 1)), s)
-    hi = _floordiv(a + h - 1 + p, s)
-    return lo.clamp(min=0), hi.clamp(max=n_out - 1)
-
-
-def _cap(lo: torch.Tensor, hi: torch.Tensor, n: int,
-         tau: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per copy, the changed rows ``[lo, hi]`` (at least one), with `tau` at most
-    ``ceil(tau * n)`` of them centred on the changed ones: Krypton's projective-field
-    threshold, which ignores the changes outside."""
-    hi = torch.maximum(hi, lo)
-    if tau is not None:
-        cap = max(1, math.ceil(tau * n))
-        over = hi - lo + 1 > cap
-        start = torch.round((lo + hi).double() / 2 - (cap - 1) / 2).long().clamp(0, n - cap)
-        lo = torch.where(over, start, lo)
-        hi = torch.where(over, start + cap - 1, hi)
-    return lo, hi
-
-
-def _fit(lo: torch.Tensor, hi: torch.Tensor, n: int) -> tuple[torch.Tensor, int]:
-    """One rectangle size for the whole batch: starts ``(B,)`` and a size such that
-    ``[start, start + size)`` holds every copy's ``[lo, hi]`` inside ``[0, n)``."""
-    size = min(max(int((hi - lo + 1).max()), 1), n)
-    start = torch.minimum(lo, torch.full_like(lo, n - size)).clamp(min=0)
-    return start, size
-
 
 def channel_total(a: torch.Tensor, ch: int) -> torch.Tensor:
     """Total activation of channel `ch` per sample: ``(B, C, ...) -> (B,)``."""
