@@ -33,6 +33,7 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 from convlens.engine.checkpoint import fingerprint_model
+from convlens.engine.settings import RunSettings
 from convlens.errors import ConvlensError
 from convlens.techniques.attributes.attributes import attribute_performance
 from convlens.techniques.units.scan import scan
@@ -122,7 +123,8 @@ def run(entry: Entry, work: Path, resamples: int) -> None:
                 and stamp.read_text() == weights_hash):
             shutil.rmtree(folder, ignore_errors=True)
             t0 = time.time()
-            scan(lens, entry.data, topk=0, codes=None, stats=False, out=folder, progress=False)
+            scan(lens, entry.data, topk=0, codes=None, stats=False, out=folder,
+                 run=RunSettings(progress=False))
             stamp.write_text(weights_hash)
             print(f"scan {m.name} on {entry.data}: {time.time() - t0:.0f} s", file=sys.stderr)
         folders[m.name] = folder

@@ -8,6 +8,9 @@ import torch
 
 import convlens
 from convlens import ConvlensError
+from convlens.engine.settings import RunSettings
+
+QUIET = RunSettings(progress=False)
 
 SPEC = "builtin:shapes:test:24"
 
@@ -25,10 +28,10 @@ def tiny_rgb():
 
 
 DATA_FUNCTIONS = {
-    "activation_stats": lambda m, d: convlens.activation_stats(m, d, progress=False),
-    "scan": lambda m, d: convlens.scan(m, d, progress=False, topk=2),
-    "cnn_codes": lambda m, d: convlens.cnn_codes(m, d, progress=False),
-    "evaluate": lambda m, d: convlens.evaluate(m, d, progress=False),
+    "activation_stats": lambda m, d: convlens.activation_stats(m, d, run=QUIET),
+    "scan": lambda m, d: convlens.scan(m, d, topk=2, run=QUIET),
+    "cnn_codes": lambda m, d: convlens.cnn_codes(m, d, run=QUIET),
+    "evaluate": lambda m, d: convlens.evaluate(m, d, run=QUIET),
     "robustness": lambda m, d: convlens.robustness(m, d, eps=[0, 0.05], progress=False),
     "attribute_performance": lambda m, d: convlens.attribute_performance(m, data=d, progress=False,
                                                                          n_resamples=50),

@@ -1,6 +1,6 @@
 """The activity family (the seed's §1): the layer table, layer activations, dead filters over a
 dataset, filter weights and a training run's monitor."""
-from ...views import Option, View, register  # noqa: F401  (Option: for records that need it)
+from ...views import View, register
 
 VIEWS = register(
     View(name="layers", section=1, title="layers",

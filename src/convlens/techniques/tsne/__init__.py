@@ -1,6 +1,6 @@
 """The t-SNE family (the seed's §3): CNN codes embedded in 2-D, as a scatter of thumbnails and a
 grid, with kNN accuracy and trustworthiness."""
-from ...views import Option, View, register  # noqa: F401  (Option: for records that need it)
+from ...views import View, register
 
 VIEWS = register(
     View(name="tsne_grid", section=3, title="t-SNE map",

@@ -2,7 +2,7 @@
 (and of random directions), codes and predictions (`scan`), and the receptive-field patches of
 a scanned layer's units (`unit_patches`). Also the codes the t-SNE family embeds and the
 model's accuracy (`evaluate`: a command, no view)."""
-from ...views import Option, View, register  # noqa: F401  (Option: for records that need it)
+from ...views import View, register
 
 VIEWS = register(
     View(name="scan", section=2, title="scan",
