@@ -46,6 +46,7 @@ from convlens.data.base import ImageDataset  # noqa: E402
 from convlens.errors import ConvlensError  # noqa: E402
 from convlens.techniques.activity.activations import default_layers  # noqa: E402
 from convlens.techniques.units.scan import scan  # noqa: E402
+from convlens.engine.settings import RunSettings  # noqa: E402
 
 
 class Noise(ImageDataset):
@@ -101,10 +102,10 @@ def scanned(lens, data, n, batch_size, full: bool) -> tuple[float, float, float,
         warnings.simplefilter("ignore")
         t, c = time.perf_counter(), time.process_time()
         kw = {} if full else {"stats": False, "codes": None, "predictions": False}
-        res = scan(lens, data, default_layers(lens), topk=9, limit=n, batch_size=batch_size,
-                   out=tmp if full else None, progress=False, **kw)
+        res = scan(lens, data, default_layers(lens), topk=9, n=n, out=tmp if full else None,
+                   run=RunSettings(batch_size=batch_size, progress=False), **kw)
         e2e = time.perf_counter() - t, time.process_time() - c
-        return res.meta["seconds"], res.meta["cpu_seconds"], *e2e
+        return res.params["seconds"], res.params["cpu_seconds"], *e2e
 
 
 def main(argv=None):

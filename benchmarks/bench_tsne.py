@@ -42,7 +42,8 @@ def fashion_codes(n: int, weights: str | None):
 
     lens = convlens.load_model("builtin:fashion-net", weights)
     data = convlens.load_data("builtin:fashion-mnist:test", lens=lens)
-    return cnn_codes(lens, data, n=n, batch_size=500, progress=False)
+    from convlens.engine.settings import RunSettings
+    return cnn_codes(lens, data, n=n, run=RunSettings(batch_size=500, progress=False))
 
 
 def main(argv=None) -> int:

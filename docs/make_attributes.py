@@ -125,7 +125,8 @@ def run(entry: Entry, work: Path, resamples: int) -> None:
                 and stamp.read_text() == weights_hash):
             shutil.rmtree(folder, ignore_errors=True)
             t0 = time.time()
-            scan(lens, entry.data, topk=0, codes=None, stats=False, out=folder, progress=False)
+            scan(lens, entry.data, topk=0, codes=None, stats=False, out=folder,
+                 run=RunSettings(progress=False))
             stamp.write_text(weights_hash)
             print(f"scan {m.name} on {entry.data}: {time.time() - t0:.0f} s", file=sys.stderr)
         folders[m.name] = folder

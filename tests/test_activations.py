@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from convlens import Lens, load_model
+from convlens.engine.settings import RunSettings
 from convlens.techniques.activity.activations import activation_stats, activations
 from convlens.techniques.activity.filters import filters, noise_score
 from convlens.techniques.activity.monitor import TrainingMonitor
@@ -61,7 +62,7 @@ def toy():
 def test_dead_channel_found(toy):
     lens, data = toy
     before = snapshot(lens)
-    res = activation_stats(lens, data, ["relu"], progress=False)
+    res = activation_stats(lens, data, ["relu"], run=RunSettings(progress=False))
     assert res.dead("relu") == [0]
     t = res.channels.set_index("channel")
     assert t.loc[0, "zero_map_fraction"] == 1.0 and t.loc[1, "zero_map_fraction"] < 0.5
@@ -71,8 +72,8 @@ def test_dead_channel_found(toy):
 
 def test_stats_same_for_batch_sizes(toy):
     lens, data = toy
-    a = activation_stats(lens, data, ["conv", "relu"], batch_size=1, progress=False).channels
-    b = activation_stats(lens, data, ["conv", "relu"], batch_size=64, progress=False).channels
+    a = activation_stats(lens, data, ["conv", "relu"], run=RunSettings(batch_size=1, progress=False)).channels
+    b = activation_stats(lens, data, ["conv", "relu"], run=RunSettings(batch_size=64, progress=False)).channels
     assert a[["layer", "channel", "n", "zero_map_fraction", "sparsity", "max", "dead"]].equals(
         b[["layer", "channel", "n", "zero_map_fraction", "sparsity", "max", "dead"]])
     # the conv itself rounds differently for other batch sizes (float32): means agree to 1e-6
@@ -152,9 +153,59 @@ def test_commands_write_pictures_and_tables(tmp_path):
     assert main(["activations", *common, "--data", "builtin:shapes:test:4", "--n", "2",
                  "--layer", "layer1.0.conv1", "--out", str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "act_1_layer1.0.conv1.png").is_file()
-    assert main(["stats", *common, "--data", "builtin:shapes:test:16", "--out", str(tmp_path / "s")]) == 0
+    assert main(["activation-stats", *common, "--data", "builtin:shapes:test:16", "--out", str(tmp_path / "s")]) == 0
     assert (tmp_path / "s" / "layers.parquet").is_file() and (tmp_path / "s" / "stats_relu.png").is_file()
     assert main(["filters", *common, "--layer", "conv1", "--layer", "layer1.0.conv1",
                  "--out", str(tmp_path / "f")]) == 0
     assert (tmp_path / "f" / "conv1" / "filters_conv1.png").is_file()
     assert (tmp_path / "f" / "layer1.0.conv1" / "manifest.json").is_file()
+
+
+# -- every result of the family loads back through the one mechanism ---------------------------
+def assert_round_trip(res, folder):
+    """Save `res`, load it with `load_result`, save that again: the same arrays, tables and
+    info (and the same type)."""
+    import json
+
+    import pandas as pd
+
+    from convlens.results import SavedResult, load_result
+
+    a = res.save(folder / "a")
+    back = load_result(a)
+    assert type(back) is type(res)
+    b = back.save(folder / "b")
+    ma, mb = (json.loads((f / "manifest.json").read_text()) for f in (a, b))
+    for key in ("kind", "arrays", "tables", "info", "fields", "result", "view", "per_image",
+                "pictures"):
+        assert ma[key] == mb[key], key
+    sa, sb = SavedResult(a), SavedResult(b)
+    for name in ma["arrays"]:
+        np.testing.assert_array_equal(sa.array(name), sb.array(name), err_msg=name)
+    for name in ma["tables"]:
+        pd.testing.assert_frame_equal(sa.table(name), sb.table(name))
+    return back
+
+
+def test_every_result_loads_back(toy, tmp_path):
+    from convlens.lens import LayersResult
+    lens, data = toy
+    x = torch.stack([data[i].image for i in range(3)])
+    st = activation_stats(lens, data, ["relu"], run=RunSettings(progress=False))
+    back = assert_round_trip(st, tmp_path / "stats")
+    pd_equal = __import__("pandas").testing.assert_frame_equal
+    pd_equal(back.channels, st.channels)
+    act = activations(lens, x, ["conv", "relu"])
+    back = assert_round_trip(act, tmp_path / "act")
+    assert list(back.maps) == ["conv", "relu"] and torch.equal(back.maps["relu"], act.maps["relu"])
+    assert torch.equal(back.predicted, act.predicted) and back.labels == act.labels
+    assert act.per_image()[1] == ["input_1", "act_1_conv", "act_1_relu"]
+    f = filters(lens)
+    back = assert_round_trip(f, tmp_path / "filters")
+    assert torch.equal(back.weights, f.weights) and back.verdict == f.verdict
+    monitor = TrainingMonitor(x)
+    monitor(0, lens.model)
+    monitor(1, lens.model)
+    assert_round_trip(monitor.result("toy"), tmp_path / "monitor")
+    back = assert_round_trip(LayersResult(lens.layers()), tmp_path / "layers")
+    assert list(back.layers.name) == [i.name for i in lens.layers()]

@@ -1,15 +1,27 @@
-"""The public API is even: every function that takes data takes a dataset or a spec string, and
-every function that takes a model takes a `Lens` or a bare `nn.Module`; anything else is a
-one-line `ConvlensError`."""
+"""The public API is even, and read from the view records: every view (`convlens.views.View`) is
+`convlens.<name>` and `convlens <name-with-dashes>`; every function that takes data takes a
+dataset or a spec string, every function that takes a model a `Lens` or a bare `nn.Module`
+(anything else is a one-line `ConvlensError`); every result saves, loads back through the one
+mechanism (`convlens.load_result`) and saves again to the same manifest; showing a result in a
+notebook leaves matplotlib's backend alone; and no view changes the model."""
 from __future__ import annotations
 
+import json
+
+import matplotlib
 import pytest
 import torch
 
 import convlens
 from convlens import ConvlensError
+from convlens.techniques import all_views
+from convlens.views import resolve
+from conftest import assert_unchanged, snapshot
 
 SPEC = "builtin:shapes:test:24"
+VIEWS = {v.name: v for v in all_views()}
+CALLED = sorted(n for n, v in VIEWS.items() if v.argument in ("images", "model", "data", "scan",
+                                                                 "codes"))
 
 
 @pytest.fixture(scope="module")
@@ -24,55 +36,92 @@ def tiny_rgb():
     return net, lens
 
 
-DATA_FUNCTIONS = {
-    "activation_stats": lambda m, d: convlens.activation_stats(m, d, progress=False),
-    "scan": lambda m, d: convlens.scan(m, d, progress=False, topk=2),
-    "cnn_codes": lambda m, d: convlens.cnn_codes(m, d, progress=False),
-    "evaluate": lambda m, d: convlens.evaluate(m, d, progress=False),
-    "robustness": lambda m, d: convlens.robustness(m, d, eps=[0, 0.05],
-                                                   run=convlens.RunSettings(progress=False)),
-    "attribute_performance": lambda m, d: convlens.attribute_performance(
-        m, data=d, run=convlens.RunSettings(progress=False), n_resamples=50),
-}
-
-X_FUNCTIONS = {
-    "activations": lambda m, x: convlens.activations(m, x),
-    "saliency": lambda m, x: convlens.saliency(m, x),
-    "deconvnet": lambda m, x: convlens.deconvnet(m, x),
-    "guided_backprop": lambda m, x: convlens.guided_backprop(m, x),
-    "grad_cam": lambda m, x: convlens.grad_cam(m, x),
-    "guided_grad_cam": lambda m, x: convlens.guided_grad_cam(m, x),
-    "smoothgrad": lambda m, x: convlens.smoothgrad(m, x, samples=2),
-    "integrated_gradients": lambda m, x: convlens.integrated_gradients(m, x, steps=4),
-    "occlusion": lambda m, x: convlens.occlusion(m, x, window=32, stride=32),
-    "fgsm": lambda m, x: convlens.fgsm(m, x, eps=0.03),
-    "pgd": lambda m, x: convlens.pgd(m, x, eps=0.03, steps=2),
-    "fool": lambda m, x: convlens.fool(m, x, target=1, steps=3, search=1),
-}
+@pytest.fixture(scope="module")
+def scan_folder(tiny_rgb, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scan")
+    convlens.scan(tiny_rgb[1], SPEC, topk=2, out=out, run=convlens.RunSettings(progress=False))
+    return out
 
 
-@pytest.mark.parametrize("name", sorted(DATA_FUNCTIONS))
-def test_data_functions_take_a_spec_or_a_dataset_and_a_module_or_a_lens(name, tiny_rgb):
+def call(view, model, tiny_rgb, scan_folder, data=SPEC):
+    fn = view.load()
+    arg = view.argument
+    if arg == "images":
+        return fn(model, torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+                  **view.quick)
+    if arg == "model":
+        return fn(model, **view.quick)
+    if arg == "data":
+        return fn(model, data, **view.quick)
+    if arg == "scan":
+        return fn(scan_folder, **view.quick)
+    if arg == "codes":
+        return fn(convlens.cnn_codes(tiny_rgb[1], SPEC, run=convlens.RunSettings(progress=False)),
+                  **view.quick)
+    raise AssertionError(f"{view.name}: takes {arg!r}?")
+
+
+def test_every_view_is_public_and_has_its_command():
+    from convlens.cli import build_parser
+    from convlens.commands.common import COMMANDS
+
+    build_parser()
+    for name, view in VIEWS.items():
+        assert getattr(convlens, name) is view.load(), name
+        assert view.command in COMMANDS, f"{name}: no command {view.command!r}"
+        assert view.command == name.replace("_", "-")
+        if view.result:
+            resolve(view.result)
+        for public, path in view.exports.items():
+            assert getattr(convlens, public) is resolve(path)
+        family = view.function.split(":")[0].split(".")[:2]
+        assert family[0] == "techniques" or view.function.startswith("lens:"), view.function
+    assert set(convlens.__all__) >= set(VIEWS)
+
+
+@pytest.mark.parametrize("name", CALLED)
+def test_a_view_takes_a_module_or_a_lens_leaves_it_alone_and_its_result_loads_back(
+        name, tiny_rgb, scan_folder, tmp_path):
     net, lens = tiny_rgb
-    fn = DATA_FUNCTIONS[name]
-    fn(lens, SPEC)                                       # a Lens and a spec string
-    fn(net, SPEC)                                        # a bare module
-    fn(lens, convlens.load_data(SPEC))                   # a dataset
+    view = VIEWS[name]
+    before = snapshot(net)
+    res = call(view, lens, tiny_rgb, scan_folder)
+    if view.argument in ("images", "model", "data"):
+        call(view, net, tiny_rgb, scan_folder)              # a bare module
+    assert_unchanged(net, before)
+    if view.result:
+        assert isinstance(res, resolve(view.result))
+    # one save/load mechanism: save, load by the recorded type, save again: the same manifest
+    res.save(tmp_path / "a", lens=lens)
+    back = convlens.load_result(tmp_path / "a")
+    assert type(back) is type(res)
+    back.save(tmp_path / "b", lens=lens)
+    a, b = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ab")
+    for key in ("kind", "info", "arrays", "tables", "fields", "view", "per_image", "figures"):
+        assert a.get(key) == b.get(key), f"{name}: {key} differs after loading"
+    for pics in a.get("per_image", []):
+        assert all(p in a["pictures"] for p in pics), f"{name}: per_image names no picture"
+    # a notebook shows it without switching matplotlib's backend
+    matplotlib.use("svg")
+    res._repr_html_()
+    assert matplotlib.get_backend() == "svg", f"{name} switched the notebook's backend"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, v in VIEWS.items() if v.argument == "data"))
+def test_data_views_take_a_spec_or_a_dataset(name, tiny_rgb, scan_folder):
+    net, lens = tiny_rgb
+    view = VIEWS[name]
+    call(view, lens, tiny_rgb, scan_folder, data=convlens.load_data(SPEC))
     with pytest.raises(ConvlensError, match="data spec"):
-        fn(lens, 42)
+        call(view, lens, tiny_rgb, scan_folder, data=42)
     with pytest.raises(ConvlensError, match="nn.Module"):
-        fn("builtin:shapes-net", SPEC)
+        call(view, "builtin:shapes-net", tiny_rgb, scan_folder)
 
 
-@pytest.mark.parametrize("name", sorted(X_FUNCTIONS))
-def test_image_functions_take_a_module_or_a_lens(name, tiny_rgb):
-    net, lens = tiny_rgb
-    x = torch.randn(2, 3, 64, 64)
-    fn = X_FUNCTIONS[name]
-    fn(lens, x)
-    fn(net, x)
+@pytest.mark.parametrize("name", sorted(n for n, v in VIEWS.items() if v.argument == "images"))
+def test_image_views_refuse_what_is_not_a_model(name, tiny_rgb, scan_folder):
     with pytest.raises(ConvlensError, match="nn.Module"):
-        fn(object(), x)
+        call(VIEWS[name], object(), tiny_rgb, scan_folder)
 
 
 def test_filters_takes_a_module(tiny_rgb):

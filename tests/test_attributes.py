@@ -556,7 +556,8 @@ def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     lens = Lens(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 64, 64),
                 labels=list(SHAPE_CLASSES), name="tiny-shapes")
     data = "builtin:shapes:test:64"
-    scan(lens, data, topk=0, codes=None, stats=False, out=tmp_path / "scan", progress=False)
+    scan(lens, data, topk=0, codes=None, stats=False, out=tmp_path / "scan",
+         run=RunSettings(progress=False))
     a = attribute_performance(tmp_path / "scan", ["scale", "clutter", "brightness"], bins=3,
                               n_resamples=100, run=QUIET)
     before = snapshot(lens)

@@ -45,11 +45,11 @@ BAD = [
     (["activations", *SHAPES, "--data", "no/such/folder"], "data not found"),
     (["activations", *SHAPES, "--data", "builtin:nope"], "unknown built-in dataset"),
     # datasets
-    (["stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "2"], "in (0, 1]"),
-    (["stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "0"], "in (0, 1]"),
-    (["stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--limit", "-1"], "a positive integer"),
-    (["stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--batch-size", "0"], "a positive integer"),
-    (["stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--workers", "-2"], "an integer >= 0"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "2"], "in (0, 1]"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "0"], "in (0, 1]"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "-1"], "a positive integer"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--batch-size", "0"], "a positive integer"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--workers", "-2"], "an integer >= 0"),
     (["evaluate", *SHAPES, *SHAPES_DATA, "--limit", "-1"], "a positive integer"),
     (["evaluate", *SHAPES, *SHAPES_DATA, "--format", "yaml"], "invalid choice"),
     (["evaluate", *SHAPES], "--data"),
@@ -64,14 +64,14 @@ BAD = [
     (["scan", *SHAPES, *SHAPES_DATA, "--code-layer", "nope"], "unknown layer"),
     (["scan", *SHAPES, *SHAPES_DATA, "--engine", "spark"], "invalid choice"),
     (["scan", *SHAPES, *SHAPES_DATA, "--checkpoint-every", "0"], "a positive integer"),
-    (["units", "--scan", "no/such/scan", "--layer", "features.4"], "no manifest.json"),
-    (["units", "--scan", "SCAN", "--layer", "features.4", "--max-units", "0"], "a positive integer"),
-    (["tsne"], "either --scan DIR or --model"),
-    (["tsne", *FASHION], "--data"),
-    (["tsne", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "9"], "t-SNE of 9 codes"),
-    (["tsne", *FASHION, "--data", "builtin:fashion-mnist:test", "--grid", "0"], "SIDE or ROWSxCOLS"),
-    (["tsne", *FASHION, "--data", "builtin:fashion-mnist:test", "--perplexity", "-5"], "a positive number"),
-    (["tsne", "--scan", "no/such/scan"], "no manifest.json"),
+    (["unit-patches", "--scan", "no/such/scan", "--layer", "features.4"], "no manifest.json"),
+    (["unit-patches", "--scan", "SCAN", "--layer", "features.4", "--max-units", "0"], "a positive integer"),
+    (["tsne-grid"], "either --scan DIR or --model"),
+    (["tsne-grid", *FASHION], "--data"),
+    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "9"], "t-SNE of 9 codes"),
+    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--grid", "0"], "SIDE or ROWSxCOLS"),
+    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--perplexity", "-5"], "a positive number"),
+    (["tsne-grid", "--scan", "no/such/scan"], "no manifest.json"),
     # per-image views
     (["occlusion", *SHAPES, *SHAPES_DATA, "--window", "0"], "positive integers"),
     (["occlusion", *SHAPES, *SHAPES_DATA, "--window", "100"], "larger than the image"),
@@ -160,7 +160,7 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, says, places, tmp_path, cap
     monkeypatch.chdir(tmp_path)
     argv = [places.get(a, a) for a in argv]
     out = tmp_path / "out"
-    if argv[0] not in ("layers", "data", "evaluate", "serve", "frobnicate", "units", "train") \
+    if argv[0] not in ("layers", "data", "evaluate", "serve", "frobnicate", "unit-patches", "train") \
             and "--out" not in argv and argv[0] != "report":
         argv += ["--out", str(out)]
     if argv[0] == "report":
@@ -204,9 +204,9 @@ def test_help_of_every_command_uses_the_shared_vocabulary(capsys):
         if "--model" in text and name not in ("train", "demo"):
             for opt in ("--seed", "--device", "--dtype", "--weights"):
                 assert opt in text, f"{name} --help lacks {opt}"
-        if "--data SPEC" in text and name not in ("units", "feature-visualization"):  # colours only
+        if "--data SPEC" in text and name not in ("unit-patches", "feature-visualization"):  # colours only
             assert "--n N" in text, f"{name} --help lacks --n"
-        if "--out" in text and name not in ("units", "train", "report", "layers", "demo"):
+        if "--out" in text and name not in ("unit-patches", "train", "report", "layers", "demo"):
             assert "convlens-out/" in text, f"{name}: --out default is not convlens-out/<view>"
 
 

@@ -53,11 +53,11 @@ def test_photo_folder_keeps_its_class_names_everywhere(photos, tmp_path, capsys)
     assert pred["correct"].isna().all() and pred["p_true"].isna().all()
     info = json.loads((scan_dir / "manifest.json").read_text())["info"]
     assert info["classes"] == ["animal", "object", "scene"]
-    assert main(["tsne", "--scan", str(scan_dir), "--k", "3", "--out", str(tsne_dir),
+    assert main(["tsne-grid", "--scan", str(scan_dir), "--k", "3", "--out", str(tsne_dir),
                  "--border", "correct"]) == 0
     t_info = json.loads((tsne_dir / "manifest.json").read_text())["info"]
     assert t_info["classes"] == ["animal", "object", "scene"]
-    assert t_info["pred_classes"][:2] == ["circle", "square"]
+    assert t_info["labels"][:2] == ["circle", "square"]
     assert main(["report", str(tmp_path), "--out", str(site)]) == 0
     page = (site / "runs" / "tsne" / "index.html").read_text()
     assert '"names": ["animal", "object", "scene"]' in page and '"pred_names": ["circle"' in page

@@ -9,6 +9,7 @@ from torch import nn
 
 from browser import broken_images, browser, needs_browser, open_page, pages_to_check
 from convlens import Lens, load_data, load_model
+from convlens.engine.settings import RunSettings
 from convlens.lens import LayersResult
 from convlens.techniques.activity.activations import activation_stats, activations
 from convlens.techniques.activity.filters import filters
@@ -42,8 +43,8 @@ def results(tmp_path_factory):
     evil = Lens(Evil(), mean=(0.5,), std=(0.5,), input_size=(1, 28, 28), labels=[EVIL, "b"])
     activations(evil, x).save(root / EVIL.replace("/", "_"), lens=evil,
                               command=["convlens", "activations", "--image", EVIL + ".png"])
-    activation_stats(evil, load_data("builtin:shapes:test:8", lens=evil), progress=False).save(
-        root / "stats", lens=evil)
+    activation_stats(evil, load_data("builtin:shapes:test:8", lens=evil),
+                     run=RunSettings(progress=False)).save(root / "stats", lens=evil)
     return root
 
 

@@ -96,9 +96,16 @@ LAYERS = ["features.2", "features.5", "classifier.2"]
 
 
 def run(lens=None, data=None, **kw):
-    kw = {"layers": LAYERS, "topk": 5, "directions": 2, "progress": False, "batch_size": 64} | kw
+    """`scan` with the test's defaults; how it runs (batch_size, engine, ...) goes in `run`."""
+    from dataclasses import fields
+
+    from convlens.engine.settings import RunSettings
+    how = {"progress": False, "batch_size": 64} | {
+        f.name: kw.pop(f.name) for f in fields(RunSettings) if f.name in kw}
+    kw = {"layers": LAYERS, "topk": 5, "directions": 2} | kw
     with _quiet():  # the skipped item warns; that is tested elsewhere
-        return scan(lens or exact_lens(), data if data is not None else Synthetic(), **kw)
+        return scan(lens or exact_lens(), data if data is not None else Synthetic(),
+                    run=RunSettings(**how), **kw)
 
 
 class _quiet:
@@ -124,7 +131,7 @@ def assert_same(a: ScanResult, b: ScanResult) -> None:
     np.testing.assert_array_equal(a.codes, b.codes)
     np.testing.assert_array_equal(a.code_index, b.code_index)
     pd.testing.assert_frame_equal(a.predictions, b.predictions)
-    assert (a.images, a.skipped) == (b.images, b.skipped)
+    assert (a.n, a.skipped) == (b.n, b.skipped)
 
 
 # -- the reduction itself -------------------------------------------------------------------
@@ -237,7 +244,7 @@ def test_same_result_for_batch_sizes_and_order_and_model_left_alone():
     before = snapshot(lens)
     ref = run(lens, batch_size=64)
     assert_unchanged(lens, before)
-    assert ref.images == 99 and ref.skipped == 1
+    assert ref.n == 99 and ref.skipped == 1
     for kw in ({"batch_size": 1}, {"batch_size": 7},
                {"batch_size": 7, "indices": np.random.default_rng(3).permutation(100)}):
         assert_same(ref, run(lens, **kw))
@@ -247,7 +254,7 @@ def test_same_result_for_batch_sizes_and_order_and_model_left_alone():
 def test_codes_are_each_images_own_activation():
     lens, data = exact_lens(), Synthetic(40)
     res = run(lens, data, batch_size=16, topk=1, directions=0, stats=False)
-    assert res.meta["code_layer"] == "classifier.2" == code_layer(lens)
+    assert res.params["code_layer"] == "classifier.2" == code_layer(lens)
     assert res.codes.dtype == np.float16 and res.codes.shape == (39, 6)
     assert BAD not in res.code_index and list(res.code_index) == sorted(res.code_index)
     data.with_lens(lens)
@@ -288,7 +295,7 @@ def test_predictions_table_and_manifest(tmp_path):
     assert saved.kind == "scan"
     info = saved.info
     assert info["layers"] == LAYERS and info["topk"] == 5 and info["code_layer"] == "classifier.2"
-    assert info["images"] == 29 and info["skipped"] == 1
+    assert info["n"] == 29 and info["skipped"] == 1
     assert saved.array("codes").dtype == np.float16
     assert saved.array("topk_features.5_pos").shape == (4, 5, 2)
     assert saved.array("dirs_features.5_vectors").shape == (2, 4)
@@ -317,8 +324,9 @@ sys.path.insert(0, {tests!r})
 os.environ["CONVLENS_TEST_SLOW"] = "1"
 from test_scan import exact_lens, Synthetic, LAYERS
 from convlens.techniques.units.scan import scan
-scan(exact_lens(), Synthetic(120), LAYERS, topk=5, directions=2, out={out!r}, batch_size=8,
-     checkpoint_every=1, progress=False)
+from convlens.engine.settings import RunSettings
+scan(exact_lens(), Synthetic(120), LAYERS, topk=5, directions=2, out={out!r},
+     run=RunSettings(batch_size=8, checkpoint_every=1, progress=False))
 """
 
 
@@ -331,7 +339,7 @@ def test_resume_after_sigkill_gives_the_same_result(tmp_path):
     assert not (out / "manifest.json").exists()  # killed mid-way
     # the batch size may differ on resume: it does not change the result
     resumed = run(exact_lens(), Synthetic(120), out=out, batch_size=5, checkpoint_every=1)
-    assert 0 < resumed.meta["resumed_from"] < 120
+    assert 0 < resumed.params["resumed_from"] < 120
     whole = run(exact_lens(), Synthetic(120), batch_size=8)
     assert_same(resumed, whole)
 
@@ -380,7 +388,7 @@ def test_ray_engine_matches_local():
         remote = run(lens, Synthetic(100), batch_size=8, engine="ray", shard_size=24)
     finally:
         ray.shutdown()
-    assert remote.meta["engine"] == "ray"
+    assert remote.params["engine"] == "ray"
     assert_same(local, remote)
 
 
@@ -395,6 +403,23 @@ def test_cli_scan_then_units(tmp_path, capsys):
     assert rc == 0
     assert "30 images scanned" in capsys.readouterr().out
     with _quiet():
-        assert main(["units", "--scan", str(out), "--layer", "features.4", "--unit", "3"]) == 0
+        assert main(["unit-patches", "--scan", str(out), "--layer", "features.4", "--unit", "3"]) == 0
     assert (out / "units_features.4" / "unit_features.4_3.png").is_file()
-    assert main(["units", "--scan", str(out), "--layer", "features.9"]) == 2  # unknown layer
+    assert main(["unit-patches", "--scan", str(out), "--layer", "features.9"]) == 2  # unknown layer
+
+
+def test_scan_and_units_load_back(tmp_path):
+    """A scan and a layer's units saved, loaded with `load_result` and saved again: the same
+    arrays, tables and info; the scan's manifest is written once, with its big files."""
+    from test_activations import assert_round_trip
+
+    lens = exact_lens()
+    res = run(lens, Synthetic(30), out=tmp_path / "scan", batch_size=8)
+    back = assert_round_trip(res, tmp_path / "s")
+    assert_same(res, back)
+    assert back.params == res.params and back.stats.threshold == res.stats.threshold
+    units = unit_patches(tmp_path / "scan", "features.5", units=[0, 1], data=Synthetic(30),
+                         lens=lens)
+    back = assert_round_trip(units, tmp_path / "u")
+    np.testing.assert_array_equal(back.patches, units.patches)
+    assert back.true.tolist() == units.true.tolist() and back.labels == units.labels

@@ -1,5 +1,5 @@
 """t-SNE of CNN codes (METHODS.md §3): embedding quality, the grid assignment, the pictures,
-the codes a model gives, and `convlens tsne` on a model and on a saved scan."""
+the codes a model gives, and `convlens tsne-grid` on a model and on a saved scan."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ from PIL import Image
 
 from convlens.draw import BORDER_RIGHT, BORDER_WRONG, palette
 from convlens.techniques.tsne import tsne as T
+from convlens.engine.settings import RunSettings
 from convlens.techniques.units.codes import cnn_codes, last_linear
 from convlens.techniques.tsne.grid import grid_assign, grid_cost, grid_positions
 from convlens.techniques.tsne.tsne import knn_accuracy, tsne_grid
@@ -53,7 +54,7 @@ def blob_result():
     images = np.zeros((len(x), 8, 8), np.uint8)
     images[y == 1] = 255
     preds = np.where(np.arange(len(y)) % 10 == 0, 1 - y, y)  # every tenth wrong
-    return x, y, tsne_grid(x, images, labels=y, preds=preds, seed=3, tsne_options=SHORT)
+    return x, y, tsne_grid(x, images, true=y, predicted=preds, seed=3, tsne_options=SHORT)
 
 
 # -- quality ----------------------------------------------------------------------------------
@@ -67,9 +68,9 @@ def test_two_blobs_knn_accuracy(blob_result):
 
 def test_same_seed_same_embedding(blob_result):
     x, y, res = blob_result
-    again = tsne_grid(x, None, labels=y, seed=3, tsne_options=SHORT)
+    again = tsne_grid(x, None, true=y, seed=3, tsne_options=SHORT)
     np.testing.assert_array_equal(again.embedding, res.embedding)
-    other = tsne_grid(x, None, labels=y, seed=4, tsne_options=SHORT)
+    other = tsne_grid(x, None, true=y, seed=4, tsne_options=SHORT)
     assert not np.array_equal(other.embedding, res.embedding)
 
 
@@ -191,21 +192,21 @@ def test_codes_are_the_input_of_the_last_linear():
 
     lens = convlens.load_model("builtin:shapes-net")
     data = convlens.load_data("builtin:shapes", lens=lens)
-    c = cnn_codes(lens, data, n=12, batch_size=6, progress=False)
+    c = cnn_codes(lens, data, n=12, run=RunSettings(batch_size=6, progress=False))
     assert c.layer == f"input of {last_linear(lens)}" and c.codes.shape == (12, 256)
     assert all_hooks(lens) == 0 and c.thumbnails.shape == (12, 32, 32, 3)
     x = torch.stack([data[int(i)].image for i in c.index])
     with torch.no_grad(), capture(lens, "classifier.6") as cap:
         logits = lens(x)
     np.testing.assert_allclose(c.codes, cap["classifier.6"].numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(c.pred, logits.argmax(1).numpy())
+    np.testing.assert_array_equal(c.predicted, logits.argmax(1).numpy())
 
 
 def test_cli_model_and_data(tmp_path, capsys, fast_tsne):
     from convlens.cli import main
 
     out = tmp_path / "m"
-    assert main(["tsne", "--model", "builtin:shapes-net", "--data", "builtin:shapes",
+    assert main(["tsne-grid", "--model", "builtin:shapes-net", "--data", "builtin:shapes",
                  "--n", "60", "--border", "correct", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "kNN accuracy (k=10): 2-D embedding" in text and "trustworthiness" in text
@@ -248,7 +249,7 @@ def test_cli_scan(tmp_path, capsys, fast_tsne):
             v = 30 if cls == "a" else 220
             Image.fromarray(np.full((20, 24, 3), v, np.uint8)).save(data / cls / f"{k:03d}.png")
     out = tmp_path / "t"
-    assert main(["tsne", "--scan", str(scan), "--out", str(out)]) == 0
+    assert main(["tsne-grid", "--scan", str(scan), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "2-D embedding 1.000, code space 1.000" in text
     table = pd.read_parquet(out / "embedding.parquet")
@@ -256,14 +257,14 @@ def test_cli_scan(tmp_path, capsys, fast_tsne):
     assert {"p_true", "p_pred", "source"} <= set(table.columns) and "top5" not in table
     g = np.asarray(Image.open(out / "grid.png"))
     assert g.shape[1] == 6 * (16 + 2 + 1) + 1  # thumbnails at the model's 16 px
-    assert main(["tsne", "--scan", str(scan), "--n", "20", "--out", str(tmp_path / "u")]) == 0
+    assert main(["tsne-grid", "--scan", str(scan), "--n", "20", "--out", str(tmp_path / "u")]) == 0
     assert json.loads((tmp_path / "u" / "manifest.json").read_text())["info"]["n"] == 20
 
 
 def test_cli_needs_one_source(capsys):
     from convlens.cli import main
 
-    assert main(["tsne"]) == 2
+    assert main(["tsne-grid"]) == 2
     assert "give either --scan DIR or --model" in capsys.readouterr().err
 
 
@@ -280,3 +281,14 @@ def test_capture_inputs_leaves_no_hook(hand_lens):
     with pytest.raises(RuntimeError), capture_inputs(hand_lens, "act"):
         raise RuntimeError("boom")
     assert all_hooks(hand_lens) == 0
+
+
+def test_result_loads_back(blob_result, tmp_path):
+    """Saved, loaded with `load_result` and saved again: the same arrays (the thumbnails
+    among them), tables and info."""
+    from test_activations import assert_round_trip
+
+    _, _, res = blob_result
+    back = assert_round_trip(res, tmp_path)
+    np.testing.assert_array_equal(back.thumbnails(), res.thumbnails())
+    assert back.metrics == res.metrics and back.labels == res.labels

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -261,23 +261,29 @@ def _per_channel(v, c: int, what: str) -> tuple[float, ...]:
     return v
 
 
+@dataclass
 class LayersResult(Result):
-    """The layer table of a model, saved for the report."""
+    """The layer table of a model, saved for the report: one row per named module (name, type,
+    output shape, receptive field as display strings). Made from ``lens.layers()`` (a list of
+    `LayerInfo`) or from the table itself (as it is loaded back)."""
+
+    layers: Any          # a pandas DataFrame (a list of LayerInfo becomes one)
 
     kind = "layers"
     about = ("Every named module of the model with its output shape and receptive field: the "
              "size of the input patch one output position sees, the stride between positions, "
              "and the input pixel at the centre of position (0, 0).")
 
-    def __init__(self, infos: list[LayerInfo]):
-        self.infos = infos
+    def __post_init__(self):
+        if isinstance(self.layers, (list, tuple)):
+            import pandas as pd
+            self.layers = pd.DataFrame([text_row(i) for i in self.layers])
 
     def tables(self):
-        import pandas as pd
-        return {"layers": pd.DataFrame([text_row(i) for i in self.infos])}
+        return {"layers": self.layers}
 
     def info(self):
-        return {"layers": len(self.infos)}
+        return {"layers": len(self.layers)}
 
 
 def text_row(info: LayerInfo) -> dict:

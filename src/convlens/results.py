@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -106,6 +107,12 @@ class Result:
     def info(self) -> dict[str, Any]:
         return {}
 
+    def files(self) -> dict[str, tuple[str, Path]]:
+        """Arrays and tables already on disk, too large to hold in memory: ``name ->
+        ("arrays" | "tables", path)``. `save` copies each file (never loading it) unless the
+        folder already holds it, and lists it in the manifest under `name`."""
+        return {}
+
     def _repr_html_(self, limit: int = 12) -> str:
         """Jupyter shows a result as its pictures (the first `limit`) and a few facts."""
         import html
@@ -170,6 +177,11 @@ class Result:
             if not name.startswith("_field_"):
                 df.to_csv(out / f"{safe_name(name)}.csv", index=False)
             manifest["tables"][name] = f
+        for name, (where, src) in self.files().items():  # placed by copying, never loaded
+            dst = out / Path(src).name
+            if not (dst.exists() and os.path.samefile(src, dst)):
+                shutil.copyfile(src, dst)
+            manifest[where][name] = dst.name
         if pictures:
             from .draw import save_png
             for name, pic in self.pictures().items():

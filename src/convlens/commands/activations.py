@@ -1,4 +1,4 @@
-"""`convlens activations`, `convlens stats`, `convlens filters` (the seed's §1)."""
+"""`convlens activations`, `convlens activation-stats`, `convlens filters` (the seed's §1)."""
 from __future__ import annotations
 
 from .common import (
@@ -14,6 +14,7 @@ from .common import (
     model_options,
     options,
     output_options,
+    run_from,
     save_result,
 )
 
@@ -50,9 +51,9 @@ def _stats_opts(p):
     output_options(p, "stats")
 
 
-@command("stats", "dead filters and sparsity of every layer over a dataset")
+@command("activation-stats", "dead filters and sparsity of every layer over a dataset")
 @options(_stats_opts)
-def cmd_stats(args) -> int:
+def cmd_activation_stats(args) -> int:
     """Stream a dataset through the model and report, per channel, the share of inputs whose map
     is all zero, sparsity (share of exact zeros), mean and max; per layer, the share of dead
     channels. Writes channels/layers tables (Parquet and CSV) and a bar plot per layer."""
@@ -61,8 +62,7 @@ def cmd_stats(args) -> int:
     lens = lens_from(args)
     data = data_from(args, lens)
     res = activation_stats(lens, data, args.layers, threshold=args.threshold,
-                           batch_size=args.batch_size, workers=args.workers,
-                           indices=item_indices(args, len(data)))
+                           indices=item_indices(args, len(data)), run=run_from(args))
     print(res.layers.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     save_result(res, args, lens)
     return 0

@@ -14,6 +14,7 @@ from .common import (
     lens_from,
     model_options,
     options,
+    run_from,
 )
 
 
@@ -37,8 +38,7 @@ def cmd_evaluate(args) -> int:
 
     lens = lens_from(args)
     data = data_from(args, lens)
-    ev = evaluate(lens, data, batch_size=args.batch_size, workers=args.workers,
-                  indices=item_indices(args, len(data)))
+    ev = evaluate(lens, data, indices=item_indices(args, len(data)), run=run_from(args))
     if args.format == "json":
         print(json.dumps({"model": lens.name, "weights": lens.weights, "data": args.data,
                           **asdict(ev)}, indent=1))

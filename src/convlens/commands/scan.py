@@ -1,4 +1,4 @@
-"""`convlens scan` and `convlens units` (the seed's §2: images that maximally activate a unit)."""
+"""`convlens scan` and `convlens unit-patches` (the seed's §2: images that maximally activate a unit)."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,7 @@ from .common import (
     options,
     output_options,
     positive_int,
+    run_from,
     save_result,
 )
 
@@ -63,34 +64,29 @@ def cmd_scan(args) -> int:
     the k images that activate it most (max over positions) with the arg-max position; along
     the way, per-channel statistics, each image's code (float16, for t-SNE) and predictions
     with the items' metadata (for accuracy by attribute). Checkpoints as it goes: run the same
-    command again after a crash and it resumes. Then `convlens units --scan DIR --layer L`."""
+    command again after a crash and it resumes. Then `convlens unit-patches --scan DIR --layer L`."""
     from ..techniques.units.scan import scan
 
     lens = lens_from(args, cast=False)  # --dtype runs the pass under autocast
-    data = data_from(args, lens)  # its spec is recorded, so `convlens units` can read it again
+    data = data_from(args, lens)  # its spec is recorded, so `convlens unit-patches` can read it again
     layers = args.layers[0] if args.layers and args.layers[0] in ("relu", "conv") else args.layers
     codes = None if str(args.code_layer).lower() == "none" else args.code_layer
     on_interrupt(args, f"progress is saved in {args.out}/.convlens-scan every "
                        f"{args.checkpoint_every} batches: run the same command again to continue")
     res = scan(lens, data, layers, topk=args.topk, directions=args.directions, codes=codes,
-               predictions=args.predictions, stats=args.stats, out=args.out,
-               batch_size=args.batch_size, workers=args.workers, engine=args.engine,
-               resume=args.resume, checkpoint_every=args.checkpoint_every, seed=args.seed,
-               indices=item_indices(args, len(data)),
-               dtype=None if args.dtype == "float32" else args.dtype,
-               channels_last=args.channels_last, shard_size=args.shard_size,
-               ray_address=args.ray_address, device=None if args.engine == "local" else args.device)
-    m = res.meta
+               predictions=args.predictions, stats=args.stats, out=args.out, seed=args.seed,
+               indices=item_indices(args, len(data)), run=run_from(args))
+    m = res.params
     rate = f", {m['images_per_s']:.0f} images/s" if m.get("images_per_s") else ""
     resumed = f", resumed after {m['resumed_from']} items" if m.get("resumed_from") else ""
-    print(f"{lens.name} on {args.data}: {res.images} images scanned, {res.skipped} skipped "
+    print(f"{lens.name} on {args.data}: {res.n} images scanned, {res.skipped} skipped "
           f"in {m['seconds']:.1f} s{rate}{resumed}")
     for layer in res.layers:
         top = res.topk.get(layer)
         if top is not None and top["score"].size:
             best = top["score"][:, 0]
             print(f"  {layer:<24} {best.shape[0]:>5} units, best score median {float(_median(best)):.3g}")
-    if res.folder is not None and (res.folder / "predictions.parquet").is_file() and res.images:
+    if res.folder is not None and (res.folder / "predictions.parquet").is_file() and res.n:
         import pyarrow.parquet as pq
         correct = pq.read_table(res.folder / "predictions.parquet", columns=["correct"]).column(0)
         known = correct.drop_null().to_numpy(zero_copy_only=False)
@@ -121,9 +117,9 @@ def _units_opts(p):
                    help="output folder (default: SCAN/units_LAYER, or SCAN/units_dirs_LAYER)")
 
 
-@command("units", "top-k grids of a scanned layer: receptive-field patches and boxed images")
+@command("unit-patches", "top-k grids of a scanned layer: receptive-field patches and boxed images")
 @options(_units_opts)
-def cmd_units(args) -> int:
+def cmd_unit_patches(args) -> int:
     """Cut, for each unit of a scanned layer, the patch of every top image under the unit's
     receptive field at its arg-max (clipped at the border, padded with the mean colour the
     network saw there), and draw a grid of patches and a grid of the images with the field's

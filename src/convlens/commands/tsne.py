@@ -1,4 +1,4 @@
-"""`convlens tsne` (the seed's §3): t-SNE of CNN codes, as a scatter of thumbnails and a grid."""
+"""`convlens tsne-grid` (the seed's §3): t-SNE of CNN codes, as a scatter of thumbnails and a grid."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ from .common import (
     output_options,
     positive_float,
     positive_int,
+    run_from,
     save_result,
 )
 
@@ -66,9 +67,9 @@ def _tsne_opts(p):
     output_options(p, "tsne")
 
 
-@command("tsne", "t-SNE of CNN codes: scatter of thumbnails, image grid, kNN accuracy")
+@command("tsne-grid", "t-SNE of CNN codes: scatter of thumbnails, image grid, kNN accuracy")
 @options(_tsne_opts)
-def cmd_tsne(args) -> int:
+def cmd_tsne_grid(args) -> int:
     """Embed the CNN codes (the input of the last linear layer) of a set of images in 2-D:
     PCA to 50 dimensions, then t-SNE (openTSNE, FFT gradients). Writes the embedding
     (index, label, prediction, correctness, x, y, grid cell), a scatter of thumbnails at their
@@ -92,9 +93,9 @@ def cmd_tsne(args) -> int:
         lens = lens_from(args)
         data = data_from(args, lens)
         args.n = 5000 if args.n is None else args.n
-        codes = cnn_codes(lens, data, layer=args.code_layer, batch_size=args.batch_size,
-                          workers=args.workers, seed=args.seed, thumb=args.thumb or 32,
-                          indices=item_indices(args, len(data)))
+        codes = cnn_codes(lens, data, layer=args.code_layer, seed=args.seed,
+                          thumb=args.thumb or 32, indices=item_indices(args, len(data)),
+                          run=run_from(args))
     res = tsne_grid(codes, perplexity=args.perplexity, seed=args.seed, pca_dims=args.pca, k=args.k,
                     grid=args.grid, select=args.select, border=args.border, n_jobs=args.jobs,
                     canvas=args.canvas, thumb=args.thumb)

@@ -23,7 +23,7 @@ def tsne_pages(run: Run, site: Path) -> list[Page]:
     model_labels = run.model.get("labels") or []
     # the data's names for "label", the model's for "predicted" (older runs: the model's for both)
     labels = res.info.get("classes") or model_labels
-    pred_names = res.info.get("pred_classes") or model_labels or labels
+    pred_names = res.info.get("labels") or model_labels or labels
     sprites = res.info.get("sprites")
     sprite_src = None
     if sprites and "sprites" in res.manifest.get("pictures", {}):
@@ -53,7 +53,7 @@ def units_pages(run: Run, site: Path, runs: list[Run] = ()) -> list[Page]:
     tag = "dir" if info.get("what") == "random directions" else "unit"
     index, score = res.array("index"), res.array("score")
     names = info.get("image_classes") or []
-    image_labels = res.array("image_labels") if "image_labels" in res.manifest.get("arrays", {}) else None
+    true = res.array("true") if "true" in res.manifest.get("arrays", {}) else None
     image_of = res.array("image_of")
     page = generic_page(run, site, figures_only=True)
     featvis = _featvis_of(run, runs, layer, site)
@@ -73,8 +73,8 @@ def units_pages(run: Run, site: Path, runs: list[Run] = ()) -> list[Page]:
             if index[row, j] < 0:
                 continue
             lab = ""
-            if image_labels is not None and image_of[row, j] >= 0:
-                k = int(image_labels[image_of[row, j]])
+            if true is not None and image_of[row, j] >= 0:
+                k = int(true[image_of[row, j]])
                 lab = names[k] if 0 <= k < len(names) else str(k)
             top.append({"rank": j + 1, "index": int(index[row, j]), "label": lab,
                         "score": f"{float(score[row, j]):.4g}"})
@@ -122,7 +122,7 @@ def scan_pages(run: Run, site: Path, runs: list[Run]) -> list[Page]:
     res = run.result
     info = res.info
     page.context["tables"] = {}
-    facts = (f"{info.get('images', '?')} images of {info.get('data') or 'the data'} in "
+    facts = (f"{info.get('n', '?')} images of {info.get('data') or 'the data'} in "
              f"{fmt(info.get('seconds'))} s" + (f", {info['skipped']} unreadable files skipped"
                                                  if info.get("skipped") else ""))
     layers, dead = None, []
@@ -292,6 +292,7 @@ def _detail(run: Run) -> str:
         bits.append(", ".join(map(str, info["layers"][:4])) + (" ..." if len(info["layers"]) > 4 else ""))
     if isinstance(info.get("data"), str) and info["data"]:
         bits.append(info["data"])
-    if info.get("images") and isinstance(info["images"], int):
-        bits.append(f"{info['images']} images")
+    count = info.get("n", info.get("images"))
+    if count and isinstance(count, int) and not isinstance(count, bool):
+        bits.append(f"{count} images")
     return "; ".join(bits)

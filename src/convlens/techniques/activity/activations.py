@@ -8,21 +8,21 @@ convlens picks every ReLU module (post-ReLU); for a model without ReLU modules (
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
 from ...engine import Reducer, channel_maps, local_pass, shared
+from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError
 from ...hooks import capture, model_of, preserved
 from ...lens import as_batch, as_lens, lens_and_data
-from ...results import Result
+from .results import DEAD_THRESHOLD, ActivationsResult, StatsResult
 
-DEAD_THRESHOLD = 0.99
+__all__ = ["DEAD_THRESHOLD", "ActivationStats", "activation_stats", "activations",
+           "channel_table", "default_layers", "layer_table"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -164,80 +164,10 @@ def layer_table(channels: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-@dataclass
-class StatsResult(Result):
-    """Per-channel activation statistics over a dataset, and per-layer dead fractions."""
-
-    channels: pd.DataFrame
-    layers: pd.DataFrame
-    threshold: float = DEAD_THRESHOLD
-    skipped: int = 0
-    kind: str = "activation_stats"
-
-    @classmethod
-    def from_reducer(cls, stats: ActivationStats, threshold: float = DEAD_THRESHOLD,
-                     skipped: int = 0) -> "StatsResult":
-        ch = channel_table(stats, threshold)
-        return cls(ch, layer_table(ch), threshold, skipped)
-
-    def dead(self, layer: str) -> list[int]:
-        """Dead channels of `layer`."""
-        t = self.channels
-        return t[(t.layer == layer) & t.dead].channel.tolist()
-
-    def tables(self):
-        return {"channels": self.channels, "layers": self.layers}
-
-    def info(self):
-        return {"threshold": self.threshold, "skipped": self.skipped,
-                "images": int(self.channels.n.max()) if len(self.channels) else 0,
-                "layers": self.layers.to_dict("records")}
-
-    def pictures(self):
-        pics = {}
-        for layer in self.layers.layer:
-            pics[f"stats_{layer}"] = lambda path, layer=layer: self._bar(layer, path)
-        return pics
-
-    def _bar(self, layer: str, path: str) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        t = self.channels[self.channels.layer == layer]
-        fig, ax = plt.subplots(figsize=(max(5, min(9, len(t) * 0.12)), 2.6), dpi=100)
-        colours = np.where(t.dead, "#d62728", "#1f77b4")
-        ax.bar(t.channel, t.zero_map_fraction, color=colours, width=0.9)
-        ax.axhline(self.threshold, color="#d62728", lw=0.8, ls="--")
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("channel")
-        ax.set_ylabel("inputs with all-zero map")
-        dead = int(t.dead.sum())
-        ax.set_title(f"{layer}: {dead}/{len(t)} dead (≥{self.threshold:.0%} zero), "
-                     f"mean sparsity {t.sparsity.mean():.2f}", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-
-    about = ("Dead filters and sparsity over a dataset (the seed's §1): for every channel, the "
-             "share of inputs whose map is zero everywhere. A channel is dead when that share "
-             "reaches the threshold (red bars); many dead channels point at a too-high learning "
-             "rate. Sparsity is the share of exact zeros in the maps.")
-
-    def figures(self):
-        from ...results import figure, panel
-        return [figure(str(r.layer), [panel(f"stats_{r.layer}", kind="plot", caption=[
-            f"{int(r.dead)} of {int(r.channels)} channels dead, mean sparsity "
-            f"{float(r.mean_sparsity):.2f}"])]) for r in self.layers.itertuples()]
-
-    def _repr_html_(self) -> str:
-        return self.layers.to_html(index=False)
-
-
 def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
-                     threshold: float = DEAD_THRESHOLD, batch_size: int = 64, workers: int = 0,
-                     progress: bool = True, limit: int | None = None,
-                     indices: Sequence[int] | None = None) -> StatsResult:
+                     threshold: float = DEAD_THRESHOLD, n: int | None = None,
+                     indices: Sequence[int] | None = None,
+                     run: RunSettings | None = None) -> StatsResult:
     """Dead filters and sparsity of `layers`, streamed over a whole dataset.
 
     A channel is *dead* when its map is zero everywhere for at least `threshold` of the inputs
@@ -251,100 +181,19 @@ def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
     """
     lens, data = lens_and_data(lens, data)
     names = _layers(lens, layers)
-    for n in names:
-        lens.layer(n)
+    for name in names:
+        lens.layer(name)
     reducer = ActivationStats(names)
-    if limit is not None and limit < 1:
-        raise ConvlensError(f"limit must be at least 1, got {limit}")
+    if n is not None and n < 1:
+        raise ConvlensError(f"n must be at least 1, got {n}")
     if not 0 < threshold <= 1:
         raise ConvlensError(f"threshold must be in (0, 1], got {threshold}")
-    if indices is None and limit:
-        indices = range(min(limit, len(data)))
-    loader = local_pass(lens, data, [reducer], batch_size=batch_size, workers=workers,
-                        progress=progress, desc="activation stats", indices=indices)
+    if indices is None and n:
+        indices = range(min(n, len(data)))
+    run = as_run(run)
+    loader = local_pass(lens, data, [reducer], batch_size=run.batch_size, workers=run.workers,
+                        progress=run.progress, desc="activation stats", indices=indices)
     return StatsResult.from_reducer(reducer, threshold, skipped=len(loader.skipped))
-
-
-@dataclass
-class ActivationsResult(Result):
-    """Activation maps of a batch: ``maps[layer]`` is ``(N, C, H, W)`` (or ``(N, C)``)."""
-
-    images: torch.Tensor                       # (N, C, H, W) in [0, 1] for display
-    maps: dict[str, torch.Tensor]
-    predictions: torch.Tensor                  # (N,) predicted class
-    labels: list[str] = field(default_factory=list)
-    kind: str = "activations"
-
-    def scale(self, layer: str) -> tuple[float, float]:
-        """The one display scale of a layer: [min, max] over the batch and all channels."""
-        m = self.maps[layer]
-        return float(min(0.0, m.min())), float(m.max())
-
-    def stats(self, layer: str) -> pd.DataFrame:
-        """Per-channel statistics of this batch."""
-        s = ActivationStats([layer])
-        s.update(None, {layer: self.maps[layer]})
-        return channel_table(s)
-
-    def arrays(self):
-        out = {"images": self.images, "predictions": self.predictions}
-        out.update({f"act_{k}": v for k, v in self.maps.items()})
-        return out
-
-    def tables(self):
-        return {"channel_stats": pd.concat([self.stats(k) for k in self.maps], ignore_index=True)}
-
-    def info(self):
-        return {"layers": list(self.maps), "scales": {k: self.scale(k) for k in self.maps},
-                "shapes": {k: list(v.shape[1:]) for k, v in self.maps.items()},
-                "predictions": [self.labels[p] if p < len(self.labels) else str(p)
-                                for p in self.predictions.tolist()],
-                "tensor": "output of each named module (post-ReLU for ReLU modules)"}
-
-    def grid(self, layer: str, i: int, cols: int | None = None, scale: int | None = None) -> np.ndarray:
-        """Channel tiles of image `i` at `layer`, grey, one shared scale for the layer."""
-        from ...draw import tile_grid, to_uint8
-
-        m = self.maps[layer][i].numpy()
-        if m.ndim == 1:  # a vector layer: one row of 1×1 tiles is unreadable; show as a strip
-            m = m[:, None, None]
-        lo, hi = self.scale(layer)
-        tiles = to_uint8(m, lo, hi)
-        side = tiles.shape[-1]
-        return tile_grid(tiles, cols=cols, pad=1, scale=scale or max(1, 48 // max(side, 1)),
-                         pad_value=80)
-
-    about = ("Layer activations (the seed's §1): every channel of a layer as a grey tile, for "
-             "one image. One scale per layer (black = 0, white = the layer's largest value in "
-             "the batch), so a channel that stays black is silent for this image; trained ReLU "
-             "networks give sparse, local maps.")
-
-    def figures(self):
-        from ...results import figure, panel, scale
-
-        out = []
-        for i in range(len(self.images)):
-            p = int(self.predictions[i])
-            name = self.labels[p] if p < len(self.labels) else str(p)
-            panels = [panel(f"input_{i}", "input", [f"predicted: {name}"], kind="image")]
-            for layer, m in self.maps.items():
-                if m.dim() == 4:
-                    lo, hi = self.scale(layer)
-                    panels.append(panel(f"act_{i}_{layer}", f"{layer}: {m.shape[1]} channels",
-                                        scale=scale(lo, hi, "activation", "gray")))
-            out.append(figure(f"image {i}", panels))
-        return out
-
-    def pictures(self):
-        from ...draw import image_hwc
-        pics = {}
-        for i in range(len(self.images)):
-            pics[f"input_{i}"] = image_hwc(self.images[i].numpy())
-            for layer, m in self.maps.items():
-                if m.dim() == 4:
-                    pics[f"act_{i}_{layer}"] = self.grid(layer, i)
-        return pics
-
 
 
 def activations(lens, x: torch.Tensor, layers: str | Sequence[str] | None = None) -> ActivationsResult:

@@ -14,17 +14,14 @@ threshold comes from measurement on the built-in nets (docs/filters.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from ...errors import ConvlensError
 from ...hooks import model_of
 from ...lens import Lens, as_lens
-from ...results import Result, pictures_html
+from .results import FiltersResult
 
 NOISE_THRESHOLD = 0.69
 PAD = 32
@@ -55,85 +52,6 @@ def first_conv(lens) -> str:
         if isinstance(m, nn.Conv2d):
             return name
     raise ConvlensError("the model has no Conv2d layer; name a layer with --layer")
-
-
-@dataclass
-class FiltersResult(Result):
-    """Weights of one layer as tiles, with a noise score and verdict per filter."""
-
-    layer: str
-    weights: torch.Tensor          # (F, C, h, w)
-    scores: np.ndarray             # (F,)
-    threshold: float
-    sees_image: bool               # first layer, or a linear layer reshaped to the image
-    kind: str = "filters"
-
-    @property
-    def noisy(self) -> np.ndarray:
-        return self.scores > self.threshold
-
-    @property
-    def verdict(self) -> str:
-        """The layer's verdict: from the median filter's score."""
-        return "noisy" if float(np.median(self.scores)) > self.threshold else "smooth"
-
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame({"filter": np.arange(len(self.scores)), "noise_score": self.scores,
-                             "verdict": np.where(self.noisy, "noisy", "smooth"),
-                             "l2_norm": self.weights.flatten(1).norm(dim=1).numpy()})
-
-    def tables(self):
-        return {"filters": self.table()}
-
-    def arrays(self):
-        return {"weights": self.weights, "noise_scores": self.scores}
-
-    def info(self):
-        return {"layer": self.layer, "shape": list(self.weights.shape), "threshold": self.threshold,
-                "verdict": self.verdict, "median_score": float(np.median(self.scores)),
-                "noisy_filters": int(self.noisy.sum()), "filters": int(len(self.scores)),
-                "score": "share of spectral energy above half Nyquist (docs/filters.md)"}
-
-    def picture(self, max_filters: int = 64, max_slices: int = 32, scale: int | None = None) -> np.ndarray:
-        """Tiles on one shared scale (0 is mid-grey): RGB/grey for filters that see the image,
-        else one row per filter of its input-channel slices."""
-        from ...draw import tile_grid, to_uint8
-
-        w = self.weights[:max_filters].numpy()
-        m = float(np.abs(w).max()) or 1.0
-        side = max(w.shape[-2:])
-        scale = scale or max(1, 48 // side)
-        if self.sees_image and w.shape[1] in (1, 3):
-            tiles = to_uint8(w, -m, m).transpose(0, 2, 3, 1)
-            if tiles.shape[-1] == 1:
-                tiles = tiles[..., 0]
-            return tile_grid(tiles, pad=1, scale=scale, pad_value=0)
-        slices = to_uint8(w[:, :max_slices], -m, m)           # (F, S, h, w)
-        f, s = slices.shape[:2]
-        return tile_grid(slices.reshape(f * s, *slices.shape[2:]), cols=s, pad=1, scale=scale,
-                         pad_value=0)
-
-    about = ("Filter weights (the seed's §1): the first layer's filters as colour (or grey) "
-             "tiles, deeper layers as rows of input-channel slices; mid-grey is 0. Well-trained "
-             "filters are smooth; noisy ones (a high share of high-frequency energy) point at "
-             "too little training or regularisation.")
-
-    def pictures(self):
-        return {f"filters_{self.layer}": self.picture()}
-
-    def figures(self):
-        from ...results import figure, panel, scale
-        m = float(self.weights.abs().max())
-        return [figure(self.layer, [panel(
-            f"filters_{self.layer}", f"{self.layer}: {len(self.scores)} filters",
-            [f"verdict: {self.verdict} (median noise score {float(np.median(self.scores)):.3f}, "
-             f"threshold {self.threshold})", f"{int(self.noisy.sum())} of {len(self.scores)} "
-             "filters noisy"], scale=scale(-m, m, "weight", "gray"))])]
-
-    def _repr_html_(self) -> str:
-        return (f"<p>{self.layer}: {self.verdict} (median noise score "
-                f"{np.median(self.scores):.3f}, threshold {self.threshold})</p>"
-                + pictures_html(self.pictures()))
 
 
 def filters(lens, layer: str | None = None, threshold: float = NOISE_THRESHOLD) -> FiltersResult:

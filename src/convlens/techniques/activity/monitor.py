@@ -9,7 +9,6 @@ batch, whenever a training loop calls it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -18,9 +17,9 @@ import torch
 from torch import nn
 
 from ...hooks import capture, model_of, preserved
-from ...results import Result
 from .activations import DEAD_THRESHOLD, ActivationStats, channel_table, default_layers
 from .filters import noise_score
+from .results import MonitorResult
 
 
 class TrainingMonitor:
@@ -78,50 +77,5 @@ class TrainingMonitor:
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
-    def result(self, title: str = "") -> "MonitorResult":
+    def result(self, title: str = "") -> MonitorResult:
         return MonitorResult(self.table(), title)
-
-
-@dataclass
-class MonitorResult(Result):
-    """A training run's monitor table and its plots."""
-
-    history: pd.DataFrame
-    title: str = ""
-    kind: str = "training_monitor"
-
-    about = ("A training run watched (the seed's §1): per layer, the share of dead channels "
-             "and the sparsity of the activations on fixed probe images, and the first layer's "
-             "filter noise, as training goes on. Maps start dense and grow sparse; many dead "
-             "channels early point at a too-high learning rate.")
-
-    def tables(self):
-        return {"monitor": self.history}
-
-    def info(self):
-        return {"title": self.title, "steps": sorted(set(self.history.step.tolist()))}
-
-    def pictures(self):
-        return {"monitor": self.plot}
-
-    def plot(self, path: str) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        h = self.history
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), dpi=100)
-        for ax, col, kind, label in [(axes[0], "sparsity", "activation", "mean sparsity (share of zeros)"),
-                                     (axes[1], "dead_fraction", "activation", "dead channels (share)"),
-                                     (axes[2], "noise", "filters", "median filter noise score")]:
-            for layer, t in h[h.kind == kind].groupby("layer", sort=False):
-                ax.plot(t.step, t[col], marker=".", label=layer)
-            ax.set_xlabel("step")
-            ax.set_title(label, fontsize=10)
-        axes[0].legend(fontsize=7)
-        axes[2].legend(fontsize=7)
-        if self.title:
-            fig.suptitle(self.title, fontsize=10)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)

@@ -6,7 +6,7 @@ flattened, is the input of the last ``nn.Linear`` (``classifier.6`` in the built
 ``avgpool`` in torchvision's ResNets), and `last_linear` names that linear layer.
 
 Two ways to collect codes: `cnn_codes` runs a model over (a sample of) a dataset and returns
-`Codes` in memory, with predictions and thumbnails (for `convlens tsne --model`);
+`Codes` in memory, with predictions and thumbnails (for `convlens tsne-grid --model`);
 `CodesReducer` is the reducer of the dataset pass that streams codes of any number of images
 to an on-disk float16 array (for `scan`).
 """
@@ -27,6 +27,7 @@ from torch import nn
 from ...data import Loader, load_data
 from ...data.images import dataset_thumbnails
 from ...engine import Reducer, Slots
+from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError
 from ...hooks import capture, capture_inputs, model_of, preserved
 from ...lens import as_batch, lens_and_data
@@ -86,22 +87,23 @@ def _feeds(lens, name: str, linear_name: str, linear: nn.Linear) -> bool:
 class Codes:
     """CNN codes of a set of images, with what is known about each image.
 
-    ``codes`` ``(N, D)`` float32; ``index`` ``(N,)`` dataset indices; ``label`` ``(N,)`` (-1:
-    none); ``pred`` ``(N,)``; ``p_pred`` ``(N,)`` softmax probability of the prediction;
-    ``thumbnails`` ``(N, h, w)`` or ``(N, h, w, 3)`` uint8; ``classes`` the data's class names
-    (what ``label`` means), ``pred_classes`` the model's (what ``pred`` means).
+    ``codes`` ``(N, D)`` float32; ``index`` ``(N,)`` dataset indices; ``label`` ``(N,)`` the
+    true class (-1: none); ``predicted`` ``(N,)`` the model's class; ``p_pred`` ``(N,)``
+    softmax probability of the prediction; ``thumbnails`` ``(N, h, w)`` or ``(N, h, w, 3)``
+    uint8; ``classes`` the data's class names (what ``label`` means), ``labels`` the model's
+    (what ``predicted`` means); ``meta`` the items' metadata.
     """
 
     codes: np.ndarray
     index: np.ndarray
     label: np.ndarray
-    pred: np.ndarray | None = None
+    predicted: np.ndarray | None = None
     p_pred: np.ndarray | None = None
     thumbnails: np.ndarray | Thumbs | None = None
     classes: list[str] | None = None
     layer: str = ""
     meta: pd.DataFrame | None = None
-    pred_classes: list[str] | None = None
+    labels: list[str] | None = None
 
 
 def last_linear(lens) -> str:
@@ -113,9 +115,8 @@ def last_linear(lens) -> str:
     return linears[-1]
 
 
-def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size: int = 64,
-              workers: int = 0, seed: int = 0, thumb: int = 32, progress: bool = True,
-              indices=None) -> Codes:
+def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", seed: int = 0,
+              thumb: int = 32, indices=None, run: RunSettings | None = None) -> Codes:
     """Run `data` through `lens` and keep each image's code, prediction and a thumbnail.
 
     Args:
@@ -127,9 +128,11 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
         layer: ``"auto"``: the input of the last ``nn.Linear`` (the code after its ReLU);
             or a module name whose output, flattened, is the code.
         thumb: thumbnails larger than this are scaled down to it (antialiased).
+        run: how the pass runs (batch size, workers, progress; `RunSettings`).
 
     Returns `Codes`; ``codes`` is ``(N, D)`` float32.
     """
+    run = as_run(run)
     lens, data = lens_and_data(lens, data)
     if data.lens is None:
         data.with_lens(lens)
@@ -145,8 +148,8 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
         lens.eval()
         hooks = capture_inputs(lens, linear) if linear else capture(lens, layer)
         with hooks as got:
-            for batch in Loader(data, batch_size=batch_size, workers=workers,
-                                progress=progress, desc="codes", indices=indices):
+            for batch in Loader(data, batch_size=run.batch_size, workers=run.workers,
+                                progress=run.progress, desc="codes", indices=indices):
                 logits = lens(as_batch(lens, batch.images))
                 codes.append(got[name].flatten(1).float().cpu().numpy())
                 prob = logits.float().softmax(1)
@@ -167,7 +170,7 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", batch_size:
         raise ConvlensError("no readable images in the data")
     return Codes(np.concatenate(codes), np.concatenate(index), np.concatenate(label),
                  np.concatenate(pred), np.concatenate(p_pred), np.concatenate(thumbs),
-                 classes=getattr(data, "classes", None), pred_classes=lens.labels,
+                 classes=getattr(data, "classes", None), labels=lens.labels,
                  layer=f"input of {linear}" if linear else layer)
 
 
@@ -206,15 +209,15 @@ def codes_from_scan(scan, n: int | None = None, seed: int = 0, data=None,
         p = saved.table("predictions").drop_duplicates("index").set_index("index")
         p = p.reindex(index)
         if "label" in p:
-            kwargs["labels"] = p["label"].fillna(-1).astype(np.int64).to_numpy()
+            kwargs["label"] = p["label"].fillna(-1).astype(np.int64).to_numpy()
         if "pred" in p:
-            kwargs["preds"] = p["pred"].fillna(-1).astype(np.int64).to_numpy()
+            kwargs["predicted"] = p["pred"].fillna(-1).astype(np.int64).to_numpy()
         extra = [c for c in p.columns if c not in ("label", "pred", "correct")  # no lists
                  and not p[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
         kwargs["meta"] = pd.DataFrame({c: p[c].to_numpy() for c in extra})
     model = saved.manifest.get("model") or {}
     kwargs["classes"] = saved.info.get("classes") or None  # the data's names (older scans: none)
-    kwargs["pred_classes"] = model.get("labels")
+    kwargs["model_labels"] = model.get("labels")
     size = thumb or min(32, max((model.get("input_size") or [0, 32, 32])[1:]))
     if "thumbnails" in arrays:  # saved with the scan: one per code row
         kwargs["images"] = saved.array("thumbnails", mmap=True)[rows]
@@ -227,9 +230,10 @@ def codes_from_scan(scan, n: int | None = None, seed: int = 0, data=None,
             import warnings
             warnings.warn("the scan names no data spec and has no thumbnails: the scatter shows "
                           "dots only and no grid is drawn; give --data SPEC for pictures")
-    return Codes(x, index, kwargs.get("labels", np.full(len(index), -1, np.int64)),
-                 kwargs.get("preds"), None, kwargs.get("images"), kwargs.get("classes"),
-                 saved.info.get("code_layer") or "", kwargs.get("meta"), kwargs.get("pred_classes"))
+    return Codes(x, index, kwargs.get("label", np.full(len(index), -1, np.int64)),
+                 kwargs.get("predicted"), None, kwargs.get("images"), kwargs.get("classes"),
+                 saved.info.get("code_layer") or "", kwargs.get("meta"),
+                 kwargs.get("model_labels"))
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch
 
 from ...data import Loader
 from ...data.labels import align_labels, warn_if_differ
+from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError
 from ...hooks import preserved
 from ...lens import as_batch, lens_and_data
@@ -46,9 +47,12 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(lens, data, batch_size: int = 256, workers: int = 0, progress: bool = True,
-             limit: int | None = None, indices=None) -> Evaluation:
+def evaluate(lens, data, n: int | None = None, indices=None,
+             run: RunSettings | None = None) -> Evaluation:
     """Top-1 and top-5 accuracy of `lens` on the labelled items of `data`, per data class.
+
+    `n`: the first `n` items only; `indices`: exactly these items. `run`: how the pass runs
+    (batch size, default 256 here; workers; progress: `RunSettings`).
 
     Example::
 
@@ -56,13 +60,14 @@ def evaluate(lens, data, batch_size: int = 256, workers: int = 0, progress: bool
         print(ev.summary())
     """
     lens, data = lens_and_data(lens, data)
-    if limit is not None and limit < 1:
-        raise ConvlensError(f"limit must be at least 1, got {limit}")
+    if n is not None and n < 1:
+        raise ConvlensError(f"n must be at least 1, got {n}")
+    run = as_run(run) if run is not None else RunSettings(batch_size=256)
     label_map = align_labels(getattr(data, "classes", None), lens.labels)
     warn_if_differ(label_map)
-    if indices is None and limit:
-        indices = range(min(limit, len(data)))
-    loader = Loader(data, batch_size=batch_size, workers=workers, progress=progress,
+    if indices is None and n:
+        indices = range(min(n, len(data)))
+    loader = Loader(data, batch_size=run.batch_size, workers=run.workers, progress=run.progress,
                     desc="evaluate", indices=indices)
     n = top1 = top5 = 0
     hits: dict[int, list[int]] = {}

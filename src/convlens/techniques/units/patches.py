@@ -8,20 +8,20 @@ the mean colour after normalisation, so the patch is padded with that colour to 
 with the field's box drawn on it shows where the patch came from.
 
 `unit_patches` does the cutting (numpy; it needs the dataset, so torch to read it); the
-`UnitsResult` draws grids (`convlens.draw`, no torch).
+`UnitsResult` (`results`) draws grids (`figures`, `convlens.draw`, no torch).
 """
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from ...errors import ConvlensError, unknown
 from ...receptive import Field, field_at
-from ...results import Result, SavedResult, safe_name
+from ...results import SavedResult
+from .results import UnitsResult
 
 
 def field_from_info(d: dict[str, Any] | None) -> Field | None:
@@ -54,100 +54,6 @@ def cut_patch(image: np.ndarray, fld: Field | None, pos: tuple[int, int],
     oy, ox = min(max(0, y0 - uy0), ph - rh), min(max(0, x0 - ux0), pw - rw)
     patch[oy:oy + rh, ox:ox + rw] = image[y0:y0 + rh, x0:x0 + rw]
     return patch, (x0, y0, x1, y1)
-
-
-@dataclass
-class UnitsResult(Result):
-    """Top-k patches and boxed images of some units of one layer.
-
-    ``patches (U, k, h, w, 3)`` uint8, ``boxes (U, k, 4)`` (x0, y0, x1, y1) end exclusive,
-    ``index / score (U, k)``, ``images (M, H, W, 3)`` uint8 (each top image once) and
-    ``image_of (U, k)`` (row of `images`; -1 where a unit has fewer than k images).
-    """
-
-    layer: str
-    units: np.ndarray
-    index: np.ndarray
-    score: np.ndarray
-    patches: np.ndarray
-    boxes: np.ndarray
-    images: np.ndarray
-    image_of: np.ndarray
-    directions: bool = False
-    labels: list[str] = field(default_factory=list)
-    image_labels: np.ndarray | None = None
-    scan: str | None = None                     # the scan folder the units come from
-    image_classes: list[str] = field(default_factory=list)   # what image_labels mean
-    kind: str = "units"
-
-    about = ("Images that excite a unit most (the seed's §2; Girshick et al. 2014): for each "
-             "unit (channel) of a layer, the part of each of its top images that the unit sees "
-             "(its receptive field), best first. Random directions (Szegedy et al. 2014) do the "
-             "same along random mixtures of channels, which look just as coherent.")
-
-    def arrays(self):
-        out = {"units": self.units, "index": self.index, "score": self.score,
-               "patches": self.patches, "boxes": self.boxes, "images": self.images,
-               "image_of": self.image_of}
-        if self.image_labels is not None:
-            out["image_labels"] = self.image_labels
-        return out
-
-    def info(self):
-        return {"layer": self.layer, "units": self.units.tolist(), "k": int(self.index.shape[1]),
-                "what": "random directions" if self.directions else "units",
-                "patch_size": list(self.patches.shape[2:4]), "scan": self.scan,
-                "image_classes": self.image_classes}
-
-    # -- pictures (numpy + PIL only) ---------------------------------------------------
-    def _scale(self, side: int, target: int) -> int:
-        return max(1, target // max(1, side))
-
-    def patch_grid(self, u: int, cols: int | None = None) -> np.ndarray:
-        """Unit row `u`'s top-k patches in a grid (nearest-neighbour enlarged)."""
-        from ...draw import tile_grid
-
-        k = int((self.image_of[u] >= 0).sum())
-        return tile_grid(self.patches[u, :k], cols=cols or math.ceil(math.sqrt(max(k, 1))),
-                         pad=2, scale=self._scale(max(self.patches.shape[2:4]), 64), pad_value=255)
-
-    def box_grid(self, u: int, cols: int | None = None) -> np.ndarray:
-        """Unit row `u`'s top-k images with the receptive-field box of the arg-max drawn."""
-        from ...draw import draw_box, tile_grid
-
-        k = int((self.image_of[u] >= 0).sum())
-        h, w = self.images.shape[1:3]
-        s = self._scale(max(h, w), 112)
-        tiles = []
-        for j in range(k):
-            img = self.images[self.image_of[u, j]].repeat(s, 0).repeat(s, 1)
-            x0, y0, x1, y1 = (int(v) * s for v in self.boxes[u, j])
-            tiles.append(draw_box(img, (x0, y0, x1, y1), colour=(255, 0, 0), width=max(1, s // 2)))
-        return tile_grid(np.stack(tiles) if tiles else np.zeros((0, h * s, w * s, 3), np.uint8),
-                         cols=cols or math.ceil(math.sqrt(max(k, 1))), pad=2, pad_value=255)
-
-    def overview(self) -> np.ndarray:
-        """One row per unit: its top-k patches, best first."""
-        from ...draw import tile_grid
-
-        u, k = self.index.shape
-        tiles = self.patches.reshape(u * k, *self.patches.shape[2:])
-        return tile_grid(tiles, cols=k, pad=1, scale=self._scale(max(self.patches.shape[2:4]), 32),
-                         pad_value=255)
-
-    def pictures(self):
-        tag = "dir" if self.directions else "unit"
-        layer = safe_name(self.layer)
-        pics: dict[str, Any] = {f"{tag}s_{layer}": self.overview()}
-        for row, u in enumerate(self.units.tolist()):
-            pics[f"{tag}_{layer}_{u}"] = lambda path, row=row: _png(path, self.patch_grid(row))
-            pics[f"{tag}_{layer}_{u}_boxes"] = lambda path, row=row: _png(path, self.box_grid(row))
-        return pics
-
-
-def _png(path: str, image: np.ndarray) -> None:
-    from ...draw import save_png
-    save_png(path, image)
 
 
 def preprocessing_lens(model_info: dict[str, Any]):
@@ -228,7 +134,7 @@ def unit_patches(scan: str | os.PathLike | SavedResult, layer: str,
 
     rows: dict[int, int] = {}
     images: list[np.ndarray] = []
-    image_labels: list[int] = []
+    true: list[int] = []
     k = index.shape[1]
     patches, boxes = [], np.zeros((len(units), k, 4), np.int64)
     image_of = np.full((len(units), k), -1, np.int64)
@@ -245,7 +151,7 @@ def unit_patches(scan: str | os.PathLike | SavedResult, layer: str,
                                         "was the data changed since the scan?")
                 rows[i] = len(images)
                 images.append(image_hwc(lens.to_unit(item.image).numpy()))
-                image_labels.append(item.label)
+                true.append(item.label)
             img = images[rows[i]]
             patch, box = cut_patch(img, fld, tuple(pos[u, j]), map_hw, fill)
             row_patches.append(patch)
@@ -261,5 +167,5 @@ def unit_patches(scan: str | os.PathLike | SavedResult, layer: str,
     imgs = np.stack(images) if images else np.zeros((0, *lens.input_size[1:], 3), np.uint8)
     return UnitsResult(layer, np.asarray(units, np.int64), index[units], score[units], out, boxes,
                        imgs, image_of, directions, list(info.get("labels") or []),
-                       np.asarray(image_labels, np.int64), scan=str(saved.folder.resolve()),
+                       np.asarray(true, np.int64), scan=str(saved.folder.resolve()),
                        image_classes=list(info.get("classes") or info.get("labels") or []))
