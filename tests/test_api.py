@@ -6,6 +6,7 @@ mechanism (`convlens.load_result`) and saves again to the same manifest; showing
 notebook leaves matplotlib's backend alone; and no view changes the model."""
 from __future__ import annotations
 
+import inspect
 import json
 
 import matplotlib
@@ -53,8 +54,10 @@ def call(view, model, tiny_rgb, scan_folder, data=SPEC):
         return fn(model, **view.quick)
     if arg == "data":
         return fn(model, data, **view.quick)
-    if arg == "scan":
-        return fn(scan_folder, **view.quick)
+    if arg == "scan":  # a view of a scanned layer: the scan's last one unless quick names one
+        layer = convlens.load_result(scan_folder).layers[-1]
+        kw = {"layer": layer} if "layer" in inspect.signature(fn).parameters else {}
+        return fn(scan_folder, **{**kw, **view.quick})
     if arg == "codes":
         return fn(convlens.cnn_codes(tiny_rgb[1], SPEC, run=convlens.RunSettings(progress=False)),
                   **view.quick)
@@ -68,7 +71,7 @@ def test_every_view_is_public_and_has_its_command():
     build_parser()
     for name, view in VIEWS.items():
         assert getattr(convlens, name) is view.load(), name
-        assert view.command in COMMANDS, f"{name}: no command {view.command!r}"
+        assert view.command in COMMANDS or not view.command_line, f"{name}: no command"
         assert view.command == name.replace("_", "-")
         if view.result:
             resolve(view.result)
@@ -86,8 +89,8 @@ def test_a_view_takes_a_module_or_a_lens_leaves_it_alone_and_its_result_loads_ba
     view = VIEWS[name]
     before = snapshot(net)
     res = call(view, lens, tiny_rgb, scan_folder)
-    if view.argument in ("images", "model", "data"):
-        call(view, net, tiny_rgb, scan_folder)              # a bare module
+    if view.argument in ("images", "data"):  # a bare module (the images tell its input size)
+        call(view, net, tiny_rgb, scan_folder)
     assert_unchanged(net, before)
     if view.result:
         assert isinstance(res, resolve(view.result))

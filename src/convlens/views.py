@@ -82,6 +82,8 @@ class View:
             None: ``"images"``, ``"model"`` (nothing), ``"data"`` (a dataset or a spec),
             ``"scan"`` (a scan's folder) or ``"codes"``; default: `inputs`.
         quick: keyword arguments that make a run small (the API tests use them).
+        command_line: False for a view with no command of its own (the training monitor runs
+            inside ``convlens train --monitor``).
         page: the report's page builder for results that need more than the generic page
             (``"scan"``, ``"units"``, ``"tsne"``: `convlens.report.pages.PAGE_BUILDERS`).
     """
@@ -100,6 +102,7 @@ class View:
     takes: str | None = None
     quick: dict[str, Any] = field(default_factory=dict)
     page: str | None = None
+    command_line: bool = True
 
     @property
     def argument(self) -> str | None:

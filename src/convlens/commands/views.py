@@ -76,7 +76,7 @@ def run_view(view: View, args) -> int:
 def register_views(views: list[View]) -> None:
     """Add a command for each view that has no hand-written one."""
     for view in views:
-        if view.inputs is None or view.command in common.COMMANDS:
+        if view.inputs is None or not view.command_line or view.command in common.COMMANDS:
             continue
 
         def fn(args, view=view) -> int:

@@ -31,7 +31,7 @@ VIEWS = register(
          line="dead channels, sparsity and filter noise as training goes on",
          function="techniques.activity.monitor:TrainingMonitor",
          result="techniques.activity.results:MonitorResult",
-         inputs=None,
+         inputs=None, command_line=False,  # runs inside `convlens train --monitor`
          exports={"TrainingMonitor": "techniques.activity.monitor:TrainingMonitor",
                   "MonitorResult": "techniques.activity.results:MonitorResult"}),
 )
