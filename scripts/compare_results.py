@@ -31,7 +31,15 @@ def _clean(v, root_a: str, root_b: str):
     return v
 
 
-def compare(a: Path, b: Path, rtol: float, atol: float, verbose: bool) -> list[str]:
+def _renames_for(rel: Path, renames: dict) -> dict:
+    """The renames of the view whose folder `rel` is (the longest matching name prefix)."""
+    name = rel.name
+    keys = [k for k in renames if not k.startswith("_") and name.startswith(k)]
+    return renames[max(keys, key=len)] if keys else {}
+
+
+def compare(a: Path, b: Path, rtol: float, atol: float, verbose: bool,
+            renames: dict | None = None) -> list[str]:
     diffs: list[str] = []
     folders = sorted(m.parent for m in a.rglob("manifest.json"))
     n_arrays = n_tables = 0
@@ -42,6 +50,10 @@ def compare(a: Path, b: Path, rtol: float, atol: float, verbose: bool) -> list[s
             diffs.append(f"{rel}: missing in {b}")
             continue
         ma, mb = (json.loads((f / "manifest.json").read_text()) for f in (fa, fb))
+        ren = _renames_for(rel, renames or {})
+        for part in ("arrays", "info", "tables"):
+            old = ma.get(part, {})
+            ma[part] = {ren.get(part, {}).get(k, k): v for k, v in old.items()}
         ia, ib = (_clean(m.get("info", {}), str(a), str(b)) for m in (ma, mb))
         if json.dumps(ia, sort_keys=True) != json.dumps(ib, sort_keys=True):
             keys = sorted(k for k in set(ia) | set(ib) if ia.get(k) != ib.get(k))
@@ -68,6 +80,7 @@ def compare(a: Path, b: Path, rtol: float, atol: float, verbose: bool) -> list[s
                 diffs.append(f"{rel}: table {name} missing")
                 continue
             ta, tb = pd.read_parquet(fa / file), pd.read_parquet(fb / mb["tables"][name])
+            ta = ta.rename(columns=ren.get("columns", {}))
             n_tables += 1
             drop = [c for c in ta.columns if c in IGNORED]
             ta, tb = ta.drop(columns=drop), tb.drop(columns=[c for c in drop if c in tb])
@@ -93,8 +106,12 @@ def main(argv=None) -> int:
     p.add_argument("--rtol", type=float, default=0.0)
     p.add_argument("--atol", type=float, default=0.0)
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--renames", type=Path, default=None,
+                   help="JSON: per view folder prefix, old -> new names of arrays, info keys, "
+                        "tables and columns (e.g. scripts/renames-issue23.json)")
     args = p.parse_args(argv)
-    diffs = compare(args.a, args.b, args.rtol, args.atol, args.verbose)
+    renames = json.loads(args.renames.read_text()) if args.renames else None
+    diffs = compare(args.a, args.b, args.rtol, args.atol, args.verbose, renames)
     for d in diffs:
         print(d)
     print("same" if not diffs else f"{len(diffs)} differences")

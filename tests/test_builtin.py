@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from convlens import ConvlensError, load_data, load_model
+from convlens import ConvlensError, RunSettings, load_data, load_model
 from convlens.data import fashion
 from convlens.techniques.units.evaluate import evaluate
 
@@ -85,13 +85,13 @@ def test_builtin_layers_have_fields(name, conv5):
 def test_fashion_net_shipped_accuracy():
     # The first 2,000 test images: measured 0.93+ (docs/models.md has the full test set).
     ev = evaluate(load_model("builtin:fashion-net"), load_data("builtin:fashion-mnist:test"),
-                  limit=2000, progress=False)
+                  n=2000, run=RunSettings(progress=False))
     assert ev.n == 2000 and ev.top1 >= 0.92 and ev.top5 >= 0.99
 
 
 def test_shapes_net_shipped_accuracy():
     ev = evaluate(load_model("builtin:shapes-net"), load_data("builtin:shapes:test:2000"),
-                  progress=False)
+                  run=RunSettings(progress=False))
     assert ev.n == 2000 and ev.top1 >= 0.96
 
 

@@ -256,6 +256,7 @@ TEST_MIN, SEEN_MIN = 0.49, 0.81
 def test_stamps_net_shipped():
     """Weights small and safe to load; accuracy on 240 items of each split near the model
     card's (docs/models.md: measured on 10,000), with a margin for the smaller sample."""
+    from convlens import RunSettings
     from convlens.techniques.units.evaluate import evaluate
     from convlens.models import load_model
     from convlens.models.builtin import BUILTIN_MODELS
@@ -265,8 +266,9 @@ def test_stamps_net_shipped():
     assert os.path.getsize(path) <= 5 * 2**20 and read_state_dict(path)
     lens = load_model("builtin:stamps-net")
     assert lens.input_size == (3, 96, 96) and lens.labels == list(S.CLASSES)
-    test = evaluate(lens, load_data("builtin:stamps:test:240", lens), progress=False)
-    seen = evaluate(lens, load_data("builtin:stamps:seen:240", lens), progress=False)
+    quiet = RunSettings(progress=False)
+    test = evaluate(lens, load_data("builtin:stamps:test:240", lens), run=quiet)
+    seen = evaluate(lens, load_data("builtin:stamps:seen:240", lens), run=quiet)
     assert test.n == seen.n == 240
     assert test.top1 >= TEST_MIN and seen.top1 >= SEEN_MIN
     assert seen.top1 > test.top1  # objects seen in training are easier than unseen ones

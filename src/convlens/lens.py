@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import ConvlensError
-from .hooks import find_module, preserved
+from .hooks import find_module, model_of, preserved
 from .receptive import Field, dry_run
 from .results import Result
 
@@ -307,3 +307,13 @@ def format_layers(infos: list[LayerInfo]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head] + rows]
     return "\n".join(lines)
+
+
+def default_layers(lens, spatial_only: bool = False) -> list[str]:
+    """Every ReLU module (post-ReLU maps), or every conv if the model has no ReLU modules."""
+    mods = list(model_of(lens).named_modules())
+    relus = [n for n, m in mods if isinstance(m, nn.ReLU)]
+    if spatial_only and relus:
+        shapes = {i.name: i.shape for i in lens.layers()}
+        relus = [n for n in relus if shapes.get(n) is not None and len(shapes[n]) == 3]
+    return relus or [n for n, m in mods if isinstance(m, nn.Conv2d)]

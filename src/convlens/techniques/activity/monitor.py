@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ...hooks import capture, model_of, preserved
-from .activations import DEAD_THRESHOLD, ActivationStats, channel_table, default_layers
+from ...lens import default_layers
+from .stats import DEAD_THRESHOLD, ActivationStats, channel_table
 from .filters import noise_score
 from .results import MonitorResult
 

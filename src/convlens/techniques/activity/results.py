@@ -3,14 +3,16 @@ filter weights and a training run's monitor table. Drawing is in `figures`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ...results import Result, pictures_html
+from .stats import DEAD_THRESHOLD, ActivationStats, channel_table, layer_table
 
-#: a channel is dead when its map is all zero on at least this share of the inputs
-DEAD_THRESHOLD = 0.99
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -26,9 +28,7 @@ class StatsResult(Result):
     @classmethod
     def from_reducer(cls, stats, threshold: float = DEAD_THRESHOLD,
                      skipped: int = 0) -> "StatsResult":
-        """From an `ActivationStats` reducer (`convlens.techniques.activity.activations`)."""
-        from .activations import channel_table, layer_table
-
+        """From an `ActivationStats` reducer (`convlens.techniques.activity.stats`)."""
         ch = channel_table(stats, threshold)
         return cls(ch, layer_table(ch), threshold, skipped)
 
@@ -86,8 +86,6 @@ class ActivationsResult(Result):
 
     def stats(self, layer: str) -> pd.DataFrame:
         """Per-channel statistics of this batch."""
-        from .activations import ActivationStats, channel_table
-
         s = ActivationStats([layer])
         s.update(None, {layer: self.maps[layer]})
         return channel_table(s)

@@ -222,7 +222,7 @@ def transfer_sift(sift, grey_a: list[np.ndarray], grey_b: list[np.ndarray], poin
 def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
     """`LayerInfo` of each layer asked for (default: every ReLU with a spatial map), checked:
     an unknown name, a layer without a spatial map or an unknown field is a one-line error."""
-    from ..activity.activations import default_layers
+    from ...lens import default_layers
 
     infos = {i.name: i for i in lens.layers()}
     names = default_layers(lens, spatial_only=True) if layers is None else (

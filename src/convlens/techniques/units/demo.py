@@ -6,7 +6,7 @@ from ...views import DemoContext, Skip
 
 
 def _spatial_layers(lens) -> list[str]:
-    from ..activity.activations import default_layers
+    from ...lens import default_layers
 
     return [n for n in default_layers(lens, spatial_only=True)
             if len(next(i.shape for i in lens.layers() if i.name == n) or ()) == 3]
@@ -16,7 +16,7 @@ def scan(ctx: DemoContext):
     """Top-9 of every ReLU, 4 random directions, codes and predictions of ``n_scan`` items;
     leaves ``ctx.state["scan"]`` (the result) and ``ctx.state["scan_folder"]`` for later steps."""
     from ...engine.settings import RunSettings
-    from ..activity.activations import default_layers
+    from ...lens import default_layers
     from .scan import scan as run_scan
 
     folder = ctx.folder / "scan"

@@ -37,8 +37,9 @@ from ...engine import Checkpoint, Slots, fingerprint_model, fingerprint_order, r
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
 from ...hooks import model_of
-from ...lens import lens_and_data
-from ..activity.activations import DEAD_THRESHOLD, ActivationStats, default_layers
+from ...lens import default_layers, lens_and_data
+from ..activity.results import StatsResult
+from ..activity.stats import DEAD_THRESHOLD, ActivationStats
 from .codes import CodesReducer, code_layer
 from .predictions import Predictions
 from .results import ScanResult
@@ -211,7 +212,7 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
     fields, shapes = _field_info(lens, names)
     stats_result = None
     if st is not None:
-        stats_result = st.finalize(threshold)
+        stats_result = StatsResult.from_reducer(st.to("cpu"), threshold)
         stats_result.skipped = info.skipped
     params = {"layers": names, "topk": topk, "directions": directions, "seed": seed,
               "code_layer": code, "code_dim": code_dim, "predictions": bool(predictions),
