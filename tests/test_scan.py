@@ -121,14 +121,14 @@ class _quiet:
 # - a direction's score <v, a> is a float32 sum of C <= 6 products of a unit vector with the
 #   activations, which BLAS sums in an order that depends on the batch's shape and the CPU (one
 #   ulp apart between batch sizes on an AVX-512 Xeon: 22.493318 vs 22.493316). Its error is at
-#   most C * 2^-24 * sum|v_c a_c| <= 6 * 2^-24 * 631 (the largest |a| here) < 2.3e-4 per order
-#   (Higham's dot-product bound), so two orders differ by < 5e-4: DIR_TOL = 1e-3.
+#   most C * 2^-24 * sum|v_c a_c| (Higham's dot-product bound), and sum|v_c a_c| <= |a| <= 631
+#   here (|v| = 1), so < 2.3e-4 per order and two orders differ by < 5e-4: DIR_TOL = 1e-3.
 #   Where two images' true scores lie within that of each other (this data has many exact ties:
 #   equal activation vectors), which one ranks first, which makes the top k and which of two
 #   tied positions is the arg-max is decided by the last bit. So each run is checked against the
-#   exact scores (float64 from the integer activations, `direction_truth`) to DIR_TOL, and the
-#   two runs must give the same image at every rank, and the same position for every image,
-#   that no near-tie leaves open.
+#   exact scores (float64 from the integer activations, `direction_truth`) to DIR_TOL, and must
+#   give the true image at every rank, and the true position for every image, that no near-tie
+#   leaves open (`check_directions`): there the two runs give the same image and position.
 # - the predicted probabilities come from softmax's exp, a vectorised kernel whose code path may
 #   depend on the batch's shape: PROB_TOL = 1e-6 (16 float32 ulps at 1). The predicted classes
 #   are the order of exact integer logits, compared exactly.
@@ -170,8 +170,9 @@ def assert_same(a: ScanResult, b: ScanResult, truth: dict[str, np.ndarray] | Non
         if truth is None:
             for name in da:
                 np.testing.assert_array_equal(da[name], db[name], err_msg=f"{layer} {name}")
-        else:
-            _assert_directions(layer, da, db, truth[layer])
+        else:  # each run against the exact scores: so both agree wherever no near-tie is
+            check_directions(layer, da, truth[layer])
+            check_directions(layer, db, truth[layer])
     pd.testing.assert_frame_equal(a.stats.channels, b.stats.channels)  # sums of integers
     np.testing.assert_array_equal(a.codes, b.codes)  # float16 of integers below 2048
     np.testing.assert_array_equal(a.code_index, b.code_index)
@@ -187,29 +188,33 @@ def assert_same(a: ScanResult, b: ScanResult, truth: dict[str, np.ndarray] | Non
     assert (a.images, a.skipped) == (b.images, b.skipped)
 
 
-def _assert_directions(layer: str, da: dict, db: dict, s: np.ndarray) -> None:
-    best = s.reshape(*s.shape[:2], -1).max(2)  # (items, D): each image's true score
+def check_directions(layer: str, res: dict, s: np.ndarray) -> None:
+    """One run's top-k along each direction of `layer` against the exact scores `s`
+    (`direction_truth`): its scores are the true top-k scores, and each listed image has its
+    score at its position, to DIR_TOL; every rank, and every image's arg-max position, that no
+    near-tie (within 2 DIR_TOL, the k+1-th image included) leaves open is the true one."""
+    flat = s.reshape(*s.shape[:2], -1)  # (items, D, positions)
+    best = flat.max(2)  # each image's true score
     for d in range(s.shape[1]):
-        want = np.sort(best[:, d])[::-1]  # the true scores, best first
-        k = da["index"].shape[1]
-        for res in (da, db):  # each run: a true top-k, its scores, images and positions
-            idx, score, pos = res["index"][d], res["score"][d], res["pos"][d]
-            msg = f"{layer} direction {d}"
-            assert len(set(idx.tolist())) == k, msg
-            np.testing.assert_allclose(score, want[:k], rtol=0, atol=DIR_TOL, err_msg=msg)
-            np.testing.assert_allclose(best[idx, d], score, rtol=0, atol=DIR_TOL, err_msg=msg)
-            np.testing.assert_allclose(s[idx, d, pos[:, 0], pos[:, 1]], score, rtol=0,
-                                       atol=DIR_TOL, err_msg=msg)
-        # a rank no other image comes within 2 DIR_TOL of (the k+1-th included) holds the same
-        # image in both runs; an image whose best position is 2 DIR_TOL clear has it in both
+        msg = f"{layer} direction {d}"
+        idx, score, pos = res["index"][d], res["score"][d], res["pos"][d]
+        k = len(idx)
+        order = np.lexsort((np.arange(len(best)), -best[:, d]))  # ties: the smaller index
+        want = best[order, d]
+        assert len(set(idx.tolist())) == k, msg
+        np.testing.assert_allclose(score, want[:k], rtol=0, atol=DIR_TOL, err_msg=msg)
+        np.testing.assert_allclose(best[idx, d], score, rtol=0, atol=DIR_TOL, err_msg=msg)
+        np.testing.assert_allclose(s[idx, d, pos[:, 0], pos[:, 1]], score, rtol=0, atol=DIR_TOL,
+                                   err_msg=msg)
         gap = np.minimum(want[:k] - want[1:k + 1], np.r_[np.inf, want[:k - 1] - want[1:k]])
         clear = gap > 2 * DIR_TOL
-        np.testing.assert_array_equal(da["index"][d][clear], db["index"][d][clear], err_msg=layer)
-        for r in np.flatnonzero(da["index"][d] == db["index"][d]):
-            i = da["index"][d][r]
-            top2 = np.sort(s[i, d].ravel())[::-1][:2]
-            if len(top2) == 1 or top2[0] - top2[1] > 2 * DIR_TOL:
-                np.testing.assert_array_equal(da["pos"][d][r], db["pos"][d][r], err_msg=layer)
+        np.testing.assert_array_equal(idx[clear], order[:k][clear], err_msg=msg)
+        maps = flat[idx, d]  # (k, positions)
+        top2 = -np.sort(-maps, axis=1)[:, :2]
+        clear = top2[:, 0] - top2[:, 1] > 2 * DIR_TOL if maps.shape[1] > 1 else np.ones(k, bool)
+        at = maps.argmax(1)
+        np.testing.assert_array_equal(pos[clear], np.stack([at // s.shape[3], at % s.shape[3]],
+                                                           1)[clear], err_msg=msg)
 
 
 # -- the reduction itself -------------------------------------------------------------------
@@ -267,23 +272,22 @@ def test_topk_and_directions_against_brute_force():
     with capture(lens, LAYERS) as cap, torch.no_grad():
         lens(x)
     idx = np.array(good)
+    truth = direction_truth(lens, 100, res)
     for layer in LAYERS:
         a = cap[layer]
         m = a.flatten(2) if a.dim() == 4 else a.unsqueeze(-1)
         w = a.shape[-1] if a.dim() == 4 else 1
-        for kind, values in (("topk", m), ("dirs", None)):
-            if kind == "dirs":
-                v = torch.from_numpy(res.directions[layer]["vectors"])
-                values = torch.einsum("dc,ncp->ndp", v, m)
-            best, arg = values.max(2)
-            best, arg = best.numpy(), arg.numpy()
-            got = (res.topk if kind == "topk" else res.directions)[layer]
-            for c in range(best.shape[1]):
-                order = np.lexsort((idx, -best[:, c]))[:5]
-                np.testing.assert_array_equal(got["index"][c], idx[order], err_msg=f"{kind} {layer} {c}")
-                np.testing.assert_allclose(got["score"][c], best[order, c], rtol=1e-6)
-                np.testing.assert_array_equal(got["pos"][c], np.stack([arg[order, c] // w,
-                                                                       arg[order, c] % w], 1))
+        best, arg = m.max(2)  # the units: exact integers, so exactly the brute force
+        best, arg = best.numpy(), arg.numpy()
+        got = res.topk[layer]
+        for c in range(best.shape[1]):
+            order = np.lexsort((idx, -best[:, c]))[:5]
+            np.testing.assert_array_equal(got["index"][c], idx[order], err_msg=f"{layer} {c}")
+            np.testing.assert_array_equal(got["score"][c], best[order, c])
+            np.testing.assert_array_equal(got["pos"][c], np.stack([arg[order, c] // w,
+                                                                   arg[order, c] % w], 1))
+        # the directions: float sums, so against the exact scores (see `assert_same`)
+        check_directions(layer, res.directions[layer], truth[layer])
     v = res.directions["features.5"]["vectors"]
     assert v.shape == (2, 4) and np.allclose(np.linalg.norm(v, axis=1), 1)
 
