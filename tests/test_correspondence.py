@@ -205,8 +205,20 @@ def test_grid_search_on_the_cell_centres_is_the_cell_search():
     ys, xs = np.mgrid[0:12, 0:12] * 2.0 + 1.0
     centres = np.stack([xs.ravel(), ys.ravel()], 1)
     cells = transfer_features(fa, fb, pts, info.field).numpy()
-    np.testing.assert_array_equal(transfer_features(fa, fb, pts, info.field, grid=centres).numpy(),
-                                  cells)
+    got = transfer_features(fa, fb, pts, info.field, grid=centres).numpy()
+    from convlens.techniques.correspondence.correspondence import sample, to_cells
+    # Sampled bilinearly at the cell centres, B's features equal the cells' in exact arithmetic
+    # but lie a few float32 ulps off (the weights are computed, 2e-7 here): so the same cell
+    # wherever the best cosine leads the next by 1e-5, and one within 1e-5 of the best elsewhere
+    q = sample(fa, to_cells(pts.double(), info.field))
+    keys = fb.flatten(2)
+    cos = torch.bmm(q, keys) / (q.norm(dim=2, keepdim=True) * keys.norm(dim=1, keepdim=True))
+    cos = cos.nan_to_num(0).numpy()  # (pairs, points, cells), cells row-major; 0/0: 0
+    top2 = -np.sort(-cos, axis=2)[..., :2]
+    clear = top2[..., 0] - top2[..., 1] > 1e-5
+    np.testing.assert_array_equal(got[clear], cells[clear])
+    at = (got[..., None, :] == centres).all(-1).argmax(-1)  # the grid point each answer is
+    assert (np.take_along_axis(cos, at[..., None], 2)[..., 0] >= top2[..., 0] - 1e-5).all()
     from convlens.techniques.correspondence.correspondence import grid_points
     grid = grid_points((24, 24), 3)
     got = transfer_features(fa, fb, pts, info.field, grid=grid).numpy().reshape(-1, 2)
