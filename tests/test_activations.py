@@ -131,6 +131,7 @@ def test_filters_errors():
         filters(lens, "classifier.3")
 
 
+@pytest.mark.slow
 def test_training_monitor_on_a_short_run():
     from convlens.data import shapes
     from convlens.models import train as tr
@@ -151,6 +152,7 @@ def test_training_monitor_on_a_short_run():
     assert all_hooks(model) == 0
 
 
+@pytest.mark.slow
 def test_commands_write_pictures_and_tables(tmp_path):
     from convlens.cli import main
     common = ["--model", "torchvision:resnet18", "--input-size", "3,64,64"]

@@ -358,6 +358,7 @@ def by_hand(lens, data, eps, attack):
     return acc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])
 def test_robustness_same_numbers_whatever_the_batch_size(attack):
     lens = double_lens()

@@ -288,7 +288,8 @@ def test_untraceable_model_uses_full_passes():
 
 # -- real networks ---------------------------------------------------------------------------
 @pytest.mark.parametrize("spec,size,window,stride", [
-    ("torchvision:vgg16", 96, 16, 20),       # 5x5 positions, borders included
+    pytest.param("torchvision:vgg16", 96, 16, 20,  # 5x5 positions, borders included
+                 marks=pytest.mark.slow),
     ("torchvision:resnet18", 128, 16, 28),   # 5x5
     ("builtin:fashion-net", 28, 4, 2),       # 13x13
 ])

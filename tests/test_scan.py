@@ -321,6 +321,7 @@ def test_a_module_run_twice_counts_with_its_last_call():
         np.testing.assert_array_equal(res.topk["relu"]["index"][c], want)
 
 
+@pytest.mark.slow
 def test_same_result_for_batch_sizes_and_order_and_model_left_alone():
     lens = exact_lens()
     before = snapshot(lens)
@@ -412,6 +413,7 @@ scan(exact_lens(), Synthetic(120), LAYERS, topk=5, directions=2, out={out!r}, ba
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_result(tmp_path):
     out = tmp_path / "scan"
     # killed a few batches past the checkpoint: codes and parts written past it
@@ -458,6 +460,7 @@ def test_cut_patch_and_unit_patches(tmp_path):
     assert (tmp_path / "units" / "units_features.2.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ray_engine_matches_local():
     ray = pytest.importorskip("ray")  # CI installs convlens[ray]

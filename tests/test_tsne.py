@@ -65,6 +65,7 @@ def test_two_blobs_knn_accuracy(blob_result):
     assert res.params["tsne"] == "openTSNE, FFT gradients" and res.params["pca_dims"] == 20
 
 
+@pytest.mark.slow
 def test_same_seed_same_embedding(blob_result):
     x, y, res = blob_result
     again = tsne_grid(x, None, labels=y, seed=3, tsne_options=SHORT)
@@ -183,6 +184,7 @@ def test_bad_inputs():
 
 
 # -- codes from a model, and the command line ---------------------------------------------------
+@pytest.mark.slow
 def test_codes_are_the_input_of_the_last_linear():
     import torch
 
@@ -208,6 +210,7 @@ def test_codes_are_the_input_of_the_last_linear():
     assert (logits.numpy()[np.arange(12), c.pred] >= top2[:, 0] - 1e-4).all()
 
 
+@pytest.mark.slow
 def test_cli_model_and_data(tmp_path, capsys, fast_tsne):
     from convlens.cli import main
 
