@@ -184,14 +184,18 @@ def test_pixel_baseline_equals_literal_patches():
                                         (y0 + 1, x0, (1 - tx) * ty), (y0 + 1, x0 + 1, tx * ty)):
                         if 0 <= yy < ap.shape[1] and 0 <= xx < ap.shape[2]:
                             patch[:, r, c] += wgt * ap[:, yy, xx].numpy()
-            best, where = -2.0, None
+            scores = []
             for i in range(0, bp.shape[1] - size + 1, step):
                 for j in range(0, bp.shape[2] - size + 1, step):
                     win = bp[:, i:i + size, j:j + size].numpy()
                     s = (patch * win).sum() / max(np.linalg.norm(patch) * np.linalg.norm(win), 1e-12)
-                    if s > best:
-                        best, where = s, (j - pad + (size - 1) / 2 + 0.5, i - pad + (size - 1) / 2 + 0.5)
-            np.testing.assert_allclose(got[k], where, atol=1e-9)
+                    centre = (j - pad + (size - 1) / 2 + 0.5, i - pad + (size - 1) / 2 + 0.5)
+                    scores.append((s, centre))
+            # the convolution (or FFT) sums in another order than this loop: the best window,
+            # or one within 1e-9 of its cosine where two nearly tie (float64 noise decides)
+            best = max(s for s, _ in scores)
+            near = [w for s, w in scores if s >= best - 1e-9]
+            assert any(np.allclose(got[k], w, atol=1e-9) for w in near), (got[k], near)
 
 
 def test_grid_search_on_the_cell_centres_is_the_cell_search():
