@@ -121,6 +121,7 @@ def test_pgd_is_fgsm_for_one_step_and_stays_in_the_ball():
     x = lens.normalize(pixel_batch(6))
     y = torch.arange(6) % 5
     one = pgd(lens, x, y, eps=0.05, alpha=0.05, steps=1, random_start=False)
+    # the same gradient of the same batch and the same step: bit for bit
     assert torch.equal(one.adversarial, fgsm(lens, x, y, eps=0.05).adversarial)
     many = pgd(lens, x, y, eps=0.05, alpha=0.02, steps=8, random_start=True, seed=3)
     assert (many.linf <= 0.05 + 1e-6).all()

@@ -397,7 +397,7 @@ def test_deterministic_and_seeded():
     run = lambda seed: correspondence(lens, "warp", ["features.1", "features.4"], data="builtin:shapes:test:6",
                                       n=3, seed=seed, baselines=("pixels",), progress=False)
     a, b, c = run(0), run(0), run(1)
-    pd.testing.assert_frame_equal(a.transfers, b.transfers)
+    pd.testing.assert_frame_equal(a.transfers, b.transfers)  # the same computation twice
     pd.testing.assert_frame_equal(a.pck, b.pck)
     assert not a.transfers[["x_b", "y_b"]].equals(c.transfers[["x_b", "y_b"]])
 
