@@ -1,11 +1,12 @@
-# Two entry points for a new user: `make demo` and `make test` (see README.md).
+# Two entry points for a new user: `make demo` and `make test` (see README.md); `make check` is
+# the inner loop while developing: the same lints, and the tests not marked slow or peer.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # On machines where these wheels lie on disk, installing the pair first stops pip looking further.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test venv install clean data
+.PHONY: demo test check lint venv install clean data
 
 # Fashion-MNIST and Tux Paint's photo stamps (builtin:stamps) from Debian's packages, where apt
 # exists and we may use it; otherwise a hint.
@@ -37,9 +38,17 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed data
 	$(VENV)/bin/convlens demo --out convlens-demo
 
-test: $(VENV)/.installed-test data
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check src tests benchmarks docs
+
+# Everything: what CI runs (.ci/run).
+test: lint data
 	$(PY) -m pytest -q
+
+# The inner loop: every family, without the tests marked slow (a second or more) or peer.
+check: lint data
+	$(PY) -m pytest -q -m "not slow and not peer"
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -74,10 +74,15 @@ def test_stats_same_for_batch_sizes(toy):
     lens, data = toy
     a = activation_stats(lens, data, ["conv", "relu"], run=RunSettings(batch_size=1, progress=False)).channels
     b = activation_stats(lens, data, ["conv", "relu"], run=RunSettings(batch_size=64, progress=False)).channels
-    assert a[["layer", "channel", "n", "zero_map_fraction", "sparsity", "max", "dead"]].equals(
-        b[["layer", "channel", "n", "zero_map_fraction", "sparsity", "max", "dead"]])
-    # the conv itself rounds differently for other batch sizes (float32): means agree to 1e-6
+    # Counts are exact: channel 1's conv is 0.1 * (a sum of 9 or fewer values 2k/255 - 1) + 0.05,
+    # never closer to 0 than 1.9e-4, far beyond float32 rounding, so which maps are zero cannot
+    # depend on the order of summation.
+    cols = ["layer", "channel", "n", "zero_map_fraction", "sparsity", "dead"]
+    assert a[cols].equals(b[cols])
+    # the conv itself rounds differently for other batch sizes (float32 sums in another order):
+    # means and maxima agree to 1e-6 (relative; channel 0 sits near -1e6, where an ulp is 0.06)
     np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-6)
+    np.testing.assert_allclose(a["max"], b["max"], rtol=1e-6)
 
 
 def test_noise_score_separates_smooth_from_noisy():
@@ -127,6 +132,7 @@ def test_filters_errors():
         filters(lens, "classifier.3")
 
 
+@pytest.mark.slow
 def test_training_monitor_on_a_short_run():
     from convlens.data import shapes
     from convlens.models import train as tr
@@ -147,6 +153,7 @@ def test_training_monitor_on_a_short_run():
     assert all_hooks(model) == 0
 
 
+@pytest.mark.slow
 def test_commands_write_pictures_and_tables(tmp_path):
     from convlens.cli import main
     common = ["--model", "torchvision:resnet18", "--input-size", "3,64,64"]

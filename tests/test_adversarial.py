@@ -122,6 +122,7 @@ def test_pgd_is_fgsm_for_one_step_and_stays_in_the_ball():
     x = lens.normalize(pixel_batch(6))
     y = torch.arange(6) % 5
     one = pgd(lens, x, y, eps=0.05, alpha=0.05, steps=1, random_start=False)
+    # the same gradient of the same batch and the same step: bit for bit
     assert torch.equal(one.adversarial, fgsm(lens, x, y, eps=0.05).adversarial)
     many = pgd(lens, x, y, eps=0.05, alpha=0.02, steps=8, random_start=True, seed=3)
     assert (many.linf <= 0.05 + 1e-6).all()
@@ -359,6 +360,7 @@ def by_hand(lens, data, eps, attack):
     return acc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])
 def test_robustness_same_numbers_whatever_the_batch_size(attack):
     lens = double_lens()

@@ -81,6 +81,7 @@ def test_builtin_layers_have_fields(name, conv5):
     assert lens.labels and len(lens.labels) == lens.model.classifier[7].out_features
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_fashion_net_shipped_accuracy():
     # The first 2,000 test images: measured 0.93+ (docs/models.md has the full test set).
@@ -89,6 +90,7 @@ def test_fashion_net_shipped_accuracy():
     assert ev.n == 2000 and ev.top1 >= 0.92 and ev.top5 >= 0.99
 
 
+@pytest.mark.slow
 def test_shapes_net_shipped_accuracy():
     ev = evaluate(load_model("builtin:shapes-net"), load_data("builtin:shapes:test:2000"),
                   run=RunSettings(progress=False))
@@ -104,6 +106,7 @@ def test_weights_are_small_and_safe():
         assert read_state_dict(path)  # weights_only load
 
 
+@pytest.mark.slow
 def test_train_is_deterministic_on_a_small_recipe(monkeypatch):
     """Two runs with the same seed give identical weights (1 epoch on a small shapes subset)."""
     from convlens.models import train as tr
@@ -118,11 +121,12 @@ def test_train_is_deterministic_on_a_small_recipe(monkeypatch):
     a, ra = tr.train_builtin("shapes-net", recipe=small, progress=False)
     b, rb = tr.train_builtin("shapes-net", recipe=tr.Recipe(epochs=1, batch_size=64, train_items=256),
                              progress=False)
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters()):  # the same computation, same threads
         assert torch.equal(p, q)
     assert ra.history[0].loss == rb.history[0].loss
 
 
+@pytest.mark.slow
 def test_stamps_net_shape_and_every_view_keeps_batch_norm_state():
     """stamps-net is a small ResNet with batch norm: its layers are named, each ReLU is its own
     module, its code is the pooled vector, and views run on it leave every running statistic

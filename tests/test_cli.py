@@ -13,6 +13,7 @@ def run(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_layers_vgg16_field_of_conv5_3():
     r = run("layers", "--model", "torchvision:vgg16", "--layers", "features.29")
     assert r.returncode == 0, r.stderr
@@ -29,6 +30,7 @@ def test_layers_formats(capsys):
     assert capsys.readouterr().out.startswith("name,type,shape,rf_size")
 
 
+@pytest.mark.slow
 def test_evil_weights_refused_and_code_not_run(tmp_path):
     marker = tmp_path / "ran"
 
@@ -56,6 +58,7 @@ def test_user_errors_are_one_line_exit_2(args, msg, capsys):
     assert err.startswith("convlens: error:") and msg in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_debug_shows_traceback():
     r = run("--debug", "layers", "--model", "nonsense")
     assert r.returncode != 0 and "Traceback" in r.stderr
@@ -82,6 +85,7 @@ def test_per_image_views_run_in_bfloat16(cmd, tmp_path):
     assert (tmp_path / cmd / "manifest.json").is_file()
 
 
+@pytest.mark.slow
 def test_dataset_views_run_in_bfloat16(tmp_path):
     data = ["--model", "builtin:shapes-net", "--data", "builtin:shapes:test:32", "--dtype", "bfloat16"]
     assert main(["activation-stats", *data, "--out", str(tmp_path / "stats")]) == 0

@@ -188,14 +188,18 @@ def test_pixel_baseline_equals_literal_patches():
                                         (y0 + 1, x0, (1 - tx) * ty), (y0 + 1, x0 + 1, tx * ty)):
                         if 0 <= yy < ap.shape[1] and 0 <= xx < ap.shape[2]:
                             patch[:, r, c] += wgt * ap[:, yy, xx].numpy()
-            best, where = -2.0, None
+            scores = []
             for i in range(0, bp.shape[1] - size + 1, step):
                 for j in range(0, bp.shape[2] - size + 1, step):
                     win = bp[:, i:i + size, j:j + size].numpy()
                     s = (patch * win).sum() / max(np.linalg.norm(patch) * np.linalg.norm(win), 1e-12)
-                    if s > best:
-                        best, where = s, (j - pad + (size - 1) / 2 + 0.5, i - pad + (size - 1) / 2 + 0.5)
-            np.testing.assert_allclose(got[k], where, atol=1e-9)
+                    centre = (j - pad + (size - 1) / 2 + 0.5, i - pad + (size - 1) / 2 + 0.5)
+                    scores.append((s, centre))
+            # the convolution (or FFT) sums in another order than this loop: the best window,
+            # or one within 1e-9 of its cosine where two nearly tie (float64 noise decides)
+            best = max(s for s, _ in scores)
+            near = [w for s, w in scores if s >= best - 1e-9]
+            assert any(np.allclose(got[k], w, atol=1e-9) for w in near), (got[k], near)
 
 
 def test_grid_search_on_the_cell_centres_is_the_cell_search():
@@ -209,8 +213,20 @@ def test_grid_search_on_the_cell_centres_is_the_cell_search():
     ys, xs = np.mgrid[0:12, 0:12] * 2.0 + 1.0
     centres = np.stack([xs.ravel(), ys.ravel()], 1)
     cells = transfer_features(fa, fb, pts, info.field).numpy()
-    np.testing.assert_array_equal(transfer_features(fa, fb, pts, info.field, grid=centres).numpy(),
-                                  cells)
+    got = transfer_features(fa, fb, pts, info.field, grid=centres).numpy()
+    from convlens.techniques.correspondence.correspondence import sample, to_cells
+    # Sampled bilinearly at the cell centres, B's features equal the cells' in exact arithmetic
+    # but lie a few float32 ulps off (the weights are computed, 2e-7 here): so the same cell
+    # wherever the best cosine leads the next by 1e-5, and one within 1e-5 of the best elsewhere
+    q = sample(fa, to_cells(pts.double(), info.field))
+    keys = fb.flatten(2)
+    cos = torch.bmm(q, keys) / (q.norm(dim=2, keepdim=True) * keys.norm(dim=1, keepdim=True))
+    cos = cos.nan_to_num(0).numpy()  # (pairs, points, cells), cells row-major; 0/0: 0
+    top2 = -np.sort(-cos, axis=2)[..., :2]
+    clear = top2[..., 0] - top2[..., 1] > 1e-5
+    np.testing.assert_array_equal(got[clear], cells[clear])
+    at = (got[..., None, :] == centres).all(-1).argmax(-1)  # the grid point each answer is
+    assert (np.take_along_axis(cos, at[..., None], 2)[..., 0] >= top2[..., 0] - 1e-5).all()
     from convlens.techniques.correspondence.correspondence import grid_points
     grid = grid_points((24, 24), 3)
     got = transfer_features(fa, fb, pts, info.field, grid=grid).numpy().reshape(-1, 2)
@@ -385,7 +401,7 @@ def test_deterministic_and_seeded():
     run = lambda seed: correspondence(lens, "warp", ["features.1", "features.4"], data="builtin:shapes:test:6",
                                       n=3, seed=seed, baselines=("pixels",), run=QUIET)
     a, b, c = run(0), run(0), run(1)
-    pd.testing.assert_frame_equal(a.transfers, b.transfers)
+    pd.testing.assert_frame_equal(a.transfers, b.transfers)  # the same computation twice
     pd.testing.assert_frame_equal(a.pck, b.pck)
     assert not a.transfers[["x_b", "y_b"]].equals(c.transfers[["x_b", "y_b"]])
 

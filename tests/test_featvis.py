@@ -65,6 +65,7 @@ def test_objectives_by_hand_and_composed():
     a = torch.arange(2 * 3 * 2 * 2, dtype=torch.float64).view(2, 3, 2, 2)
     logits = torch.tensor([[1.0, 5.0], [2.0, -1.0]], dtype=torch.float64)
     ctx = ctx_of({"L": a}, logits)
+    # small integers: their sums, and so these means, are exact in any order
     assert torch.equal(channel("L", 1)(ctx), a[:, 1].mean((1, 2)))
     assert torch.equal(channel("L", [2, 0])(ctx), torch.stack([a[0, 2].mean(), a[1, 0].mean()]))
     assert torch.equal(neuron("L", 2, 0, 1)(ctx), a[:, 2, 0, 1])

@@ -118,7 +118,7 @@ def test_clamp_stays_ordinary_arithmetic():
     x = torch.randn(2, 1, 2, 2)
     with pytest.warns(ReluRuleWarning, match="no ReLU ran"):
         gb = guided_backprop(lens, x, 0)
-    assert torch.equal(gb.attribution, saliency(lens, x, 0).attribution)
+    assert torch.equal(gb.attribution, saliency(lens, x, 0).attribution)  # the same backward
 
 
 def test_other_nonlinearities_warn():

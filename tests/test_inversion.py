@@ -64,6 +64,7 @@ def images(lens, n: int = 2, seed: int = 0) -> torch.Tensor:
 
 
 # -- closed form -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_orthogonal_layer_is_inverted_exactly(ortho_lens):
     """Acceptance 1: with the priors off, the input of an invertible layer comes back."""
     x = images(ortho_lens)
@@ -74,6 +75,7 @@ def test_orthogonal_layer_is_inverted_exactly(ortho_lens):
     assert torch.allclose(back, x, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_priors_pull_away_from_the_exact_inverse(ortho_lens):
     x = images(ortho_lens)
     res = invert(ortho_lens, x, "conv", lambda_tv=1.0, progress=False)

@@ -31,6 +31,7 @@ def test_bad_spec():
         load_model("missing.pt")
 
 
+@pytest.mark.slow
 def test_torchvision_with_weights_file_wrapped_and_prefixed(tmp_path):
     src = load_model("torchvision:alexnet")
     state = {"module." + k: v.clone() + 1 for k, v in src.model.state_dict().items()}
@@ -95,6 +96,7 @@ def test_garbage_and_missing_weights(tmp_path):
         load_model("builtin:tiny", weights=tmp_path / "nope.pt")
 
 
+@pytest.mark.slow
 def test_torchvision_weights_name_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ConvlensError, match="never\\s+downloads"):

@@ -121,7 +121,9 @@ def fill_image(lens, x, fill, window):
 
 
 def literal(model, x1, fill_img, window, stride, target, layer=None, channel=None):
-    """The slow literal loop: one forward pass per occluder position."""
+    """The slow literal loop: one forward pass per occluder position. Returns the maps of
+    the target's probability and logit, every class's probability ``(Py, Px, K)`` (float64)
+    and the activation sum."""
     wy, wx = window
     ty, tx = stride
     h, w = x1.shape[-2:]
@@ -143,10 +145,25 @@ def literal(model, x1, fill_img, window, stride, target, layer=None, channel=Non
                 p = torch.softmax(out.double(), 0)
                 probs.append(p[target].float())
                 logits.append(out[target])
-                tops.append(p.argmax())
+                tops.append(p)
     py = len(ys)
-    as_map = lambda v: torch.stack(v).view(py, -1)  # noqa: E731
+    as_map = lambda v: torch.stack(v).view(py, -1, *v[0].shape)  # noqa: E731
     return as_map(probs), as_map(logits), as_map(tops), (as_map(acts) if acts else None)
+
+
+# The library sums in other orders than the literal loop (other batches, the incremental engine):
+# probabilities agree to 1e-5, so where two classes lie within TOP_TOL = 2e-5 of each other the
+# last bits pick the most probable one, and either is right; elsewhere it must be the same.
+TOP_TOL = 2e-5
+
+
+def assert_top_class(top: torch.Tensor, p: torch.Tensor) -> None:
+    """`top (Py, Px)` is the most probable class of the reference's probabilities `p (Py, Px,
+    K)` wherever one class leads by more than TOP_TOL, and within TOP_TOL of it everywhere."""
+    best = p.topk(min(2, p.shape[-1]), -1).values
+    clear = best[..., 0] - best[..., -1] > TOP_TOL  # (one class: none clear, the next line holds)
+    assert torch.equal(top[clear], p.argmax(-1)[clear])
+    assert (p.gather(-1, top[..., None].long())[..., 0] >= best[..., 0] - TOP_TOL).all()
 
 
 # -- closed form -----------------------------------------------------------------------------
@@ -188,11 +205,11 @@ def test_matches_literal_loop(mode, batch_size, fill):
     assert r.prob.shape == (2, 6, 9)
     for k, t in enumerate([1, 4]):
         xk = x[k:k + 1]
-        prob, logit, top, _ = literal(lens.model, xk, fill_image(lens, xk, fill, (5, 4)),
-                                      (5, 4), (3, 2), t)
+        prob, logit, p, _ = literal(lens.model, xk, fill_image(lens, xk, fill, (5, 4)),
+                                    (5, 4), (3, 2), t)
         torch.testing.assert_close(r.prob[k], prob, atol=1e-5, rtol=0)
         torch.testing.assert_close(r.logit[k], logit, atol=1e-5, rtol=1e-5)
-        assert torch.equal(r.top_class[k], top)
+        assert_top_class(r.top_class[k], p)
     if mode == "incremental":
         # really incremental: most nodes computed on their changed region, fewer multiply-adds
         assert r.stats["engine"] == "incremental" and r.stats["incremental_nodes"] > 10
@@ -252,7 +269,7 @@ def test_unknown_op_falls_back_to_full_recomputation():
     lens = Lens(RollNet().eval(), mean=(0.5,), std=(0.5,), input_size=(1, 12, 12))
     x = torch.randn(1, 1, 12, 12)
     r = occlusion(lens, x, target=1, window=3, stride=2, mode="incremental", batch_size=8)
-    prob, logit, top, _ = literal(lens.model, x, torch.zeros_like(x), (3, 3), (2, 2), 1)
+    prob, logit, _, _ = literal(lens.model, x, torch.zeros_like(x), (3, 3), (2, 2), 1)
     torch.testing.assert_close(r.prob[0], prob, atol=1e-6, rtol=0)
     torch.testing.assert_close(r.logit[0], logit, atol=1e-5, rtol=1e-5)
     assert "roll" in r.stats["full_from"]
@@ -271,7 +288,8 @@ def test_untraceable_model_uses_full_passes():
 
 # -- real networks ---------------------------------------------------------------------------
 @pytest.mark.parametrize("spec,size,window,stride", [
-    ("torchvision:vgg16", 96, 16, 20),       # 5x5 positions, borders included
+    pytest.param("torchvision:vgg16", 96, 16, 20,  # 5x5 positions, borders included
+                 marks=pytest.mark.slow),
     ("torchvision:resnet18", 128, 16, 28),   # 5x5
     ("builtin:fashion-net", 28, 4, 2),       # 13x13
 ])
@@ -292,7 +310,10 @@ def test_incremental_equals_naive_on_real_networks(spec, size, window, stride):
     b = occlusion(lens, x, window=window, stride=stride, mode="incremental", batch_size=32)
     torch.testing.assert_close(b.prob, a.prob, atol=1e-5, rtol=0)
     torch.testing.assert_close(b.logit, a.logit, atol=1e-5, rtol=1e-5)
-    assert torch.equal(a.top_class, b.top_class)
+    if not torch.equal(a.top_class, b.top_class):  # a near-tie? (see TOP_TOL)
+        _, _, p, _ = literal(lens.model, x, torch.zeros_like(x), (window,) * 2, (stride,) * 2, 0)
+        assert_top_class(a.top_class[0], p)
+        assert_top_class(b.top_class[0], p)
     assert b.stats["mac_fraction"] < 0.8
 
 

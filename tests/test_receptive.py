@@ -19,9 +19,10 @@ def fields(lens):
 @pytest.mark.parametrize("arch,layer,size,stride", [
     ("alexnet", "features.10", 163, 16),   # conv5
     ("alexnet", "features.12", 195, 32),   # pool5
-    ("vgg16", "features.29", 196, 16),     # conv5_3 ReLU
-    ("vgg16", "features.30", 212, 32),     # pool5
-    ("resnet18", "layer4", 435, 32),       # residual: largest field over the paths
+    pytest.param("vgg16", "features.29", 196, 16, marks=pytest.mark.slow),  # conv5_3 ReLU
+    pytest.param("vgg16", "features.30", 212, 32, marks=pytest.mark.slow),  # pool5
+    pytest.param("resnet18", "layer4", 435, 32,  # residual: largest field over the paths
+                 marks=pytest.mark.slow),
 ])
 def test_known_fields(arch, layer, size, stride):
     import torchvision

@@ -75,6 +75,7 @@ def test_every_string_escaped(results, tmp_path):
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in text
 
 
+@pytest.mark.slow
 @needs_browser
 def test_pages_load_clean_in_chromium(results, tmp_path):
     index = build(results, tmp_path / "site")
@@ -102,6 +103,7 @@ def demo_site(tmp_path_factory):
     return run_demo(out, quick=True, progress=False)[0]
 
 
+@pytest.mark.slow
 def test_demo_writes_every_view(demo_site):
     """Every view on every built-in model, stamps-net (photographs) included where Debian's
     tuxpaint-stamps-default is installed (CI installs it)."""
@@ -120,6 +122,7 @@ def test_demo_writes_every_view(demo_site):
             assert (root / model / view / "manifest.json").is_file(), (model, view)
 
 
+@pytest.mark.slow
 @needs_browser
 def test_demo_site_in_chromium(demo_site):
     site = demo_site.parent
@@ -172,6 +175,7 @@ def check_promises(page, p) -> None:
                 (p, m.get_attribute("data-picture"))
 
 
+@pytest.mark.slow
 @needs_browser
 def test_images_pages_have_every_method(demo_site):
     """The images page of each model has a row with every method, occlusion included."""
@@ -200,6 +204,7 @@ def hover_some_point(page) -> bool:
     return False
 
 
+@pytest.mark.slow
 @needs_browser
 def test_10k_point_map_opens_fast(tmp_path):
     """A t-SNE map of 10,000 images (a fabricated result of the saved format) loads in < 2 s."""

@@ -100,6 +100,7 @@ def test_mask_is_visible_part_of_full_mask(items):
         assert abs(it.mask.sum() / area - (1 - a["occluded"] - a["truncated"])) < 0.12
 
 
+@pytest.mark.slow
 def test_keypoints_inside_image_and_on_outline(items):
     for i, it in enumerate(items):
         name = SHAPE_CLASSES[it.label]
@@ -211,6 +212,7 @@ def test_attribute_ranges(items):
     assert (cy[inside] > 0).all() and (cy[inside] < 64).all()
 
 
+@pytest.mark.slow
 def test_hard_cases_same_rates_in_both_splits():
     test_items = [render(TEST_SEED, i).attributes for i in range(400)]
     train_items = [render(TRAIN_SEED, i).attributes for i in range(400)]
@@ -237,6 +239,7 @@ def test_other_size_scales_geometry():
         assert b.box[2] - b.box[0] == pytest.approx(1.5 * (a.box[2] - a.box[0]), abs=3)
 
 
+@pytest.mark.slow
 def test_deterministic_across_processes():
     idx = [0, 1, 2, 3, 17, 999]
     local = [_digest(render(TEST_SEED, i)) for i in idx]

@@ -66,9 +66,11 @@ def test_two_blobs_knn_accuracy(blob_result):
     assert res.params["tsne"] == "openTSNE, FFT gradients" and res.params["pca_dims"] == 20
 
 
+@pytest.mark.slow
 def test_same_seed_same_embedding(blob_result):
     x, y, res = blob_result
     again = tsne_grid(x, None, true=y, seed=3, tsne_options=SHORT)
+    # the same computation on one thread (n_jobs=1): bit for bit
     np.testing.assert_array_equal(again.embedding, res.embedding)
     other = tsne_grid(x, None, true=y, seed=4, tsne_options=SHORT)
     assert not np.array_equal(other.embedding, res.embedding)
@@ -183,6 +185,7 @@ def test_bad_inputs():
 
 
 # -- codes from a model, and the command line ---------------------------------------------------
+@pytest.mark.slow
 def test_codes_are_the_input_of_the_last_linear():
     import torch
 
@@ -199,9 +202,16 @@ def test_codes_are_the_input_of_the_last_linear():
     with torch.no_grad(), capture(lens, "classifier.6") as cap:
         logits = lens(x)
     np.testing.assert_allclose(c.codes, cap["classifier.6"].numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(c.predicted, logits.argmax(1).numpy())
+    # the codes' pass ran in batches of 6, this one in one batch of 12: the logits agree to
+    # float32 rounding (1e-5 here), so the class is the same wherever the top two are 1e-4
+    # apart, and within 1e-4 of the top everywhere
+    top2 = logits.topk(2, 1).values.numpy()
+    clear = top2[:, 0] - top2[:, 1] > 1e-4
+    np.testing.assert_array_equal(c.predicted[clear], logits.argmax(1).numpy()[clear])
+    assert (logits.numpy()[np.arange(12), c.predicted] >= top2[:, 0] - 1e-4).all()
 
 
+@pytest.mark.slow
 def test_cli_model_and_data(tmp_path, capsys, fast_tsne):
     from convlens.cli import main
 
