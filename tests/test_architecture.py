@@ -2,7 +2,8 @@
 
 The direction of imports between packages is checked by import-linter's contracts in
 pyproject.toml (`lint-imports`, run by `make test`); here: no import cycle between any two files,
-and the README's Python examples run as written.
+no file over 500 lines, every family folder shaped alike, and the README's Python examples run as
+written.
 """
 from __future__ import annotations
 
@@ -82,6 +83,39 @@ def test_no_import_cycle_between_files():
              for m, deps in graph.items()}
     graph["convlens"] = set()  # the root imports lazily (importlib), by name only
     assert cycles(graph) == []
+
+
+def test_no_source_file_over_500_lines():
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "src").rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert long == {}, "cut these along their seams (docs/architecture.md)"
+
+
+def test_every_family_folder_has_its_records_results_and_figures():
+    """One family, one folder: records in __init__ (no torch), results.py, figures.py, demo.py."""
+    from convlens.techniques import families
+
+    fams = families()
+    assert len(fams) >= 9
+    for fam in fams:
+        folder = ROOT / "src" / "convlens" / "techniques" / fam
+        for name in ("__init__.py", "results.py", "figures.py", "demo.py"):
+            assert (folder / name).is_file(), f"{fam}/{name}"
+        init = (folder / "__init__.py").read_text()
+        assert "register(" in init and "import torch" not in init, fam
+    # listing the views imports no torch (the report and --help stay light)
+    code = ("import sys; from convlens.techniques import all_views; all_views(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_no_pyplot_state():
+    """Pictures are drawn with matplotlib's Figure: no pyplot, no matplotlib.use (a notebook's
+    backend is the notebook's)."""
+    bad = [str(p.relative_to(ROOT)) for p in (ROOT / "src").rglob("*.py")
+           if re.search(r"^\s*(import matplotlib\.pyplot|from matplotlib import pyplot|"
+                        r"matplotlib\.use\()", p.read_text(encoding="utf-8"), re.M)]
+    assert bad == []
 
 
 def test_import_contracts_hold():
