@@ -165,6 +165,7 @@ class Result:
             manifest["view"]["title"] = self.view_title()
         manifest["result"] = f"{type(self).__module__}:{type(self).__qualname__}"
         manifest["per_image"] = [list(p) for p in self.per_image()] if pictures else []
+        manifest["per_unit"] = _jsonable(self.per_unit()) if pictures else {}
         arrays, tables = dict(self.arrays()), dict(self.tables())
         manifest["fields"] = self._fields(arrays, tables)
         for name, a in arrays.items():
@@ -196,6 +197,12 @@ class Result:
         os.replace(tmp, out / MANIFEST)  # a reader never sees half a manifest
         return out
 
+
+    def per_unit(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """For the report's page of each unit: ``{layer: {channel: {"picture": name, "value":
+        v}}}``, a picture of this result that belongs to that unit (e.g. the image optimised to
+        excite it). Default: none."""
+        return {}
 
     def view_title(self) -> str | None:
         """The report's title of this result when it differs from its view's (e.g. the top
@@ -324,6 +331,11 @@ class SavedResult:
     def view(self) -> dict:
         """Section, title, line and order of the view that saved it (`convlens.views`)."""
         return self.manifest.get("view") or view_info(self.kind)
+
+    @property
+    def per_unit(self) -> dict[str, dict[str, dict]]:
+        """Per layer and channel, a picture of this result that belongs to that unit."""
+        return self.manifest.get("per_unit") or {}
 
     @property
     def per_image(self) -> list[list[str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..draw import image_hwc, save_png
+from ..draw import save_png
 from ..results import safe_name
 from .common import (Page, Run, colorbar, copy_file, fmt, generic_page, picture_entry,
                      table_html_rows)
@@ -88,27 +88,19 @@ def units_pages(run: Run, site: Path, runs: list[Run] = ()) -> list[Page]:
 
 
 def _featvis_of(run: Run, runs, layer: str, site: Path) -> dict[int, dict]:
-    """Channel -> picture entry of the feature visualisation of `layer` for the same model."""
+    """Channel -> the picture another result of the same model gives that unit of `layer` (the
+    image optimised to excite it: `Result.per_unit`), with its value and a link."""
     for r in runs:
-        info = r.result.info
-        if (r.kind != "featvis" or r.model_name != run.model_name or info.get("layer") != layer
-                or not info.get("channels") or "images" not in r.result.manifest.get("arrays", {})):
+        units = r.result.per_unit.get(layer) if r.model_name == run.model_name else None
+        if not units:
             continue
-        images = r.result.array("images")
-        values = r.result.array("values") if "values" in r.result.manifest.get("arrays", {}) else None
-        folder = site / "runs" / run.id / "files"
-        folder.mkdir(parents=True, exist_ok=True)
         out = {}
-        for i, c in enumerate(info["channels"]):
-            name = f"featvis_{int(c)}.png"
-            img = image_hwc(images[i])
-            save_png(folder / name, img)
-            h, w = img.shape[:2]
-            s = 1 if w >= 192 else int(np.ceil(192 / w))
-            out[int(c)] = {"src": f"files/{name}", "width": w * s, "height": h * s,
-                           "pixelated": s > 1, "name": "feature visualisation",
-                           "href": f"../{r.id}/index.html",
-                           "value": None if values is None else float(values[i])}
+        for channel, entry in units.items():
+            pic = picture_entry(r.result, entry["picture"], site, r.id, "image",
+                                prefix=f"../{r.id}/")
+            if pic is not None:
+                pic.update(name=r.title, href=f"../{r.id}/index.html", value=entry.get("value"))
+                out[int(channel)] = pic
         return out
     return {}
 
@@ -138,7 +130,7 @@ def scan_pages(run: Run, site: Path, runs: list[Run]) -> list[Page]:
     accuracy = (info.get("accuracy_note") or "")
     folder = res.folder.resolve()
     grids = []
-    for r in sorted((r for r in runs if r.kind == "units"
+    for r in sorted((r for r in runs if r.view.get("page") == "units"
                      and r.result.info.get("scan") and Path(r.result.info["scan"]).resolve() == folder),
                     key=lambda r: (r.result.info.get("what", ""), r.result.info.get("layer", ""))):
         what = "direction" if r.result.info.get("what") == "random directions" else "unit"
@@ -288,7 +280,7 @@ def _detail(run: Run) -> str:
     bits = []
     if isinstance(info.get("layer"), str) and info["layer"]:
         bits.append(info["layer"])
-    if isinstance(info.get("layers"), list) and run.kind in ("activations",):
+    if isinstance(info.get("layers"), list) and not info.get("data"):  # a few images' layers
         bits.append(", ".join(map(str, info["layers"][:4])) + (" ..." if len(info["layers"]) > 4 else ""))
     if isinstance(info.get("data"), str) and info["data"]:
         bits.append(info["data"])

@@ -208,7 +208,21 @@ class FeatureVisResult(Result):
         return [figure(self.layer or self.objective, [panel("grid", kind="plot")])]
 
     def pictures(self):
-        return {"grid": self._grid}
+        pics = {"grid": self._grid}
+        if self.per_unit():  # one picture per unit, for the units' pages
+            imgs = as_numpy(self.images)
+            pics.update({f"unit_{int(c)}": image_hwc(imgs[i])
+                         for i, c in enumerate(self.channels)})
+        return pics
+
+    def per_unit(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The image optimised for each channel of `layer` and its objective value (the report
+        shows it on that unit's page)."""
+        if getattr(self, "channels", None) is None or not getattr(self, "layer", None):
+            return {}
+        return {self.layer: {str(int(c)): {"picture": f"unit_{int(c)}",
+                                           "value": float(self.values[i])}
+                             for i, c in enumerate(self.channels)}}
 
     def _grid(self, path: str, max_images: int = 256) -> None:
         """A grid of the images, each titled with its channel (or row) and objective value."""
@@ -296,7 +310,21 @@ class ClassModelResult(Result):
         return [figure("one image per class", [panel("grid", kind="plot")])]
 
     def pictures(self):
-        return {"grid": self._grid}
+        pics = {"grid": self._grid}
+        if self.per_unit():  # one picture per unit, for the units' pages
+            imgs = as_numpy(self.images)
+            pics.update({f"unit_{int(c)}": image_hwc(imgs[i])
+                         for i, c in enumerate(self.channels)})
+        return pics
+
+    def per_unit(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The image optimised for each channel of `layer` and its objective value (the report
+        shows it on that unit's page)."""
+        if getattr(self, "channels", None) is None or not getattr(self, "layer", None):
+            return {}
+        return {self.layer: {str(int(c)): {"picture": f"unit_{int(c)}",
+                                           "value": float(self.values[i])}
+                             for i, c in enumerate(self.channels)}}
 
     def _grid(self, path: str) -> None:
         titles = [f"{self.label(c)}\nS={float(s):.1f}  p={float(p):.2f}"
