@@ -43,10 +43,10 @@ except ImportError:  # a checkout without installing
 from convlens import Lens, load_model  # noqa: E402
 from convlens.data import Loader, load_data  # noqa: E402
 from convlens.data.base import ImageDataset  # noqa: E402
+from convlens.engine.settings import RunSettings  # noqa: E402
 from convlens.errors import ConvlensError  # noqa: E402
 from convlens.lens import default_layers  # noqa: E402
 from convlens.techniques.units.scan import scan  # noqa: E402
-from convlens.engine.settings import RunSettings  # noqa: E402
 
 
 class Noise(ImageDataset):

@@ -51,6 +51,7 @@ def train(argv) -> None:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
+
     from convlens.models.nets import SmallAlexNet
     from convlens.models.train import augment, to_tensor
     p = argparse.ArgumentParser()

@@ -54,6 +54,7 @@ def render(split, n, var="A", chunk=2500):
 def main():
     import torch
     import torch.nn.functional as F
+
     from convlens.models.nets import SmallAlexNet
 
     t0 = time.time()

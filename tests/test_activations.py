@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import all_hooks, assert_unchanged, snapshot
 from convlens import Lens, load_model
 from convlens.engine.settings import RunSettings
 from convlens.techniques.activity.activations import activation_stats, activations
 from convlens.techniques.activity.filters import filters, noise_score
 from convlens.techniques.activity.monitor import TrainingMonitor
-from conftest import all_hooks, assert_unchanged, snapshot
 
 X = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
 

@@ -17,12 +17,12 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import all_hooks, assert_unchanged, kill_after_checkpoint, snapshot
 from convlens import ConvlensError, Lens, RunSettings
 from convlens.data.base import ImageDataset
 from convlens.techniques.adversarial.attacks import fgsm, model_input, pgd, pixels
 from convlens.techniques.adversarial.fooling import fool
 from convlens.techniques.adversarial.robustness import Robustness, robustness
-from conftest import all_hooks, assert_unchanged, kill_after_checkpoint, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
 QUIET = RunSettings(progress=False)

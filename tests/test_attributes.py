@@ -19,6 +19,13 @@ from PIL import Image
 from scipy import optimize, special
 
 from convlens import ConvlensError, RunSettings
+from convlens.techniques.attributes.attributes import attribute_performance
+from convlens.techniques.attributes.image_stats import (
+    ImageStats,
+    image_attributes,
+    image_stats,
+    object_area,
+)
 from convlens.techniques.attributes.results import AttributeResult
 from convlens.techniques.attributes.stats import (
     accuracy_interval,
@@ -27,8 +34,6 @@ from convlens.techniques.attributes.stats import (
     make_bins,
     wilson,
 )
-from convlens.techniques.attributes.attributes import attribute_performance
-from convlens.techniques.attributes.image_stats import ImageStats, image_attributes, image_stats, object_area
 
 QUIET = RunSettings(progress=False)
 
@@ -549,7 +554,6 @@ def test_missing_values_are_counted():
 # ------------------------------------------------------------------------------------------
 def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     from conftest import assert_unchanged, snapshot
-
     from convlens import Lens
     from convlens.data.shapes import SHAPE_CLASSES
     from convlens.techniques.units.scan import scan

@@ -8,16 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_unchanged, snapshot
 from PIL import Image
 from torch import nn
 
+from conftest import assert_unchanged, snapshot
 from convlens import Lens
 from convlens.engine.settings import RunSettings
 from convlens.errors import ConvlensError
 from convlens.techniques.correspondence.correspondence import correspondence, transfer_features
 from convlens.techniques.correspondence.pairs import Pair, file_pairs, make_pair, to_input
-from convlens.techniques.correspondence.warps import ThinPlate, invert, random_affine, random_tps, warp_image
+from convlens.techniques.correspondence.warps import (
+    ThinPlate,
+    invert,
+    random_affine,
+    random_tps,
+    warp_image,
+)
 
 QUIET = RunSettings(progress=False)
 

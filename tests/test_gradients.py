@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import _get_current_function_mode_stack
 
+from conftest import all_hooks, assert_unchanged, snapshot
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.hooks import ReluRuleWarning, relu_rule
@@ -20,7 +21,6 @@ from convlens.techniques.gradients.gradients import deconvnet, guided_backprop, 
 from convlens.techniques.gradients.localisation import energy_in_mask, pointing_game
 from convlens.techniques.gradients.sanity import cascading_randomization
 from convlens.techniques.gradients.smoothing import METHODS, integrated_gradients, smoothgrad
-from conftest import all_hooks, assert_unchanged, snapshot
 
 MAP_METHODS = ["saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam",
                "integrated_gradients", "smoothgrad"]

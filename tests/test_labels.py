@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import convlens
+from conftest import photo_folder
 from convlens.cli import main
 from convlens.data.labels import align_labels
-from conftest import photo_folder
 
 
 def test_align_labels_rules():

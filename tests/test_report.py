@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 import torch
+from browser import broken_images, browser, needs_browser, open_page, pages_to_check
 from torch import nn
 
-from browser import broken_images, browser, needs_browser, open_page, pages_to_check
 from convlens import Lens, load_data, load_model
 from convlens.engine.settings import RunSettings
 from convlens.lens import LayersResult

@@ -20,16 +20,15 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_unchanged, kill_after_checkpoint, snapshot
 from convlens import ConvlensError, Lens, capture, load_model
 from convlens.data.base import ImageDataset
 from convlens.errors import BadImage
 from convlens.receptive import Field
-from convlens.techniques.units.patches import cut_patch, unit_patches
-from convlens.techniques.units.topk import TopK, select_topk
-from convlens.techniques.units.scan import ScanResult
 from convlens.techniques.units.codes import code_layer
-from convlens.techniques.units.scan import scan
-from conftest import assert_unchanged, kill_after_checkpoint, snapshot
+from convlens.techniques.units.patches import cut_patch, unit_patches
+from convlens.techniques.units.scan import ScanResult, scan
+from convlens.techniques.units.topk import TopK, select_topk
 
 TESTS = str(Path(__file__).resolve().parent)
 BAD = 13  # the item whose "file" is corrupt

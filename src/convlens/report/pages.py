@@ -9,8 +9,16 @@ import numpy as np
 
 from ..draw import image_hwc, save_png
 from ..results import safe_name
-from .common import (Page, Run, colorbar, copy_file, fmt, generic_page, picture_entry,
-                     table_html_rows)
+from .common import (
+    Page,
+    Run,
+    colorbar,
+    copy_file,
+    fmt,
+    generic_page,
+    picture_entry,
+    table_html_rows,
+)
 
 
 # -- the t-SNE map ---------------------------------------------------------------------------

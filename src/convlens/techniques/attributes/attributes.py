@@ -25,6 +25,7 @@ import pandas as pd
 
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
+from .image_stats import UNITS
 from .results import AttributeResult
 from .sources import (
     Scored,
@@ -43,7 +44,6 @@ from .stats import (
     logistic_regression,
     make_bins,
 )
-from .image_stats import UNITS
 
 #: units of the item attributes convlens knows (builtin:shapes'; the computed ones: UNITS)
 KNOWN_UNITS = {
