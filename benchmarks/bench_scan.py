@@ -143,7 +143,7 @@ def main(argv=None):
             b.append(bare(lens, data, n, bs))
             tk.append(scanned(lens, data, n, bs, False))
             al.append(scanned(lens, data, n, bs, True))
-        bw, bc = min(x[0] for x in b), min(x[1] for x in b)
+        bc = min(x[1] for x in b)
 
         def cols(runs):
             pass_cpu = bc / min(r[1] for r in runs)

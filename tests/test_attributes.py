@@ -615,9 +615,9 @@ def test_cli_attribute_performance(tmp_path, capsys):
     _fake_scan(tmp_path / "s1", t)
     _fake_scan(tmp_path / "s2", t.assign(pred=t.label))
     out = tmp_path / "attr"
-    rc = main(["attribute-performance", "--scan", f"first={tmp_path / 's1'}", "--scan", str(tmp_path / "s2"),
-               "--attributes", "x,kind", "--bins", "3", "--edges", "x=0,0.5,1",
-               "--resamples", "100", "--out", str(out)])
+    rc = main(["attribute-performance", "--scan", f"first={tmp_path / 's1'}",
+               "--scan", str(tmp_path / "s2"), "--attributes", "x,kind", "--bins", "3",
+               "--edges", "x=0,0.5,1", "--resamples", "100", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "x: top-1 accuracy" in printed and "regression" in printed

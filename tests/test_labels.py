@@ -104,5 +104,6 @@ def test_random_weights_are_seeded_named_and_leave_the_global_rng_alone(tmp_path
 
 def _png(folder):
     path = folder / "img.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 260, 3),
+                                                      dtype=np.uint8)).save(path)
     return path

@@ -1,4 +1,5 @@
-"""`convlens tsne-grid` (the seed's §3): t-SNE of CNN codes, as a scatter of thumbnails and a grid."""
+"""`convlens tsne-grid` (the seed's §3): t-SNE of CNN codes, as a scatter of thumbnails and a
+grid."""
 from __future__ import annotations
 
 import argparse
