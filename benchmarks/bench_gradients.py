@@ -26,11 +26,10 @@ from pathlib import Path
 import torch
 
 try:
-    import convlens
+    from convlens import Lens
 except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    import convlens
-from convlens import Lens
+    from convlens import Lens
 from convlens.techniques.gradients.gradients import deconvnet, guided_backprop, saliency
 
 

@@ -43,10 +43,10 @@ except ImportError:  # a checkout without installing
 from convlens import Lens, load_model  # noqa: E402
 from convlens.data import Loader, load_data  # noqa: E402
 from convlens.data.base import ImageDataset  # noqa: E402
+from convlens.engine.settings import RunSettings  # noqa: E402
 from convlens.errors import ConvlensError  # noqa: E402
 from convlens.lens import default_layers  # noqa: E402
 from convlens.techniques.units.scan import scan  # noqa: E402
-from convlens.engine.settings import RunSettings  # noqa: E402
 
 
 class Noise(ImageDataset):
@@ -143,7 +143,7 @@ def main(argv=None):
             b.append(bare(lens, data, n, bs))
             tk.append(scanned(lens, data, n, bs, False))
             al.append(scanned(lens, data, n, bs, True))
-        bw, bc = min(x[0] for x in b), min(x[1] for x in b)
+        bc = min(x[1] for x in b)
 
         def cols(runs):
             pass_cpu = bc / min(r[1] for r in runs)

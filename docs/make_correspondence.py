@@ -3,7 +3,8 @@
     .venv/bin/python docs/make_correspondence.py [--only NAME ...] [--n 200] [--threads 1]
 
 One entry of `SETTINGS` per model, data and kind of pairs, scored at every conv layer (pre-ReLU)
-and every ReLU (post-ReLU) with a spatial map. Each runs `correspondence` twice on the same pairs: the method as defined (features searched on the layer's own cells, with the
+and every ReLU (post-ReLU) with a spatial map. Each runs `correspondence` twice on the same pairs:
+the method as defined (features searched on the layer's own cells, with the
 pixel and SIFT baselines) and the features searched on the baselines' pixel grid (interpolated),
 so that all descriptors are compared at one precision. Rows of settings not run keep their
 previous values in the CSV (so ``--only stamps-warp`` adds the stamps rows). Figures:
@@ -48,7 +49,8 @@ SETTINGS = [
     Setting("shapes-intraclass", "builtin:shapes-net", "builtin:shapes:test", "intraclass",
             note="two shapes of one class, any rotation"),
     Setting("shapes-intraclass-rot30", "builtin:shapes-net", "builtin:shapes:test", "intraclass",
-            {"close": {"rotation": (30, 360)}}, note="two shapes of one class, rotations within 30°"),
+            {"close": {"rotation": (30, 360)}},
+            note="two shapes of one class, rotations within 30°"),
     Setting("fashion-warp", "builtin:fashion-net", "builtin:fashion-mnist:test", "warp",
             {"warp": "mixed"}, note="Fashion-MNIST and its affine / thin-plate warp"),
     Setting("stamps-warp", "builtin:stamps-net", "builtin:stamps:test", "warp",

@@ -13,7 +13,8 @@ from convlens import load_model
 from convlens.models.builtin import BUILTIN_MODELS
 from convlens.techniques.activity.filters import NOISE_THRESHOLD, noise_score
 
-print("| model | layer | weights | filters | median | 10th pct | 90th pct | share noisy (> %.2f) |" % NOISE_THRESHOLD)
+print("| model | layer | weights | filters | median | 10th pct | 90th pct | "
+      "share noisy (> %.2f) |" % NOISE_THRESHOLD)
 print("|---|---|---|---:|---:|---:|---:|---:|")
 for name in ("fashion-net", "shapes-net"):
     trained = load_model(f"builtin:{name}").model
@@ -26,4 +27,5 @@ for name in ("fashion-net", "shapes-net"):
         for label, models in (("trained", [trained]), ("fresh (10 inits)", fresh)):
             s = np.concatenate([noise_score(dict(m.named_modules())[layer].weight) for m in models])
             print(f"| {name} | {layer} | {label} | {len(s)} | {np.median(s):.3f} | "
-                  f"{np.quantile(s, .1):.3f} | {np.quantile(s, .9):.3f} | {(s > NOISE_THRESHOLD).mean():.2f} |")
+                  f"{np.quantile(s, .1):.3f} | {np.quantile(s, .9):.3f} | "
+                  f"{(s > NOISE_THRESHOLD).mean():.2f} |")

@@ -240,7 +240,8 @@ def targeted_figure(res, k: int, n: int, path: Path, name: str) -> None:
         for c in range(k):
             j = j0 + c
             ok = bool(res.extra["reached"][j])
-            show(axes[2 * i, c + 1], adv[j], f"→ {res.label(c)}\np = {float(res.adv_class_prob[j]):.2f}"
+            show(axes[2 * i, c + 1], adv[j],
+                 f"→ {res.label(c)}\np = {float(res.adv_class_prob[j]):.2f}"
                  + ("" if ok else " ✗"))
             r = adv[j] - imgs[j]
             show(axes[2 * i + 1, c + 1], 0.5 + 0.5 * r / m, f"L2 {np.linalg.norm(r):.2f}\n"

@@ -29,8 +29,8 @@ def main() -> None:
     tables = []
     for label, lr in RATES.items():
         t0 = time.time()
-        _, res = train_builtin("fashion-net", recipe=Recipe(epochs=EPOCHS, lr=lr), monitor=TrainingMonitor,
-                               monitor_every=EVERY, progress=False)
+        _, res = train_builtin("fashion-net", recipe=Recipe(epochs=EPOCHS, lr=lr),
+                               monitor=TrainingMonitor, monitor_every=EVERY, progress=False)
         t = res.monitor.table()
         t["run"], t["lr"], t["test_accuracy"] = label, lr, res.test_accuracy
         tables.append(t)

@@ -49,7 +49,8 @@ def main(site: Path) -> None:
                 continue
             page.goto(url.resolve().as_uri())
             page.wait_for_load_state("load")
-            page.evaluate("() => document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
+            page.evaluate("() => document.querySelectorAll('img')"
+                          ".forEach(i => i.loading = 'eager')")
             page.wait_for_timeout(400)
             page.screenshot(path=str(out / name))
             print(out / name)

@@ -54,6 +54,7 @@ def render(split, n, var="A", chunk=2500):
 def main():
     import torch
     import torch.nn.functional as F
+
     from convlens.models.nets import SmallAlexNet
 
     t0 = time.time()
@@ -61,7 +62,8 @@ def main():
     NTE = int(os.environ.get("NTE", 5000))
     DATA = {}
     for var in VARIANTS:
-        DATA[var] = [render("train", NTR, var), render("test", NTE, var), render("seen", NTE, var)]
+        DATA[var] = [render("train", NTR, var), render("test", NTE, var),
+                     render("seen", NTE, var)]
     print(f"rendered in {time.time() - t0:.0f} s", flush=True)
     dev = os.environ.get("DEV", "cuda")
     torch.backends.cudnn.benchmark = True
@@ -83,9 +85,11 @@ def main():
             p = F.pad(x, (shift,) * 4)
             dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen, device=dev)
             dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen, device=dev)
-            rows = (dy[:, None] + torch.arange(h, device=dev)[None]).view(n, 1, h, 1).expand(n, c, h, w + 2 * shift)
+            rows = (dy[:, None] + torch.arange(h, device=dev)[None]).view(n, 1, h, 1).expand(
+                n, c, h, w + 2 * shift)
             p = torch.gather(p, 2, rows)
-            cols = (dx[:, None] + torch.arange(w, device=dev)[None]).view(n, 1, 1, w).expand(n, c, h, w)
+            cols = (dx[:, None] + torch.arange(w, device=dev)[None]).view(n, 1, 1, w).expand(
+                n, c, h, w)
             x = torch.gather(p, 3, cols)
         if flip:
             m = torch.rand(n, generator=gen, device=dev) < 0.5
@@ -99,34 +103,39 @@ def main():
         per = torch.zeros(7, device=dev)
         cnt = torch.zeros(7, device=dev)
         for i in range(0, len(X), 1000):
-            p = model(norm(X[i:i + 1000]).contiguous(memory_format=torch.channels_last)).argmax(1)
+            p = model(norm(X[i:i + 1000]).contiguous(
+                memory_format=torch.channels_last)).argmax(1)
             ok += (p == Y[i:i + 1000]).sum().item()
             per.index_add_(0, Y[i:i + 1000], (p == Y[i:i + 1000]).float())
             cnt.index_add_(0, Y[i:i + 1000], torch.ones_like(p, dtype=torch.float))
         model.train()
         return ok / len(X), (per / cnt).tolist()
 
-    def run(tag, n=40000, epochs=20, lr=2e-3, wd=5e-4, ls=0.1, shift=4, widths=(32, 64, 96, 96, 64),
-            k1=5, s1=2, flat=6, fc=256, drop=0.3, bs=128, var="A", merge=False):
+    def run(tag, n=40000, epochs=20, lr=2e-3, wd=5e-4, ls=0.1, shift=4,
+            widths=(32, 64, 96, 96, 64), k1=5, s1=2, flat=6, fc=256, drop=0.3, bs=128, var="A",
+            merge=False):
         (Xtr, Ytr), (Xte, Yte), (Xse, Yse) = GPU[var]
         if merge:
             Ytr, Yte, Yse = MERGE[Ytr], MERGE[Yte], MERGE[Yse]
         ncls = 6 if merge else 7
         torch.manual_seed(0)
         gen = torch.Generator(device=dev).manual_seed(0)
-        model = SmallAlexNet(3, widths, k1, s1, fc, ncls, flat, dropout=drop).to(dev).to(memory_format=torch.channels_last)
+        model = SmallAlexNet(3, widths, k1, s1, fc, ncls, flat, dropout=drop).to(dev).to(
+            memory_format=torch.channels_last)
         nparams = sum(p.numel() for p in model.parameters())
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
         per_epoch = math.ceil(n / bs)
         steps = epochs * per_epoch
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                    pct_start=0.25)
         t = time.time()
         curve = []
         for ep in range(epochs):
             order = torch.randperm(n, generator=gen, device=dev)
             for i in range(0, n, bs):
                 idx = order[i:i + bs]
-                xb = augment(norm(Xtr[idx]), gen, shift, True).contiguous(memory_format=torch.channels_last)
+                xb = augment(norm(Xtr[idx]), gen, shift, True).contiguous(
+                    memory_format=torch.channels_last)
                 with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):
                     loss = F.cross_entropy(model(xb).float(), Ytr[idx], label_smoothing=ls)
                 opt.zero_grad(set_to_none=True)
@@ -138,9 +147,10 @@ def main():
         te, per = acc(model, Xte, Yte)
         se, _ = acc(model, Xse, Yse)
         trn, _ = acc(model, Xtr[:NTE], Ytr[:NTE])
-        r = dict(tag=tag, var=var, merge=merge, n=n, epochs=epochs, lr=lr, wd=wd, ls=ls, shift=shift, widths=widths, k1=k1, s1=s1,
-                 fc=fc, drop=drop, params=nparams, test=round(te, 4), seen=round(se, 4), train=round(trn, 4),
-                 curve=curve, per_class=[round(v, 3) for v in per], seconds=round(time.time() - t, 1))
+        r = dict(tag=tag, var=var, merge=merge, n=n, epochs=epochs, lr=lr, wd=wd, ls=ls,
+                 shift=shift, widths=widths, k1=k1, s1=s1, fc=fc, drop=drop, params=nparams,
+                 test=round(te, 4), seen=round(se, 4), train=round(trn, 4), curve=curve,
+                 per_class=[round(v, 3) for v in per], seconds=round(time.time() - t, 1))
         print(json.dumps(r), flush=True)
         with open(os.path.join(OUT, "results.jsonl"), "a") as f:
             f.write(json.dumps(r) + "\n")

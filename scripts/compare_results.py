@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-IGNORED = {"seconds", "cpu_seconds", "images_per_s", "created", "images_per_second", "elapsed", "time", "scan", "folder", "out"}
+IGNORED = {"seconds", "cpu_seconds", "images_per_s", "created", "images_per_second", "elapsed",
+           "time", "scan", "folder", "out"}
 
 
 def _clean(v, root_a: str, root_b: str):

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import all_hooks, assert_unchanged, snapshot
 from convlens import Lens, load_model
 from convlens.engine.settings import RunSettings
 from convlens.techniques.activity.activations import activation_stats, activations
 from convlens.techniques.activity.filters import filters, noise_score
 from convlens.techniques.activity.monitor import TrainingMonitor
-from conftest import all_hooks, assert_unchanged, snapshot
 
 X = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
 
@@ -49,7 +49,8 @@ class ToyData(torch.utils.data.Dataset):
         from convlens.data.base import ImageDataset
         self.inner = type("D", (ImageDataset,), {
             "__len__": lambda s: n,
-            "load": lambda s, i: (np.random.default_rng(i).integers(0, 256, (8, 8), dtype=np.uint8), i % 3, {}),
+            "load": lambda s, i: (np.random.default_rng(i).integers(0, 256, (8, 8), dtype=np.uint8),
+                                  i % 3, {}),
         })()
 
 
@@ -72,8 +73,10 @@ def test_dead_channel_found(toy):
 
 def test_stats_same_for_batch_sizes(toy):
     lens, data = toy
-    a = activation_stats(lens, data, ["conv", "relu"], run=RunSettings(batch_size=1, progress=False)).channels
-    b = activation_stats(lens, data, ["conv", "relu"], run=RunSettings(batch_size=64, progress=False)).channels
+    a = activation_stats(lens, data, ["conv", "relu"],
+                         run=RunSettings(batch_size=1, progress=False)).channels
+    b = activation_stats(lens, data, ["conv", "relu"],
+                         run=RunSettings(batch_size=64, progress=False)).channels
     # Counts are exact: channel 1's conv is 0.1 * (a sum of 9 or fewer values 2k/255 - 1) + 0.05,
     # never closer to 0 than 1.9e-4, far beyond float32 rounding, so which maps are zero cannot
     # depend on the order of summation.
@@ -119,7 +122,8 @@ def test_trained_first_layer_smooth_fresh_noisy(name):
     lens = load_model(f"builtin:{name}")
     assert filters(lens).verdict == "smooth"
     torch.manual_seed(0)  # any seed: 50 fresh inits all scored noisy (docs/filters.md)
-    fresh = Lens(BUILTIN_MODELS[name].build(), mean=lens.mean, std=lens.std, input_size=lens.input_size)
+    fresh = Lens(BUILTIN_MODELS[name].build(), mean=lens.mean, std=lens.std,
+                 input_size=lens.input_size)
     assert filters(fresh).verdict == "noisy"
 
 
@@ -160,8 +164,10 @@ def test_commands_write_pictures_and_tables(tmp_path):
     assert main(["activations", *common, "--data", "builtin:shapes:test:4", "--n", "2",
                  "--layer", "layer1.0.conv1", "--out", str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "act_1_layer1.0.conv1.png").is_file()
-    assert main(["activation-stats", *common, "--data", "builtin:shapes:test:16", "--out", str(tmp_path / "s")]) == 0
-    assert (tmp_path / "s" / "layers.parquet").is_file() and (tmp_path / "s" / "stats_relu.png").is_file()
+    assert main(["activation-stats", *common, "--data", "builtin:shapes:test:16",
+                 "--out", str(tmp_path / "s")]) == 0
+    assert ((tmp_path / "s" / "layers.parquet").is_file()
+            and (tmp_path / "s" / "stats_relu.png").is_file())
     assert main(["filters", *common, "--layer", "conv1", "--layer", "layer1.0.conv1",
                  "--out", str(tmp_path / "f")]) == 0
     assert (tmp_path / "f" / "conv1" / "filters_conv1.png").is_file()

@@ -17,12 +17,12 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import all_hooks, assert_unchanged, kill_after_checkpoint, snapshot
 from convlens import ConvlensError, Lens, RunSettings
 from convlens.data.base import ImageDataset
 from convlens.techniques.adversarial.attacks import fgsm, model_input, pgd, pixels
 from convlens.techniques.adversarial.fooling import fool
 from convlens.techniques.adversarial.robustness import Robustness, robustness
-from conftest import all_hooks, assert_unchanged, kill_after_checkpoint, snapshot
 
 TESTS = str(Path(__file__).resolve().parent)
 QUIET = RunSettings(progress=False)
@@ -377,9 +377,11 @@ def test_robustness_same_numbers_whatever_the_batch_size(attack):
     assert ((t.accuracy + t.error_rate - 1).abs() < 1e-12).all()
     assert t.accuracy.iloc[0] >= t.accuracy.iloc[-1]
     if attack == "fgsm":
-        assert t.accuracy.tolist() == pytest.approx(by_hand(lens, Pixels(40), EPS, "fgsm"), abs=1e-12)
+        assert t.accuracy.tolist() == pytest.approx(by_hand(lens, Pixels(40), EPS, "fgsm"),
+                                                    abs=1e-12)
     else:  # without random start: the public pgd on the whole set at once
-        d = robustness(lens, Pixels(40), run=QUIET.but(batch_size=9), **(kw | {"random_start": False}))
+        d = robustness(lens, Pixels(40), run=QUIET.but(batch_size=9),
+                       **(kw | {"random_start": False}))
         assert d.table.accuracy.tolist() == pytest.approx(by_hand(lens, Pixels(40), EPS, "pgd"),
                                                           abs=1e-12)
 
@@ -479,7 +481,8 @@ def test_results_save_pictures_and_tables(tmp_path):
     rob.save(tmp_path / "rob")
     saved = SavedResult(tmp_path / "rob")
     assert saved.kind == "robustness"
-    assert {"accuracy_vs_eps", "example_gallery", "example_saliency"} <= set(saved.manifest["pictures"])
+    assert ({"accuracy_vs_eps", "example_gallery", "example_saliency"}
+            <= set(saved.manifest["pictures"]))
     assert saved.table("robustness").eps.tolist() == [0, 0.1]
 
 
@@ -493,8 +496,9 @@ def test_cli_fool_and_robustness(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "L2" in out and "Linf" in out and (tmp_path / "fool" / "gallery.png").is_file()
-    rc = main(["robustness", "--model", "builtin:fashion-net", "--data", "builtin:fashion-mnist:test",
-               "--n", "20", "--eps", "0,0.05", "--attack", "pgd", "--steps", "2",
+    rc = main(["robustness", "--model", "builtin:fashion-net", "--data",
+               "builtin:fashion-mnist:test", "--n", "20", "--eps", "0,0.05", "--attack", "pgd",
+               "--steps", "2",
                "--examples", "2", "--batch-size", "8", "--out", str(tmp_path / "adv")])
     assert rc == 0
     out = capsys.readouterr().out
@@ -502,7 +506,8 @@ def test_cli_fool_and_robustness(tmp_path, capsys):
     assert (tmp_path / "adv" / "accuracy_vs_eps.png").is_file()
     assert (tmp_path / "adv" / "example_gallery.png").is_file()
     assert main(["robustness", "--model", "builtin:fashion-net", "--data",
-                 "builtin:fashion-mnist:test", "--eps", "0,1.5", "--out", str(tmp_path / "bad")]) == 2
+                 "builtin:fashion-mnist:test", "--eps", "0,1.5",
+                 "--out", str(tmp_path / "bad")]) == 2
     assert main(["fool", "--model", "builtin:tiny", "--data", "builtin:fashion-mnist:test",
                  "--target", "11", "--out", str(tmp_path / "bad")]) == 2
     # an untrained model whose labels (0..9) are not the data's: accuracy means nothing

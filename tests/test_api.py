@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import convlens
+from conftest import assert_unchanged, snapshot
 from convlens import ConvlensError
 from convlens.techniques import all_views
 from convlens.views import resolve
-from conftest import assert_unchanged, snapshot
 
 SPEC = "builtin:shapes:test:24"
 VIEWS = {v.name: v for v in all_views()}

@@ -19,6 +19,13 @@ from PIL import Image
 from scipy import optimize, special
 
 from convlens import ConvlensError, RunSettings
+from convlens.techniques.attributes.attributes import attribute_performance
+from convlens.techniques.attributes.image_stats import (
+    ImageStats,
+    image_attributes,
+    image_stats,
+    object_area,
+)
 from convlens.techniques.attributes.results import AttributeResult
 from convlens.techniques.attributes.stats import (
     accuracy_interval,
@@ -27,8 +34,6 @@ from convlens.techniques.attributes.stats import (
     make_bins,
     wilson,
 )
-from convlens.techniques.attributes.attributes import attribute_performance
-from convlens.techniques.attributes.image_stats import ImageStats, image_attributes, image_stats, object_area
 
 QUIET = RunSettings(progress=False)
 
@@ -549,7 +554,6 @@ def test_missing_values_are_counted():
 # ------------------------------------------------------------------------------------------
 def test_scan_folder_and_model_run_agree_and_model_is_left_alone(tmp_path):
     from conftest import assert_unchanged, snapshot
-
     from convlens import Lens
     from convlens.data.shapes import SHAPE_CLASSES
     from convlens.techniques.units.scan import scan
@@ -611,9 +615,9 @@ def test_cli_attribute_performance(tmp_path, capsys):
     _fake_scan(tmp_path / "s1", t)
     _fake_scan(tmp_path / "s2", t.assign(pred=t.label))
     out = tmp_path / "attr"
-    rc = main(["attribute-performance", "--scan", f"first={tmp_path / 's1'}", "--scan", str(tmp_path / "s2"),
-               "--attributes", "x,kind", "--bins", "3", "--edges", "x=0,0.5,1",
-               "--resamples", "100", "--out", str(out)])
+    rc = main(["attribute-performance", "--scan", f"first={tmp_path / 's1'}",
+               "--scan", str(tmp_path / "s2"), "--attributes", "x,kind", "--bins", "3",
+               "--edges", "x=0,0.5,1", "--resamples", "100", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "x: top-1 accuracy" in printed and "regression" in printed

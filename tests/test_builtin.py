@@ -119,7 +119,8 @@ def test_train_is_deterministic_on_a_small_recipe(monkeypatch):
         return (shapes.render_batch(0, range(256)), shapes.render_batch(1, range(64)))
     monkeypatch.setitem(spec.extra, "train_data", data)
     a, ra = tr.train_builtin("shapes-net", recipe=small, progress=False)
-    b, rb = tr.train_builtin("shapes-net", recipe=tr.Recipe(epochs=1, batch_size=64, train_items=256),
+    b, rb = tr.train_builtin("shapes-net",
+                             recipe=tr.Recipe(epochs=1, batch_size=64, train_items=256),
                              progress=False)
     for p, q in zip(a.parameters(), b.parameters()):  # the same computation, same threads
         assert torch.equal(p, q)

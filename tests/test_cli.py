@@ -87,7 +87,8 @@ def test_per_image_views_run_in_bfloat16(cmd, tmp_path):
 
 @pytest.mark.slow
 def test_dataset_views_run_in_bfloat16(tmp_path):
-    data = ["--model", "builtin:shapes-net", "--data", "builtin:shapes:test:32", "--dtype", "bfloat16"]
+    data = ["--model", "builtin:shapes-net", "--data", "builtin:shapes:test:32",
+            "--dtype", "bfloat16"]
     assert main(["activation-stats", *data, "--out", str(tmp_path / "stats")]) == 0
     assert main(["evaluate", *data]) == 0
     assert main(["scan", *data, "--layers", "features.4", "--out", str(tmp_path / "scan")]) == 0

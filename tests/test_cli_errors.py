@@ -21,7 +21,8 @@ BAD = [
     # the model
     (["activations", *SHAPES, *SHAPES_DATA, "--input-size", "3,32,32"], "does not take 3x32x32"),
     (["activations", *SHAPES, *SHAPES_DATA, "--input-size", "1,64,64"], "does not take 1x64x64"),
-    (["layers", "--model", "torchvision:resnet18", "--input-size", "1,224,224"], "does not take 1x224x224"),
+    (["layers", "--model", "torchvision:resnet18", "--input-size", "1,224,224"],
+     "does not take 1x224x224"),
     (["layers", *SHAPES, "--input-size", "3,64"], "C,H,W"),
     (["layers", *SHAPES, "--input-size", "3,0,64"], "positive"),
     (["layers", "--model", "nonsense"], "cannot understand model spec"),
@@ -35,21 +36,30 @@ BAD = [
     (["layers", *SHAPES, "--seed", "-1"], "an integer >= 0"),
     (["layers", *SHAPES, "--labels", "missing.txt"], "cannot read labels file"),
     # images and their selection
-    (["activations", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "0"], "a positive integer"),
-    (["activations", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "-3"], "a positive integer"),
-    (["activations", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "two"], "a positive integer"),
-    (["activations", *FASHION, "--image", "IMG", "--data", "builtin:fashion-mnist:test"], "not both"),
+    (["activations", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "0"],
+     "a positive integer"),
+    (["activations", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "-3"],
+     "a positive integer"),
+    (["activations", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "two"],
+     "a positive integer"),
+    (["activations", *FASHION, "--image", "IMG", "--data", "builtin:fashion-mnist:test"],
+     "not both"),
     (["activations", *FASHION], "give --image FILE"),
     (["activations", *FASHION, "--image", "missing.png"], "missing.png"),
     (["activations", *SHAPES, *SHAPES_DATA, "--layers", "features.99"], "unknown layer"),
     (["activations", *SHAPES, "--data", "no/such/folder"], "data not found"),
     (["activations", *SHAPES, "--data", "builtin:nope"], "unknown built-in dataset"),
     # datasets
-    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "2"], "in (0, 1]"),
-    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "0"], "in (0, 1]"),
-    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "-1"], "a positive integer"),
-    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--batch-size", "0"], "a positive integer"),
-    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--workers", "-2"], "an integer >= 0"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "2"],
+     "in (0, 1]"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--threshold", "0"],
+     "in (0, 1]"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "-1"],
+     "a positive integer"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--batch-size", "0"],
+     "a positive integer"),
+    (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--workers", "-2"],
+     "an integer >= 0"),
     (["evaluate", *SHAPES, *SHAPES_DATA, "--limit", "-1"], "a positive integer"),
     (["evaluate", *SHAPES, *SHAPES_DATA, "--format", "yaml"], "invalid choice"),
     (["evaluate", *SHAPES], "--data"),
@@ -65,12 +75,16 @@ BAD = [
     (["scan", *SHAPES, *SHAPES_DATA, "--engine", "spark"], "invalid choice"),
     (["scan", *SHAPES, *SHAPES_DATA, "--checkpoint-every", "0"], "a positive integer"),
     (["unit-patches", "--scan", "no/such/scan", "--layer", "features.4"], "no manifest.json"),
-    (["unit-patches", "--scan", "SCAN", "--layer", "features.4", "--max-units", "0"], "a positive integer"),
+    (["unit-patches", "--scan", "SCAN", "--layer", "features.4", "--max-units", "0"],
+     "a positive integer"),
     (["tsne-grid"], "either --scan DIR or --model"),
     (["tsne-grid", *FASHION], "--data"),
-    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "9"], "t-SNE of 9 codes"),
-    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--grid", "0"], "SIDE or ROWSxCOLS"),
-    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--perplexity", "-5"], "a positive number"),
+    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--n", "9"],
+     "t-SNE of 9 codes"),
+    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--grid", "0"],
+     "SIDE or ROWSxCOLS"),
+    (["tsne-grid", *FASHION, "--data", "builtin:fashion-mnist:test", "--perplexity", "-5"],
+     "a positive number"),
     (["tsne-grid", "--scan", "no/such/scan"], "no manifest.json"),
     # per-image views
     (["occlusion", *SHAPES, *SHAPES_DATA, "--window", "0"], "positive integers"),
@@ -97,12 +111,14 @@ BAD = [
     (["integrated-gradients", *SHAPES, *SHAPES_DATA, "--baseline", "grey-ish"], "baseline"),
     # images from codes, correspondence
     (["invert", *SHAPES, *SHAPES_DATA, "--layers", "nope"], "unknown layer"),
-    (["invert", *SHAPES, *SHAPES_DATA, "--layers", "features.1", "--steps", "0"], "a positive integer"),
+    (["invert", *SHAPES, *SHAPES_DATA, "--layers", "features.1", "--steps", "0"],
+     "a positive integer"),
     (["class-model", *SHAPES, "--targets", "dog"], "dog"),
     (["class-model", *SHAPES, "--steps", "0"], "a positive integer"),
     (["feature-visualization", *SHAPES, "--layer", "nope"], "unknown layer"),
     (["feature-visualization", *SHAPES, "--layer", "features.4", "--channels", "999"], "999"),
-    (["feature-visualization", *SHAPES, "--layer", "features.4", "--all", "--steps", "0"], "a positive integer"),
+    (["feature-visualization", *SHAPES, "--layer", "features.4", "--all", "--steps", "0"],
+     "a positive integer"),
     (["correspondence", *SHAPES, *SHAPES_DATA, "--layers", "nope"], "unknown layer"),
     (["correspondence", *FASHION, "--data", "builtin:fashion-mnist:test", "--pairs",
       "intraclass"], "keypoint"),
@@ -160,7 +176,8 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, says, places, tmp_path, cap
     monkeypatch.chdir(tmp_path)
     argv = [places.get(a, a) for a in argv]
     out = tmp_path / "out"
-    if argv[0] not in ("layers", "data", "evaluate", "serve", "frobnicate", "unit-patches", "train") \
+    if argv[0] not in ("layers", "data", "evaluate", "serve", "frobnicate", "unit-patches",
+                       "train") \
             and "--out" not in argv and argv[0] != "report":
         argv += ["--out", str(out)]
     if argv[0] == "report":
@@ -204,7 +221,8 @@ def test_help_of_every_command_uses_the_shared_vocabulary(capsys):
         if "--model" in text and name not in ("train", "demo"):
             for opt in ("--seed", "--device", "--dtype", "--weights"):
                 assert opt in text, f"{name} --help lacks {opt}"
-        if "--data SPEC" in text and name not in ("unit-patches", "feature-visualization"):  # colours only
+        # colours only
+        if "--data SPEC" in text and name not in ("unit-patches", "feature-visualization"):
             assert "--n N" in text, f"{name} --help lacks --n"
         if "--out" in text and name not in ("unit-patches", "train", "report", "layers", "demo"):
             assert "convlens-out/" in text, f"{name}: --out default is not convlens-out/<view>"

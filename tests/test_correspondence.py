@@ -8,16 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_unchanged, snapshot
 from PIL import Image
 from torch import nn
 
+from conftest import assert_unchanged, snapshot
 from convlens import Lens
 from convlens.engine.settings import RunSettings
 from convlens.errors import ConvlensError
 from convlens.techniques.correspondence.correspondence import correspondence, transfer_features
 from convlens.techniques.correspondence.pairs import Pair, file_pairs, make_pair, to_input
-from convlens.techniques.correspondence.warps import ThinPlate, invert, random_affine, random_tps, warp_image
+from convlens.techniques.correspondence.warps import (
+    ThinPlate,
+    invert,
+    random_affine,
+    random_tps,
+    warp_image,
+)
 
 QUIET = RunSettings(progress=False)
 
@@ -114,7 +120,8 @@ def _reference(lens, pair, layer, metric):
     cy, cx = info.field.center
     sy, sx = info.field.stride
     feats = {}
-    h = lens.model[int(layer)].register_forward_hook(lambda m, i, o: feats.setdefault("x", []).append(o))
+    h = lens.model[int(layer)].register_forward_hook(
+        lambda m, i, o: feats.setdefault("x", []).append(o))
     try:
         with torch.no_grad():
             lens(pair.image_a[None])
@@ -192,7 +199,8 @@ def test_pixel_baseline_equals_literal_patches():
             for i in range(0, bp.shape[1] - size + 1, step):
                 for j in range(0, bp.shape[2] - size + 1, step):
                     win = bp[:, i:i + size, j:j + size].numpy()
-                    s = (patch * win).sum() / max(np.linalg.norm(patch) * np.linalg.norm(win), 1e-12)
+                    s = (patch * win).sum() / max(np.linalg.norm(patch) * np.linalg.norm(win),
+                                                  1e-12)
                     centre = (j - pad + (size - 1) / 2 + 0.5, i - pad + (size - 1) / 2 + 0.5)
                     scores.append((s, centre))
             # the convolution (or FFT) sums in another order than this loop: the best window,
@@ -328,9 +336,12 @@ def manifest(tmp_path):
     rows = []
     for i in range(3):
         Image.fromarray((rng.random((20, 20)) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
-    rows = [{"path": "0.png", "label": 0, "kp_a_x": 5.0, "kp_a_y": 6.0, "kp_b_x": np.nan, "kp_b_y": np.nan},
-            {"path": "1.png", "label": 0, "kp_a_x": np.nan, "kp_a_y": np.nan, "kp_b_x": 9.0, "kp_b_y": 9.0},
-            {"path": "2.png", "label": 0, "kp_a_x": 12.0, "kp_a_y": 10.0, "kp_b_x": 3.0, "kp_b_y": 4.0}]
+    rows = [{"path": "0.png", "label": 0, "kp_a_x": 5.0, "kp_a_y": 6.0,
+             "kp_b_x": np.nan, "kp_b_y": np.nan},
+            {"path": "1.png", "label": 0, "kp_a_x": np.nan, "kp_a_y": np.nan,
+             "kp_b_x": 9.0, "kp_b_y": 9.0},
+            {"path": "2.png", "label": 0, "kp_a_x": 12.0, "kp_a_y": 10.0,
+             "kp_b_x": 3.0, "kp_b_y": 4.0}]
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     pd.DataFrame({"a": [0, 0, 0, "2.png"], "b": [1, 2, 99, "0.png"]}).to_csv(tmp_path / "pairs.csv",
                                                                                index=False)
@@ -398,8 +409,10 @@ def test_deterministic_and_seeded():
     from convlens.models import load_model
 
     lens = load_model("builtin:tiny")
-    run = lambda seed: correspondence(lens, "warp", ["features.1", "features.4"], data="builtin:shapes:test:6",
-                                      n=3, seed=seed, baselines=("pixels",), run=QUIET)
+    def run(seed):
+        return correspondence(lens, "warp", ["features.1", "features.4"],
+                              data="builtin:shapes:test:6", n=3, seed=seed, baselines=("pixels",),
+                              run=QUIET)
     a, b, c = run(0), run(0), run(1)
     pd.testing.assert_frame_equal(a.transfers, b.transfers)  # the same computation twice
     pd.testing.assert_frame_equal(a.pck, b.pck)
@@ -412,12 +425,14 @@ def test_result_saves_and_draws(tmp_path):
     from convlens.results import SavedResult
 
     lens = load_model("builtin:shapes-net")
-    res = correspondence(lens, "intraclass", ["features.4", "features.7"], data="builtin:shapes:test:200",
-                         n=4, baselines=("pixels", "sift"), examples=2, run=QUIET)
+    res = correspondence(lens, "intraclass", ["features.4", "features.7"],
+                         data="builtin:shapes:test:200", n=4, baselines=("pixels", "sift"),
+                         examples=2, run=QUIET)
     assert set(res.pck.method) == {"features", "pixels", "sift"}
     assert ((res.pck.ci_low <= res.pck.pck) & (res.pck.pck <= res.pck.ci_high)).all()
     saved = SavedResult(res.save(tmp_path / "c", lens=lens))
-    assert {"pck_by_layer", "examples_features_" + res.best()["layer"]} <= set(saved.manifest["pictures"])
+    assert ({"pck_by_layer", "examples_features_" + res.best()["layer"]}
+            <= set(saved.manifest["pictures"]))
     assert saved.table("pck").shape[0] == 6
     assert saved.array("example_a").shape == (2, 64, 64, 3)
     d = res.difference()  # features - SIFT, paired over the same pairs

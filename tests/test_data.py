@@ -37,7 +37,8 @@ def bad_manifest(tmp_path):
     (tmp_path / "img" / "empty.png").write_bytes(b"")
     (tmp_path / "img" / "text.png").write_text("this is not a picture\n")
     df = pd.DataFrame({
-        "path": ["img/good0.png", "img/truncated.jpg", "img/empty.png", "img/text.png", "img/good1.jpg"],
+        "path": ["img/good0.png", "img/truncated.jpg", "img/empty.png", "img/text.png",
+                 "img/good1.jpg"],
         "label": ["cat", "dog", "cat", "dog", "dog"],
         "scale": [0.1, 0.2, 0.3, 0.4, 0.5],
         "x0": [1, 1, 1, 1, 2], "y0": [2, 2, 2, 2, 3], "x1": [5, 5, 5, 5, 6], "y1": [6, 6, 6, 6, 7],
@@ -55,7 +56,8 @@ def test_manifest_skips_three_bad_files(bad_manifest):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         batches = list(loader)
-    per_file = [x for x in w if issubclass(x.category, SkippedImageWarning) and str(x.message).startswith("skipped ")]
+    per_file = [x for x in w if issubclass(x.category, SkippedImageWarning)
+                and str(x.message).startswith("skipped ")]
     assert len(per_file) == 3
     assert any("3 of 5 images skipped" in str(x.message) for x in w)
     assert len(loader.skipped) == 3
@@ -155,7 +157,8 @@ def test_data_errors(tmp_path):
 
 def test_parquet_manifest_with_int_labels(tmp_path):
     save(rgb(0), tmp_path / "a.png")
-    pd.DataFrame({"path": ["a.png"], "label": [3], "attr": ["x"]}).to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame({"path": ["a.png"], "label": [3], "attr": ["x"]}).to_parquet(
+        tmp_path / "m.parquet")
     ds = load_data(tmp_path / "m.parquet")
     it = ds[0]
     assert it.label == 3 and it.meta["attr"] == "x" and ds.classes is None

@@ -8,9 +8,9 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from conftest import all_hooks, assert_unchanged, snapshot
 from torch import nn
 
+from conftest import all_hooks, assert_unchanged, snapshot
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.optimize import (
@@ -77,7 +77,8 @@ def test_objectives_by_hand_and_composed():
     assert torch.equal(class_logit(1)(ctx), logits[:, 1])
     obj = 2 * channel("L", 0) - class_logit([0, 1]) + 1.5
     assert obj.layers == ("L",) and obj.logits and obj.batch == 2
-    assert torch.allclose(obj(ctx), 2 * a[:, 0].mean((1, 2)) - torch.tensor([1.0, -1.0]).double() + 1.5)
+    assert torch.allclose(obj(ctx),
+                          2 * a[:, 0].mean((1, 2)) - torch.tensor([1.0, -1.0]).double() + 1.5)
     with pytest.raises(ConvlensError, match="different batches"):
         channel("L", [0, 1, 2]) + class_logit([0, 1])
 
@@ -184,7 +185,8 @@ def test_bare_module_with_an_input_size(lens):
     res = feature_visualization(lens.model, "c2", channels=[0], steps=2, input_size=(3, 12, 12),
                                 progress=False)
     assert res.images.shape == (1, 3, 12, 12)
-    assert class_model(lens.model, 1, steps=2, input_size=(3, 12, 12), progress=False).targets == [1]
+    assert class_model(lens.model, 1, steps=2, input_size=(3, 12, 12),
+                       progress=False).targets == [1]
     with pytest.raises(ConvlensError, match="does not say what input"):
         class_model(lens.model, 1, steps=2, progress=False)
 
@@ -251,7 +253,8 @@ def test_results_save(lens, tmp_path):
     fv = feature_visualization(lens, "c2", steps=2, progress=False)
     out = fv.save(tmp_path / "fv", lens=lens)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["kind"] == "featvis" and m["info"]["layer"] == "c2" and m["info"]["channels"] == [0, 1, 2, 3, 4]
+    assert (m["kind"] == "featvis" and m["info"]["layer"] == "c2"
+            and m["info"]["channels"] == [0, 1, 2, 3, 4])
     assert (out / "grid.png").stat().st_size > 1000
     cm = class_model(lens, steps=2, progress=False)
     out = cm.save(tmp_path / "cm", lens=lens)
@@ -268,10 +271,10 @@ def test_cli_featvis_and_class_model(tmp_path, capsys):
     assert main(["class-model", "--model", "builtin:fashion-net", "--targets", "0,Coat",
                  "--steps", "3", "--out", str(tmp_path / "cm")]) == 0
     assert "Coat" in capsys.readouterr().out
-    for args, msg in [(["feature-visualization", "--model", "builtin:fashion-net", "--layer", "features.33"],
-                       "did you mean"),
-                      (["feature-visualization", "--model", "builtin:fashion-net", "--layer", "features.3",
-                        "--channels", "64"], "out of range"),
+    for args, msg in [(["feature-visualization", "--model", "builtin:fashion-net",
+                        "--layer", "features.33"], "did you mean"),
+                      (["feature-visualization", "--model", "builtin:fashion-net",
+                        "--layer", "features.3", "--channels", "64"], "out of range"),
                       (["class-model", "--model", "builtin:fashion-net", "--targets", "Cot"],
                        "did you mean")]:
         assert main(args + ["--out", str(tmp_path / "x")]) == 2

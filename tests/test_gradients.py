@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import _get_current_function_mode_stack
 
+from conftest import all_hooks, assert_unchanged, snapshot
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.hooks import ReluRuleWarning, relu_rule
@@ -20,7 +21,6 @@ from convlens.techniques.gradients.gradients import deconvnet, guided_backprop, 
 from convlens.techniques.gradients.localisation import energy_in_mask, pointing_game
 from convlens.techniques.gradients.sanity import cascading_randomization
 from convlens.techniques.gradients.smoothing import METHODS, integrated_gradients, smoothgrad
-from conftest import all_hooks, assert_unchanged, snapshot
 
 MAP_METHODS = ["saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam",
                "integrated_gradients", "smoothgrad"]
@@ -168,7 +168,8 @@ def test_linear_model_saliency_is_the_weight():
 def test_one_relu_net_closed_forms():
     torch.manual_seed(0)
     W, v = torch.randn(6, 4), torch.randn(2, 6)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 6, bias=False), nn.ReLU(), nn.Linear(6, 2, bias=False))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 6, bias=False), nn.ReLU(),
+                        nn.Linear(6, 2, bias=False))
     with torch.no_grad():
         net[1].weight.copy_(W)
         net[3].weight.copy_(v)
@@ -335,7 +336,8 @@ def test_model_left_as_found(method):
     assert r.map.shape == (3, 8, 8) and torch.isfinite(r.map).all()
     assert_unchanged(net, before)
     for bad, msg in [(7, "out of range"), ("conv9:0", "unknown layer"),
-                     ("conv2:99", "channel 99"), ("conv2:0:9:9", "outside"), ("c9", "unknown target")]:
+                     ("conv2:99", "channel 99"), ("conv2:0:9:9", "outside"),
+                     ("c9", "unknown target")]:
         with pytest.raises(ConvlensError, match=msg):
             fn(lens, X, target=bad, **FAST.get(method, {}))
         assert_unchanged(net, before)
@@ -460,7 +462,8 @@ def test_cli_guided_backprop_and_errors(tmp_path, capsys):
     assert main(["guided-backprop", "--model", "builtin:shapes-net", "--image", str(png),
                  "--target", "features.11:5", "--out", str(out)]) == 0
     m = json.loads((out / "manifest.json").read_text())
-    assert m["kind"] == "guided_backprop" and m["info"]["targets"][0].startswith("unit features.11:5")
+    assert (m["kind"] == "guided_backprop"
+            and m["info"]["targets"][0].startswith("unit features.11:5"))
     assert (out / "overlay_0.png").is_file()
     assert main(["grad-cam", "--model", "builtin:shapes-net", "--image", str(png),
                  "--target", "star", "--out", str(tmp_path / "gc")]) == 0
@@ -470,7 +473,8 @@ def test_cli_guided_backprop_and_errors(tmp_path, capsys):
         assert main(["saliency", "--model", "builtin:shapes-net", "--image", str(png),
                      "--target", target, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("convlens: error:") and msg in err and len(err.strip().splitlines()) == 1
+        assert (err.startswith("convlens: error:") and msg in err
+                and len(err.strip().splitlines()) == 1)
 
 
 def test_cli_cascading_randomization(tmp_path, capsys):
@@ -499,7 +503,8 @@ def torchvision_lenses():
     for name, size in (("resnet18", 64), ("vgg11", 32)):
         torch.manual_seed(0)
         m = getattr(torchvision.models, name)(weights=None).eval()
-        out[name] = Lens(m, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (3, size, size), name=name)
+        out[name] = Lens(m, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (3, size, size),
+                         name=name)
     return out
 
 
@@ -547,8 +552,10 @@ def test_functional_relu_guided_equals_module_version_captum_does_not():
     assert torch.allclose(ours_f, ours_m, atol=1e-7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cap_m = captum.GuidedBackprop(module.model).attribute(X.clone().requires_grad_(True), target=0)
-        cap_f = captum.GuidedBackprop(functional.model).attribute(X.clone().requires_grad_(True), target=0)
+        cap_m = captum.GuidedBackprop(module.model).attribute(X.clone().requires_grad_(True),
+                                                              target=0)
+        cap_f = captum.GuidedBackprop(functional.model).attribute(X.clone().requires_grad_(True),
+                                                                  target=0)
     assert rel(ours_m, cap_m) < 1e-5          # where Captum's hooks apply, we agree
     assert rel(cap_f, ours_f) > 0.05          # Captum misses F.relu: it gives the plain gradient
     assert torch.allclose(cap_f, saliency(functional, X, 0).attribution, atol=1e-6)

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convlens import ConvlensError, capture
 from conftest import HandNet, all_hooks, assert_unchanged, snapshot
+from convlens import ConvlensError, capture
 
 X = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
 CONV = torch.tensor([[-2.0, 2.0], [10.0, 14.0]])

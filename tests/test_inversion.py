@@ -8,9 +8,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from conftest import assert_unchanged, snapshot
 from torch import nn
 
+from conftest import assert_unchanged, snapshot
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.optimize import Context

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import convlens
+from conftest import photo_folder
 from convlens.cli import main
 from convlens.data.labels import align_labels
-from conftest import photo_folder
 
 
 def test_align_labels_rules():
@@ -104,5 +104,6 @@ def test_random_weights_are_seeded_named_and_leave_the_global_rng_alone(tmp_path
 
 def _png(folder):
     path = folder / "img.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(path)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 260, 3),
+                                                      dtype=np.uint8)).save(path)
     return path

@@ -106,7 +106,8 @@ def test_torchvision_weights_name_never_downloads(tmp_path, monkeypatch):
     w = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
-    state = {k: torch.full_like(v, 0.25) for k, v in load_model("torchvision:alexnet").model.state_dict().items()}
+    state = {k: torch.full_like(v, 0.25)
+             for k, v in load_model("torchvision:alexnet").model.state_dict().items()}
     torch.save(state, cache / os.path.basename(w.url))
     lens = load_model("torchvision:alexnet:IMAGENET1K_V1")
     assert torch.all(lens.model.features[0].weight == 0.25)
@@ -146,9 +147,11 @@ def test_factory_spec(tmp_path, monkeypatch):
         from torch import nn
         from convlens import Lens
         def plain():
-            return nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            return nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                 nn.Flatten())
         def lensed():
-            return Lens(plain(), mean=(0.5,), std=(0.25,), input_size=(3, 32, 32), labels=["a", "b"])
+            return Lens(plain(), mean=(0.5,), std=(0.25,), input_size=(3, 32, 32),
+                        labels=["a", "b"])
         def not_a_model():
             return 42
     """))

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import convlens
+from conftest import all_hooks, assert_unchanged, snapshot
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.techniques.occlusion.occlusion import occlusion
-from conftest import all_hooks, assert_unchanged, snapshot
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 import torch
+from browser import broken_images, browser, needs_browser, open_page, pages_to_check
 from torch import nn
 
-from browser import broken_images, browser, needs_browser, open_page, pages_to_check
 from convlens import Lens, load_data, load_model
 from convlens.engine.settings import RunSettings
 from convlens.lens import LayersResult
@@ -140,7 +140,8 @@ def test_demo_site_in_chromium(demo_site):
         assert hover_some_point(page)
         assert "label:" in page.locator("#tiptext").text_content()
         # clicking a unit opens its page
-        page, _ = open_page(b, (site / "runs" / "fashion-net_units_features.11" / "index.html").as_uri())
+        page, _ = open_page(b, (site / "runs" / "fashion-net_units_features.11"
+                                / "index.html").as_uri())
         page.locator("a.unit").nth(2).click()
         page.wait_for_load_state("load")
         assert "unit 2" in page.title()
@@ -151,9 +152,10 @@ def test_demo_site_in_chromium(demo_site):
         assert any("feature visualisation" in c for c in captions), captions
 
 
-PICTURE_WIDTHS = """() => Array.from(document.images).filter(i => i.naturalWidth > 0)
-    .filter(i => i.getBoundingClientRect().width < i.naturalWidth / 2 - 0.5)
-    .map(i => i.getAttribute('src') + ' ' + i.getBoundingClientRect().width + '/' + i.naturalWidth)"""
+PICTURE_WIDTHS = ("() => Array.from(document.images).filter(i => i.naturalWidth > 0)\n"
+                  "    .filter(i => i.getBoundingClientRect().width < i.naturalWidth / 2 - 0.5)\n"
+                  "    .map(i => i.getAttribute('src') + ' ' + i.getBoundingClientRect().width"
+                  " + '/' + i.naturalWidth)")
 
 
 METHODS = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
@@ -190,7 +192,8 @@ def test_images_pages_have_every_method(demo_site):
             assert rows.count() >= 4
             kinds = set(rows.first.locator("figure[data-method]").evaluate_all(
                 "els => els.map(e => e.dataset.method)"))
-            assert {k if not k.startswith("smoothgrad") else "smoothgrad" for k in kinds} >= set(METHODS)
+            assert ({k if not k.startswith("smoothgrad") else "smoothgrad" for k in kinds}
+                    >= set(METHODS))
             page.close()
 
 
@@ -219,14 +222,17 @@ def test_10k_point_map_opens_fast(tmp_path):
     n, rng = 10_000, np.random.default_rng(0)
     res = tmp_path / "tsne"
     res.mkdir()
-    pd.DataFrame({"index": np.arange(n), "label": rng.integers(0, 10, n), "pred": rng.integers(0, 10, n),
-                  "correct": rng.random(n) < 0.9, "x": rng.normal(size=n), "y": rng.normal(size=n)}
+    pd.DataFrame({"index": np.arange(n), "label": rng.integers(0, 10, n),
+                  "pred": rng.integers(0, 10, n), "correct": rng.random(n) < 0.9,
+                  "x": rng.normal(size=n), "y": rng.normal(size=n)}
                  ).to_parquet(res / "embedding.parquet")
-    save_png(res / "sprites.png", tile_grid(rng.integers(0, 255, (n, 24, 24, 3), dtype=np.uint8), cols=100, pad=0))
+    save_png(res / "sprites.png",
+             tile_grid(rng.integers(0, 255, (n, 24, 24, 3), dtype=np.uint8), cols=100, pad=0))
     (res / "manifest.json").write_text(json.dumps({
         "kind": "tsne", "model": {"name": "m", "labels": [f"c{k}" for k in range(10)]},
         "info": {"sprites": {"size": 24, "cols": 100, "count": n}},
-        "arrays": {}, "tables": {"embedding": "embedding.parquet"}, "pictures": {"sprites": "sprites.png"}}))
+        "arrays": {}, "tables": {"embedding": "embedding.parquet"},
+        "pictures": {"sprites": "sprites.png"}}))
     index = build_site([res], tmp_path / "site")
     with browser() as b:
         page, errors = open_page(b, (index.parent / "runs" / "tsne" / "index.html").as_uri())

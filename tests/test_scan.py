@@ -20,16 +20,15 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_unchanged, kill_after_checkpoint, snapshot
 from convlens import ConvlensError, Lens, capture, load_model
 from convlens.data.base import ImageDataset
 from convlens.errors import BadImage
 from convlens.receptive import Field
-from convlens.techniques.units.patches import cut_patch, unit_patches
-from convlens.techniques.units.topk import TopK, select_topk
-from convlens.techniques.units.scan import ScanResult
 from convlens.techniques.units.codes import code_layer
-from convlens.techniques.units.scan import scan
-from conftest import assert_unchanged, kill_after_checkpoint, snapshot
+from convlens.techniques.units.patches import cut_patch, unit_patches
+from convlens.techniques.units.scan import ScanResult, scan
+from convlens.techniques.units.topk import TopK, select_topk
 
 TESTS = str(Path(__file__).resolve().parent)
 BAD = 13  # the item whose "file" is corrupt
@@ -458,11 +457,13 @@ def test_cut_patch_and_unit_patches(tmp_path):
     for r, u in enumerate([0, 2]):
         for j in range(5):
             y, x = top["pos"][u, j]
-            assert tuple(res.boxes[r, j]) == (max(0, x - 1), max(0, y - 1), min(28, x + 2), min(28, y + 2))
+            assert tuple(res.boxes[r, j]) == (max(0, x - 1), max(0, y - 1),
+                                              min(28, x + 2), min(28, y + 2))
             image = res.images[res.image_of[r, j]]
             x0, y0, x1, y1 = res.boxes[r, j]
             oy, ox = y0 - (y - 1), x0 - (x - 1)
-            assert np.array_equal(res.patches[r, j, oy:oy + y1 - y0, ox:ox + x1 - x0], image[y0:y1, x0:x1])
+            assert np.array_equal(res.patches[r, j, oy:oy + y1 - y0, ox:ox + x1 - x0],
+                                  image[y0:y1, x0:x1])
     res.save(tmp_path / "units")
     assert (tmp_path / "units" / "unit_features.2_2_boxes.png").is_file()
     assert (tmp_path / "units" / "units_features.2.png").is_file()
@@ -496,7 +497,8 @@ def test_cli_scan_then_units(tmp_path, capsys):
     assert rc == 0
     assert "30 images scanned" in capsys.readouterr().out
     with _quiet():
-        assert main(["unit-patches", "--scan", str(out), "--layer", "features.4", "--unit", "3"]) == 0
+        assert main(["unit-patches", "--scan", str(out), "--layer", "features.4",
+                     "--unit", "3"]) == 0
     assert (out / "units_features.4" / "unit_features.4_3.png").is_file()
     assert main(["unit-patches", "--scan", str(out), "--layer", "features.9"]) == 2  # unknown layer
 

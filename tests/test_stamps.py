@@ -257,10 +257,10 @@ def test_stamps_net_shipped():
     """Weights small and safe to load; accuracy on 240 items of each split near the model
     card's (docs/models.md: measured on 10,000), with a margin for the smaller sample."""
     from convlens import RunSettings
-    from convlens.techniques.units.evaluate import evaluate
     from convlens.models import load_model
     from convlens.models.builtin import BUILTIN_MODELS
     from convlens.models.checkpoint import read_state_dict
+    from convlens.techniques.units.evaluate import evaluate
 
     path = BUILTIN_MODELS["stamps-net"].weights_path()
     assert os.path.getsize(path) <= 5 * 2**20 and read_state_dict(path)

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from convlens.draw import BORDER_RIGHT, BORDER_WRONG, palette
-from convlens.techniques.tsne import tsne as T
 from convlens.engine.settings import RunSettings
-from convlens.techniques.units.codes import cnn_codes, last_linear
+from convlens.techniques.tsne import tsne as T
 from convlens.techniques.tsne.grid import grid_assign, grid_cost, grid_positions
 from convlens.techniques.tsne.tsne import knn_accuracy, tsne_grid
+from convlens.techniques.units.codes import cnn_codes, last_linear
 
 # a shorter optimisation: FFT gradients on a few hundred points cost ~15 ms an iteration
 SHORT = {"n_iter": 150, "early_exaggeration_iter": 100}

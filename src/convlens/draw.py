@@ -77,7 +77,8 @@ def resize(a: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.nd
     """Resize an ``(H, W)`` float map or ``(H, W, 3)`` uint8 image to ``(height, width)``."""
     h, w = size
     if a.dtype == np.uint8:
-        return np.asarray(Image.fromarray(a).resize((w, h), Image.NEAREST if nearest else Image.BILINEAR))
+        return np.asarray(Image.fromarray(a).resize((w, h),
+                                                    Image.NEAREST if nearest else Image.BILINEAR))
     img = Image.fromarray(np.asarray(a, dtype=np.float32), mode="F")
     return np.asarray(img.resize((w, h), Image.NEAREST if nearest else Image.BILINEAR))
 
@@ -91,7 +92,8 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str =
     return np.clip((1 - alpha) * image + alpha * colour + 0.5, 0, 255).astype(np.uint8)
 
 
-def draw_box(image: np.ndarray, box: Sequence[float], colour=(255, 0, 0), width: int = 1) -> np.ndarray:
+def draw_box(image: np.ndarray, box: Sequence[float], colour=(255, 0, 0),
+             width: int = 1) -> np.ndarray:
     """A copy of `image` with a rectangle ``(x0, y0, x1, y1)`` (end exclusive) drawn on it."""
     img = Image.fromarray(image_hwc(image).copy())
     x0, y0, x1, y1 = box

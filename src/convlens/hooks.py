@@ -361,7 +361,8 @@ def relu_rule(lens: nn.Module | None, rule: str) -> Iterator[ReluRuleStats]:
 # capture_inputs: what a module reads (e.g. the CNN code, the input of the last nn.Linear)
 # ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def capture_inputs(lens: nn.Module, layers: str | Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+def capture_inputs(lens: nn.Module,
+                   layers: str | Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
     """Record the first tensor input of each named module (its last call), detached.
 
     A forward pre-hook, removed when the block ends (also on an error). Used for the CNN code

@@ -65,8 +65,10 @@ class Field:
             if p is None:
                 return None
             return p[0] if p[0] == p[1] else f"{p[0]}x{p[1]}"
-        return {"rf_size": one(self.size), "rf_stride": None if self.is_global else one(self.stride),
-                "rf_center": None if self.is_global or self.center is None else tuple(self.center)}
+        return {"rf_size": one(self.size),
+                "rf_stride": None if self.is_global else one(self.stride),
+                "rf_center": (None if self.is_global or self.center is None
+                              else tuple(self.center))}
 
 
 IDENTITY = lambda: Field((1, 1), (1, 1), (0.0, 0.0))  # noqa: E731  the input image
@@ -242,6 +244,8 @@ def field_at(field: Field, shape_hw: tuple[int, int], y: int, x: int,
     if field.is_global:
         return (0, 0, image_hw[1], image_hw[0])
     bx0, by0, bx1, by1 = field.box(y, x)
-    x0 = max(0, math.floor(bx0 + 1e-6)); y0 = max(0, math.floor(by0 + 1e-6))
-    x1 = min(image_hw[1], math.floor(bx1 + 1e-6) + 1); y1 = min(image_hw[0], math.floor(by1 + 1e-6) + 1)
+    x0 = max(0, math.floor(bx0 + 1e-6))
+    y0 = max(0, math.floor(by0 + 1e-6))
+    x1 = min(image_hw[1], math.floor(bx1 + 1e-6) + 1)
+    y1 = min(image_hw[0], math.floor(by1 + 1e-6) + 1)
     return (x0, y0, x1, y1)

@@ -34,7 +34,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def safe_name(name: str) -> str:
-    """A file-name-safe version of a layer or item name (``features.3`` stays, ``a/b`` → ``a_b``)."""
+    """A file-name-safe version of a layer or item name (``features.3`` stays,
+    ``a/b`` → ``a_b``)."""
     return _SAFE.sub("_", str(name)).strip("._") or "x"
 
 
@@ -262,7 +263,8 @@ class Result:
 
 
 def _is_array(v) -> bool:
-    return isinstance(v, np.ndarray) or type(v).__module__.startswith("torch") and hasattr(v, "shape")
+    return (isinstance(v, np.ndarray)
+            or type(v).__module__.startswith("torch") and hasattr(v, "shape"))
 
 
 def _is_table(v) -> bool:
@@ -440,5 +442,6 @@ def pictures_html(pictures: dict, limit: int = 24) -> str:
             continue
         cells.append(f'<figure style="margin:4px"><img src="{png_data_uri(pic)}" '
                      f'style="image-rendering:pixelated;max-width:320px"/>'
-                     f'<figcaption style="font-size:11px">{html.escape(str(name))}</figcaption></figure>')
+                     f'<figcaption style="font-size:11px">{html.escape(str(name))}</figcaption>'
+                     f'</figure>')
     return '<div style="display:flex;flex-wrap:wrap">' + "".join(cells) + "</div>"

@@ -94,7 +94,8 @@ def cmd_filters(args) -> int:
     for layer in layers:
         res = filters(lens, layer, threshold=threshold)
         print(f"{res.layer}: {res.verdict} (median noise score {res.info()['median_score']:.3f}, "
-              f"{res.info()['noisy_filters']}/{len(res.scores)} filters noisy, threshold {threshold})")
+              f"{res.info()['noisy_filters']}/{len(res.scores)} filters noisy, "
+              f"threshold {threshold})")
         if len(layers) > 1:
             args.out = str(Path(out) / res.layer)
         save_result(res, args, lens)

@@ -97,7 +97,8 @@ def _robustness_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=positive_int, default=10, help="PGD iterations (default 10)")
     g.add_argument("--alpha", type=float, default=None,
                    help="PGD step in pixel units (default 2.5 eps / steps)")
-    g.add_argument("--norm", default="linf", choices=("linf", "l2"), help="PGD's ball (default linf)")
+    g.add_argument("--norm", default="linf", choices=("linf", "l2"),
+                   help="PGD's ball (default linf)")
     g.add_argument("--no-random-start", dest="random_start", action="store_false",
                    help="PGD from the image itself (the basic iterative method); else from a "
                         "random point of the eps-ball, seeded by --seed and each item's index")

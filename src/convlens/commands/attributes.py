@@ -63,8 +63,10 @@ def _attribute_performance_opts(p):
     s = p.add_argument_group("statistics")
     s.add_argument("--min-count", type=positive_int, default=30,
                    help="bins with fewer items are shown grey, without interval (default 30)")
-    s.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples (1000)")
-    s.add_argument("--level", type=open_fraction, default=0.95, help="interval level (default 0.95)")
+    s.add_argument("--resamples", type=positive_int, default=1000,
+                   help="bootstrap resamples (1000)")
+    s.add_argument("--level", type=open_fraction, default=0.95,
+                   help="interval level (default 0.95)")
     s.add_argument("--method", default="percentile", choices=("percentile", "basic", "BCa"),
                    help="bootstrap interval (default percentile)")
     s.add_argument("--no-regression", dest="regression", action="store_false",

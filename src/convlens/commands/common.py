@@ -75,7 +75,8 @@ def _ints(s: str) -> tuple[int, ...]:
     try:
         v = tuple(int(a) for a in s.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {s!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {s!r}") from None
     if any(a < 1 for a in v):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
     return v
@@ -85,7 +86,8 @@ def _floats(s: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in s.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {s!r}") from None
 
 
 def _input_size(s: str) -> tuple[int, int, int]:
@@ -170,12 +172,15 @@ def data_options(p: argparse.ArgumentParser, required: bool = True, n_help: str 
                    help="builtin:NAME[:SPLIT], a folder of class folders, or a .csv/.parquet "
                         "manifest with a 'path' column")
     g.add_argument("--n", type=positive_int, default=None, metavar="N",
-                   help=f"use N items: the first N, or a random sample with --sample (default {n_help})")
+                   help=f"use N items: the first N, or a random sample with --sample "
+                        f"(default {n_help})")
     g.add_argument("--limit", type=positive_int, dest="n", action=deprecated("--n"),
                    help=argparse.SUPPRESS)
     g.add_argument("--sample", action="store_true",
-                   help="take a random sample of --n items (seeded by --seed) instead of the first N")
-    g.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
+                   help="take a random sample of --n items (seeded by --seed) instead of the "
+                        "first N")
+    g.add_argument("--batch-size", type=positive_int, default=64,
+                   help="images per batch (default 64)")
     g.add_argument("--workers", type=nonnegative_int, default=0,
                    help="data loader processes (default 0)")
     g.add_argument("--max-pixels", type=positive_int, default=None,
@@ -191,7 +196,8 @@ def image_options(p: argparse.ArgumentParser, n: int = 4) -> None:
     g.add_argument("--n", type=positive_int, default=n, metavar="N",
                    help=f"images taken from --data (default {n})")
     g.add_argument("--sample", action="store_true",
-                   help="take a random sample of --n items (seeded by --seed) instead of the first N")
+                   help="take a random sample of --n items (seeded by --seed) instead of the "
+                        "first N")
     g.add_argument("--max-pixels", type=positive_int, default=None,
                    help="refuse images with more pixels than this (default: PIL's bomb limit)")
 
@@ -224,7 +230,8 @@ def engine_options(p: argparse.ArgumentParser, checkpoint_every: int = 50) -> No
 def output_options(p: argparse.ArgumentParser, view: str) -> None:
     default = f"convlens-out/{view}"
     p.add_argument("--out", metavar="DIR", default=default,
-                   help=f"folder for manifest.json, arrays, tables and pictures (default: {default})")
+                   help=f"folder for manifest.json, arrays, tables and pictures "
+                        f"(default: {default})")
 
 
 def format_option(p: argparse.ArgumentParser) -> None:

@@ -71,7 +71,8 @@ def _opts(p: argparse.ArgumentParser) -> None:
                    help="grid step in pixels of the baselines' search in B (default size/32)")
     s.add_argument("--batch-size", type=positive_int, default=64,
                    help="images per forward call (default 64)")
-    s.add_argument("--examples", type=nonnegative_int, default=4, help="example pairs drawn (default 4)")
+    s.add_argument("--examples", type=nonnegative_int, default=4,
+                   help="example pairs drawn (default 4)")
     output_options(p, "correspondence")
 
 
@@ -90,8 +91,8 @@ def cmd_correspondence(args) -> int:
     data = data_from(args, lens)
     baselines = [] if args.baselines == ["none"] else args.baselines
     res = correspondence(lens, args.pairs, args.layers, args.alpha, data=data, n=args.n,
-                         metric=args.metric, baselines=baselines, step=args.step, search=args.search,
-                         warp=args.warp,
+                         metric=args.metric, baselines=baselines, step=args.step,
+                         search=args.search, warp=args.warp,
                          close=dict(args.close) if args.close else None, points=args.points,
                          seed=args.seed, examples=args.examples, run=run_from(args))
     for line in res.summary():

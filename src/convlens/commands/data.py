@@ -69,7 +69,8 @@ def cmd_data(args) -> int:
         names = ds.classes
         print("  items per class:")
         for k in sorted(counts):
-            name = names[k] if names and 0 <= k < len(names) else ("(no label)" if k < 0 else str(k))
+            name = (names[k] if names and 0 <= k < len(names)
+                    else ("(no label)" if k < 0 else str(k)))
             print(f"  {k:>4}  {name:<24} {counts[k]}")
     return 0
 

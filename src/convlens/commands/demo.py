@@ -60,7 +60,8 @@ def cmd_demo(args) -> int:
         setting = Setting(args.model, args.data, n_scan=args.scan_n or (500 if quick else 10_000),
                           n_images=args.n or (4 if quick else 8), sample=args.sample,
                           seed=args.seed)
-        index, report = run_demo(args.out, quick=quick, settings_=[setting], lenses={args.model: lens},
+        index, report = run_demo(args.out, quick=quick, settings_=[setting],
+                                 lenses={args.model: lens},
                                  title=args.title or f"convlens: {args.model} on {args.data}")
     else:
         index, report = run_demo(args.out, quick=args.quick, title=args.title or "convlens demo")

@@ -22,8 +22,8 @@ def _evaluate_opts(p):
     model_options(p)
     data_options(p)
     format_option(p)
-    p.add_argument("--json", dest="format", nargs=0, action=deprecated("--format json", const="json"),
-                   help=argparse.SUPPRESS)
+    p.add_argument("--json", dest="format", nargs=0,
+                   action=deprecated("--format json", const="json"), help=argparse.SUPPRESS)
 
 
 @command("evaluate", "top-1 / top-5 and per-class accuracy of a model on labelled data")

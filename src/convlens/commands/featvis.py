@@ -35,7 +35,8 @@ def _class_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=200, help="gradient steps (default 200)")
     p.add_argument("--l2", type=float, default=3e-3, metavar="LAMBDA",
                    help="weight of the L2 prior lambda ||I||^2 (default 3e-3)")
-    p.add_argument("--lr", type=positive_float, default=0.1, help="rate of the ascent (default 0.1)")
+    p.add_argument("--lr", type=positive_float, default=0.1,
+                   help="rate of the ascent (default 0.1)")
     p.add_argument("--jitter", type=nonnegative_int, default=0, metavar="PX",
                    help="random shift before each step, pixels (Yosinski et al.; default 0)")
     p.add_argument("--blur", type=float, default=0.0, metavar="SIGMA",
@@ -78,7 +79,8 @@ def _featvis_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", choices=("fft", "pixel"), default="fft",
                    help="image parameterisation: fft (1/f-scaled spectrum, decorrelated colour "
                         "with --data; default) or pixel")
-    p.add_argument("--steps", type=positive_int, default=256, help="optimisation steps (default 256)")
+    p.add_argument("--steps", type=positive_int, default=256,
+                   help="optimisation steps (default 256)")
     p.add_argument("--lr", type=positive_float, default=0.05, help="Adam's rate (default 0.05)")
     p.add_argument("--data", metavar="SPEC",
                    help="data to measure colour statistics on (decorrelated colour space)")

@@ -56,7 +56,8 @@ def cmd_invert(args) -> int:
         try:
             lam_tv = float(lam_tv)
         except ValueError:
-            raise ConvlensError(f"--lambda-tv must be a number or 'paper', got {lam_tv!r}") from None
+            raise ConvlensError(
+                f"--lambda-tv must be a number or 'paper', got {lam_tv!r}") from None
     res = invert(lens, x, args.layers, steps=args.steps, lambda_tv=lam_tv,
                  lambda_alpha=args.lambda_alpha, regularize=not args.no_priors, lr=args.lr,
                  seed=args.seed, names=names)

@@ -27,7 +27,8 @@ def cmd_report(args) -> int:
 
 def _serve_opts(p):
     p.add_argument("site", metavar="SITE", help="the site folder written by `convlens report`")
-    p.add_argument("--port", type=port_number, default=8000, help="port on localhost (default 8000)")
+    p.add_argument("--port", type=port_number, default=8000,
+                   help="port on localhost (default 8000)")
 
 
 @command("serve", "serve a report on http://localhost:PORT (Ctrl-C stops)")

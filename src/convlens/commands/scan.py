@@ -1,4 +1,5 @@
-"""`convlens scan` and `convlens unit-patches` (the seed's §2: images that maximally activate a unit)."""
+"""`convlens scan` and `convlens unit-patches` (the seed's §2: images that maximally activate a
+unit)."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,8 @@ def _scan_opts(p):
     model_options(p)
     data_options(p)
     g = p.add_argument_group("scan")
-    g.add_argument("--layers", type=_names, action=ExtendAction, default=None, metavar="L1,L2|relu|conv",
+    g.add_argument("--layers", type=_names, action=ExtendAction, default=None,
+                   metavar="L1,L2|relu|conv",
                    help="layers to rank images for, comma-separated; 'relu' (default: every "
                         "ReLU, post-ReLU maps) or 'conv' (every conv layer)")
     g.add_argument("--topk", type=positive_int, default=9, help="images kept per unit (default 9)")
@@ -64,11 +66,13 @@ def cmd_scan(args) -> int:
     the k images that activate it most (max over positions) with the arg-max position; along
     the way, per-channel statistics, each image's code (float16, for t-SNE) and predictions
     with the items' metadata (for accuracy by attribute). Checkpoints as it goes: run the same
-    command again after a crash and it resumes. Then `convlens unit-patches --scan DIR --layer L`."""
+    command again after a crash and it resumes. Then
+    `convlens unit-patches --scan DIR --layer L`."""
     from ..techniques.units.scan import scan
 
     lens = lens_from(args, cast=False)  # --dtype runs the pass under autocast
-    data = data_from(args, lens)  # its spec is recorded, so `convlens unit-patches` can read it again
+    # its spec is recorded, so `convlens unit-patches` can read it again
+    data = data_from(args, lens)
     layers = args.layers[0] if args.layers and args.layers[0] in ("relu", "conv") else args.layers
     codes = None if str(args.code_layer).lower() == "none" else args.code_layer
     on_interrupt(args, f"progress is saved in {args.out}/.convlens-scan every "
@@ -85,7 +89,8 @@ def cmd_scan(args) -> int:
         top = res.topk.get(layer)
         if top is not None and top["score"].size:
             best = top["score"][:, 0]
-            print(f"  {layer:<24} {best.shape[0]:>5} units, best score median {float(_median(best)):.3g}")
+            print(f"  {layer:<24} {best.shape[0]:>5} units, "
+                  f"best score median {float(_median(best)):.3g}")
     if res.folder is not None and (res.folder / "predictions.parquet").is_file() and res.n:
         import pyarrow.parquet as pq
         correct = pq.read_table(res.folder / "predictions.parquet", columns=["correct"]).column(0)
@@ -93,7 +98,8 @@ def cmd_scan(args) -> int:
         if len(known):
             print(f"  top-1 accuracy {known.mean():.4f} ({len(known)} labelled images)")
         else:
-            print("  top-1 accuracy unavailable: the data's labels name none of the model's classes")
+            print("  top-1 accuracy unavailable: the data's labels name none of the model's "
+                  "classes")
     save_result(res, args, lens)
     return 0
 
@@ -129,7 +135,8 @@ def cmd_unit_patches(args) -> int:
     from ..techniques.units.patches import unit_patches
 
     if not (Path(args.scan) / "manifest.json").is_file():
-        raise ConvlensError(f"{args.scan} holds no manifest.json: run convlens scan --out DIR first")
+        raise ConvlensError(
+            f"{args.scan} holds no manifest.json: run convlens scan --out DIR first")
     res = unit_patches(args.scan, args.layer, args.unit, data=args.data,
                        directions=args.directions, max_units=args.max_units)
     what = "units_dirs" if args.directions else "units"

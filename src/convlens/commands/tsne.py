@@ -1,4 +1,5 @@
-"""`convlens tsne-grid` (the seed's §3): t-SNE of CNN codes, as a scatter of thumbnails and a grid."""
+"""`convlens tsne-grid` (the seed's §3): t-SNE of CNN codes, as a scatter of thumbnails and a
+grid."""
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,8 @@ def cmd_tsne_grid(args) -> int:
     grid of images placed by a linear assignment that minimises the total squared move.
     Prints kNN label accuracy (k=10) in 2-D and in code space, and trustworthiness.
     Use `--scan DIR` for the codes of a saved scan, or `--model SPEC --data SPEC [--n 5000]`."""
-    from ..techniques.units.codes import codes_from_scan
     from ..techniques.tsne.tsne import tsne_grid
+    from ..techniques.units.codes import codes_from_scan
 
     if bool(args.scan) == bool(args.model):
         raise ConvlensError("give either --scan DIR or --model SPEC --data SPEC")

@@ -51,7 +51,8 @@ def load_data(spec: str | os.PathLike, lens=None, max_pixels: int | None = None)
     path = Path(spec_s)
     if not path.exists():
         raise ConvlensError(f"data not found: {spec_s} (a folder of class folders, a .csv/.parquet "
-                            f"manifest, or builtin:NAME; built-ins: {', '.join(sorted(BUILTIN_DATA)) or 'none'})")
+                            f"manifest, or builtin:NAME; "
+                            f"built-ins: {', '.join(sorted(BUILTIN_DATA)) or 'none'})")
     if path.is_dir():
         return ImageFolder(path, lens=lens, max_pixels=max_pixels)
     if path.suffix.lower() in (".csv", ".parquet"):
@@ -85,5 +86,6 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["load_data", "as_dataset", "register_data", "BUILTIN_DATA", "ImageDataset", "Item", "Batch",
-           "Skipped", "Loader", "collate", "SkippedImageWarning", "ImageFolder", "Manifest"]
+__all__ = ["load_data", "as_dataset", "register_data", "BUILTIN_DATA", "ImageDataset", "Item",
+           "Batch", "Skipped", "Loader", "collate", "SkippedImageWarning", "ImageFolder",
+           "Manifest"]

@@ -34,7 +34,8 @@ class _FileDataset(ImageDataset):
         return self.paths[index]
 
     def load(self, index: int):
-        return open_image(self.paths[index], self.max_pixels), self.labels[index], dict(self.meta[index])
+        return (open_image(self.paths[index], self.max_pixels), self.labels[index],
+                dict(self.meta[index]))
 
 
 class ImageFolder(_FileDataset):
@@ -46,7 +47,8 @@ class ImageFolder(_FileDataset):
 
     def __init__(self, root: str | os.PathLike, lens=None, max_pixels: int | None = None):
         root = Path(root)
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        classes = sorted(d.name for d in root.iterdir()
+                         if d.is_dir() and not d.name.startswith("."))
         if not classes:
             raise ConvlensError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
         paths, labels = [], []
@@ -74,13 +76,15 @@ class Manifest(_FileDataset):
     def __init__(self, table: str | os.PathLike, lens=None, max_pixels: int | None = None):
         table = Path(table)
         try:
-            df = pd.read_parquet(table) if table.suffix.lower() == ".parquet" else pd.read_csv(table)
+            df = (pd.read_parquet(table) if table.suffix.lower() == ".parquet"
+                  else pd.read_csv(table))
         except FileNotFoundError:
             raise ConvlensError(f"manifest not found: {table}") from None
         except Exception as e:  # pandas raises many kinds for malformed tables
             raise ConvlensError(f"cannot read manifest {table}: {e}") from None
         if "path" not in df.columns:
-            raise ConvlensError(f"manifest {table} has no 'path' column (columns: {list(df.columns)})")
+            raise ConvlensError(
+                f"manifest {table} has no 'path' column (columns: {list(df.columns)})")
         base = table.parent
         paths = [str(p) if os.path.isabs(str(p)) else str(base / str(p)) for p in df["path"]]
         classes, labels = _labels(df)

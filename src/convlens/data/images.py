@@ -84,7 +84,8 @@ def image_facts(img) -> tuple[str, str]:
     return f"{a.shape[0]}x{a.shape[1]}", mode
 
 
-def dataset_thumbnails(data, index: Sequence[int], size: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+def dataset_thumbnails(data, index: Sequence[int],
+                       size: int = 32) -> Callable[[np.ndarray], np.ndarray]:
     """A thumbnail source for `tsne_grid` that opens dataset items only when drawn.
 
     ``rows -> (len(rows), size, size[, 3])`` uint8: item ``index[row]`` of `data`

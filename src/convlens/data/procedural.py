@@ -50,6 +50,9 @@ def _factory(split: str | None, lens=None) -> Shapes:
     try:
         length = int(n) if n else None
     except ValueError:
-        raise ConvlensError(f"builtin:shapes:{split}:{n}: the item count must be an integer") from None
-    size = lens.input_size[-1] if lens is not None and lens.input_size[-1] != shapes.DEFAULT_SIZE else shapes.DEFAULT_SIZE
+        raise ConvlensError(
+            f"builtin:shapes:{split}:{n}: the item count must be an integer") from None
+    size = (lens.input_size[-1]
+            if lens is not None and lens.input_size[-1] != shapes.DEFAULT_SIZE
+            else shapes.DEFAULT_SIZE)
     return Shapes(split or "test", length, size=size, lens=lens)

@@ -13,8 +13,8 @@ activation, which keeps it close to the speed of a bare forward pass. ``update``
 the raw activation tensors (it then summarises them itself), so a reducer can be fed by hand.
 
 The reducers themselves belong to the techniques that use them (`ActivationStats` in
-`convlens.techniques.activity.activations`, `TopK` in `convlens.techniques.units.topk`, ...); the engine knows
-only this protocol.
+`convlens.techniques.activity.activations`, `TopK` in `convlens.techniques.units.topk`, ...);
+the engine knows only this protocol.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ Specs:
     ``torchvision:NAME[:WEIGHTS]``  a torchvision architecture; weights from ``weights=FILE``, or
                                 the torchvision weights name (``IMAGENET1K_V1``, ``DEFAULT``) when
                                 that file is already in the torch hub cache. Never downloads.
-    ``timm:NAME``               a timm architecture (needs ``pip install timm``), weights from a file
+    ``timm:NAME``               a timm architecture (needs ``pip install timm``), weights from a
+                                file
     ``path/to/model.pt``        a TorchScript archive (``torch.jit.save``)
     ``package.module:factory``  a function returning an ``nn.Module`` (or a `Lens`)
 """

@@ -52,7 +52,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, shift: int, flip: bool) -> to
         padded = F.pad(x, (shift, shift, shift, shift))
         dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
         dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
-        rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * shift)
+        rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, x.shape[1], h,
+                                                                             w + 2 * shift)
         padded = torch.gather(padded, 2, rows)
         cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
         x = torch.gather(padded, 3, cols)
@@ -120,8 +121,9 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
         model.train()
         order = torch.randperm(len(xtr), generator=gen)
         total, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(0, len(xtr), recipe.batch_size), desc=f"{name} epoch {epoch}/{recipe.epochs}",
-                   unit="batch", file=sys.stderr, disable=not progress, leave=False)
+        bar = tqdm(range(0, len(xtr), recipe.batch_size),
+                   desc=f"{name} epoch {epoch}/{recipe.epochs}", unit="batch", file=sys.stderr,
+                   disable=not progress, leave=False)
         for i in bar:
             idx = order[i:i + recipe.batch_size]
             xb = augment(xtr[idx], gen, recipe.shift, recipe.flip)
@@ -168,7 +170,8 @@ def train_builtin(name: str, out: str | os.PathLike | None = None, seed: int = 0
     b = BUILTIN_MODELS.get(name)
     if b is None or "train_data" not in b.extra:
         trainable = [n for n, m in BUILTIN_MODELS.items() if "train_data" in m.extra]
-        raise ConvlensError(f"no training recipe for built-in {name!r}; trainable: {', '.join(trainable)}")
+        raise ConvlensError(f"no training recipe for built-in {name!r}; "
+                            f"trainable: {', '.join(trainable)}")
     recipe = recipe or Recipe(**asdict(b.extra["recipe"]))
     if epochs is not None:
         recipe.epochs = epochs

@@ -25,12 +25,31 @@ Example::
     out = render(lens, obj, FFTImage(96, lens.input_size), standard_transforms(64), steps=256)
     out.images.shape                                      # (96, 3, 64, 64), in [0, 1]
 """
-from .objectives import (Context, Objective, alpha_norm, channel, class_logit, deepdream,
-                         direction, l2, match, neuron, total_variation)
+from .objectives import (
+    Context,
+    Objective,
+    alpha_norm,
+    channel,
+    class_logit,
+    deepdream,
+    direction,
+    l2,
+    match,
+    neuron,
+    total_variation,
+)
 from .param import FFTImage, Parameterization, PixelImage, color_matrix
 from .render import Rendered, Schedule, render, to_unit
-from .transforms import (FILLS, Transform, apply_transforms, jitter, pad, random_rotate,
-                         random_scale, standard_transforms)
+from .transforms import (
+    FILLS,
+    Transform,
+    apply_transforms,
+    jitter,
+    pad,
+    random_rotate,
+    random_scale,
+    standard_transforms,
+)
 
 __all__ = ["Context", "Objective", "alpha_norm", "channel", "class_logit", "deepdream",
            "direction", "l2", "match", "neuron", "total_variation", "FFTImage",

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import ConvlensError
 
+
 class Context:
     """What an objective reads in one step.
 

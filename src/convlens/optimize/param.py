@@ -9,6 +9,7 @@ import torch
 
 from ..errors import ConvlensError, unknown
 
+
 class Parameterization:
     """Gives the image batch ``(B, C, H, W)`` in [0, 1] from tensors the optimiser changes."""
 

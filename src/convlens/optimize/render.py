@@ -14,6 +14,7 @@ from .objectives import Context, Objective
 from .param import Parameterization, seeded_generator
 from .transforms import Transform, apply_transforms
 
+
 @dataclass
 class Schedule:
     """Learning rate per step: ``lr * factors[k]`` for the k-th part of the steps, the parts

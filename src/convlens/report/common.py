@@ -141,7 +141,8 @@ def colorbar(scale: dict, width: int) -> dict:
     span = hi - lo
     marks = [{"name": k, "left": 100.0 * (v - lo) / span if span else 0.0}
              for k, v in (scale.get("marks") or {}).items()]
-    return {"gradient": "linear-gradient(to right, " + ", ".join(colormap_stops(scale["cmap"])) + ")",
+    return {"gradient": "linear-gradient(to right, "
+                        + ", ".join(colormap_stops(scale["cmap"])) + ")",
             "ticks": [fmt(lo), fmt(lo + span / 2), fmt(hi)], "label": scale.get("label", ""),
             "marks": marks, "width": width}
 
@@ -159,7 +160,8 @@ def figures_context(run: Run, site: Path, prefix: str = "") -> list[dict]:
             bar = colorbar(p["scale"], pic["width"]) if p.get("scale") else None
             panels.append({**p, "pic": pic, "colorbar": bar})
         if panels:
-            out.append({"title": fig.get("title", ""), "note": fig.get("note", ""), "panels": panels})
+            out.append({"title": fig.get("title", ""), "note": fig.get("note", ""),
+                        "panels": panels})
     return out
 
 

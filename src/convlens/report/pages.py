@@ -9,8 +9,16 @@ import numpy as np
 
 from ..draw import save_png
 from ..results import safe_name
-from .common import (Page, Run, colorbar, copy_file, fmt, generic_page, picture_entry,
-                     table_html_rows)
+from .common import (
+    Page,
+    Run,
+    colorbar,
+    copy_file,
+    fmt,
+    generic_page,
+    picture_entry,
+    table_html_rows,
+)
 
 
 # -- the t-SNE map ---------------------------------------------------------------------------
@@ -35,7 +43,8 @@ def tsne_pages(run: Run, site: Path) -> list[Page]:
               "index": t["index"].astype(int).tolist() if "index" in t else list(range(len(t))),
               "names": [str(n) for n in labels], "pred_names": [str(n) for n in pred_names],
               "sprite": sprite_src, "sprite_size": (sprites or {}).get("size"),
-              "sprite_cols": (sprites or {}).get("cols"), "sprite_count": (sprites or {}).get("count", 0)}
+              "sprite_cols": (sprites or {}).get("cols"),
+              "sprite_count": (sprites or {}).get("count", 0)}
     page.template = "tsne.html"
     page.context["points"] = points
     return [page]
@@ -131,11 +140,14 @@ def scan_pages(run: Run, site: Path, runs: list[Run]) -> list[Page]:
     folder = res.folder.resolve()
     grids = []
     for r in sorted((r for r in runs if r.view.get("page") == "units"
-                     and r.result.info.get("scan") and Path(r.result.info["scan"]).resolve() == folder),
+                     and r.result.info.get("scan")
+                     and Path(r.result.info["scan"]).resolve() == folder),
                     key=lambda r: (r.result.info.get("what", ""), r.result.info.get("layer", ""))):
         what = "direction" if r.result.info.get("what") == "random directions" else "unit"
-        name = next((n for n in r.result.manifest.get("pictures", {}) if n.startswith(("units_", "dirs_"))), None)
-        pic = picture_entry(r.result, name, site, r.id, "image", prefix=f"../{r.id}/") if name else None
+        name = next((n for n in r.result.manifest.get("pictures", {})
+                     if n.startswith(("units_", "dirs_"))), None)
+        pic = (picture_entry(r.result, name, site, r.id, "image", prefix=f"../{r.id}/")
+               if name else None)
         if pic:
             grids.append({"title": f"{r.result.info.get('layer')}: top images of each {what}",
                           "what": what, "layer": r.result.info.get("layer"), "pic": pic,
@@ -201,7 +213,8 @@ def image_pages(runs: list[Run], site: Path) -> list[Page]:
                 if not rows[key]["caption"]:
                     rows[key]["caption"] = _prediction(r, i, labels)
                 pic_name = names[1]
-                pic = picture_entry(r.result, pic_name, site, r.id, "map", prefix=f"../../runs/{r.id}/")
+                pic = picture_entry(r.result, pic_name, site, r.id, "map",
+                                    prefix=f"../../runs/{r.id}/")
                 if pic is None:
                     continue
                 # the run's own figure panel for this picture gives its colour bar
@@ -261,7 +274,8 @@ def model_sections(runs: list[Run], cross: list[Page]) -> list[dict]:
         num = r.order[0]
         sec = m["sections"].setdefault(num, {"number": num if num < 99 else "",
                                              "title": titles.get(num, "Other views"), "views": []})
-        sec["views"].append({"href": r.href, "title": r.title, "line": r.line, "detail": _detail(r)})
+        sec["views"].append({"href": r.href, "title": r.title, "line": r.line,
+                             "detail": _detail(r)})
     for page in cross:
         name = page.context.get("model")
         for (mname, _), m in models.items():
@@ -281,7 +295,8 @@ def _detail(run: Run) -> str:
     if isinstance(info.get("layer"), str) and info["layer"]:
         bits.append(info["layer"])
     if isinstance(info.get("layers"), list) and not info.get("data"):  # a few images' layers
-        bits.append(", ".join(map(str, info["layers"][:4])) + (" ..." if len(info["layers"]) > 4 else ""))
+        bits.append(", ".join(map(str, info["layers"][:4]))
+                    + (" ..." if len(info["layers"]) > 4 else ""))
     if isinstance(info.get("data"), str) and info["data"]:
         bits.append(info["data"])
     count = info.get("n", info.get("images"))

@@ -38,7 +38,8 @@ def find_results(inputs: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: str = "convlens report") -> Path:
+def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike,
+               title: str = "convlens report") -> Path:
     """Write the site for the results under `inputs` into `out`; returns the index path."""
     out = Path(out)
     roots = [Path(i) for i in inputs]
@@ -46,7 +47,8 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
     if not folders:
         from ..errors import ConvlensError
         raise ConvlensError("no convlens results (folders with manifest.json) under "
-                            + ", ".join(str(i) for i in inputs) + ": run a view with --out DIR first")
+                            + ", ".join(str(i) for i in inputs)
+                            + ": run a view with --out DIR first")
     out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
     ids: set[str] = set()
@@ -66,7 +68,8 @@ def build_site(inputs: list[str | os.PathLike], out: str | os.PathLike, title: s
     cross = pages.image_pages(runs, out)
     nav = [{"title": p.title, "href": p.path, "kind": "pages"} for p in cross]
     models = pages.model_sections(runs, cross)
-    index = Page("index.html", title, "index.html", {"runs": runs, "cross": cross, "models": models})
+    index = Page("index.html", title, "index.html",
+                 {"runs": runs, "cross": cross, "models": models})
     for page in [index] + cross + [p for r in runs for p in r.pages]:
         depth = page.path.count("/")
         root = "../" * depth

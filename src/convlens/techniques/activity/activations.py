@@ -61,7 +61,8 @@ def activation_stats(lens, data, layers: str | Sequence[str] | None = None,
     return StatsResult.from_reducer(reducer, threshold, skipped=len(loader.skipped))
 
 
-def activations(lens, x: torch.Tensor, layers: str | Sequence[str] | None = None) -> ActivationsResult:
+def activations(lens, x: torch.Tensor,
+                layers: str | Sequence[str] | None = None) -> ActivationsResult:
     """The activation maps of `layers` for a batch ``x: (N, C, H, W)`` (normalised).
 
     Example::

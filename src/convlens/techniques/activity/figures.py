@@ -72,7 +72,8 @@ def monitor_plot(res, path: str) -> None:
     h = res.history
     fig = Figure(figsize=(13, 3.4), dpi=100)
     axes = fig.subplots(1, 3)
-    for ax, col, kind, label in [(axes[0], "sparsity", "activation", "mean sparsity (share of zeros)"),
+    for ax, col, kind, label in [(axes[0], "sparsity", "activation",
+                                  "mean sparsity (share of zeros)"),
                                  (axes[1], "dead_fraction", "activation", "dead channels (share)"),
                                  (axes[2], "noise", "filters", "median filter noise score")]:
         for layer, t in h[h.kind == kind].groupby("layer", sort=False):

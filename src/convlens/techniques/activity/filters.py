@@ -79,7 +79,8 @@ def filters(lens, layer: str | None = None, threshold: float = NOISE_THRESHOLD) 
     elif isinstance(mod, nn.Linear):
         if mod.in_features != c * h * w:
             raise ConvlensError(
-                f"{layer} is a linear layer of {mod.in_features} inputs, not the {c}x{h}x{w} image; "
+                f"{layer} is a linear layer of {mod.in_features} inputs, "
+                f"not the {c}x{h}x{w} image; "
                 "only conv layers and linear layers that see the image have filter pictures")
         weights = mod.weight.detach().cpu().float().reshape(-1, c, h, w).clone()
         sees_image = True

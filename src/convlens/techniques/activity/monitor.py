@@ -18,9 +18,9 @@ from torch import nn
 
 from ...hooks import capture, model_of, preserved
 from ...lens import default_layers
-from .stats import DEAD_THRESHOLD, ActivationStats, channel_table
 from .filters import noise_score
 from .results import MonitorResult
+from .stats import DEAD_THRESHOLD, ActivationStats, channel_table
 
 
 class TrainingMonitor:

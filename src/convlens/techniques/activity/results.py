@@ -121,7 +121,8 @@ class ActivationsResult(Result):
                 "predicted": [self._name(p) for p in self.predicted.tolist()],
                 "tensor": "output of each named module (post-ReLU for ReLU modules)"}
 
-    def grid(self, layer: str, i: int, cols: int | None = None, scale: int | None = None) -> np.ndarray:
+    def grid(self, layer: str, i: int, cols: int | None = None,
+             scale: int | None = None) -> np.ndarray:
         """Channel tiles of image `i` at `layer`, grey, one shared scale for the layer."""
         from .figures import activation_grid
         return activation_grid(self, layer, i, cols, scale)
@@ -200,7 +201,8 @@ class FiltersResult(Result):
                 "noisy_filters": int(self.noisy.sum()), "filters": int(len(self.scores)),
                 "score": "share of spectral energy above half Nyquist (docs/filters.md)"}
 
-    def picture(self, max_filters: int = 64, max_slices: int = 32, scale: int | None = None) -> np.ndarray:
+    def picture(self, max_filters: int = 64, max_slices: int = 32,
+                scale: int | None = None) -> np.ndarray:
         """Tiles on one shared scale (0 is mid-grey): RGB/grey for filters that see the image,
         else one row per filter of its input-channel slices."""
         from .figures import filter_tiles

@@ -12,9 +12,10 @@ its own, whatever the batch size; the sign, and so every FGSM/PGD step, is the s
 mean that torchattacks uses, except where the mean's gradient underflows to zero in float32:
 when the model is so sure of an image that every other class gets a probability of about
 1e-40, the averaged gradient at the pixels is 0 (torchattacks does not move those pixels) while
-the per-image one, N times larger, still has a sign (convlens moves them). The model runs in eval mode with its parameters' ``requires_grad``
-off (the gradient is taken with respect to the pixels only); training flags, ``requires_grad``
-flags, parameters and their ``.grad`` are as before afterwards, also after an error.
+the per-image one, N times larger, still has a sign (convlens moves them). The model runs in
+eval mode with its parameters' ``requires_grad`` off (the gradient is taken with respect to the
+pixels only); training flags, ``requires_grad`` flags, parameters and their ``.grad`` are as
+before afterwards, also after an error.
 
 Example::
 
@@ -42,7 +43,8 @@ FOOL_METHODS = ("adam", "lbfgs")
 
 # -- pixel space ---------------------------------------------------------------------------
 def pixels(lens, x: torch.Tensor) -> torch.Tensor:
-    """Normalised model input to pixels in [0, 1] (not clipped): ``(x std + mean - lo) / (hi - lo)``."""
+    """Normalised model input to pixels in [0, 1] (not clipped):
+    ``(x std + mean - lo) / (hi - lo)``."""
     lo, hi = lens.value_range
     return (lens.denormalize(x) - lo) / (hi - lo)
 
@@ -220,7 +222,8 @@ def examples_result(method: str, lens, xb: torch.Tensor, u: torch.Tensor, adv: t
         if fn is None:
             raise unknown("explain method", explain, ["saliency", "guided_backprop"])
         sal_c, sal_a = fn(lens, model_input(lens, u)).map, fn(lens, x_adv).map
-    cpu = (lambda t: None if t is None else t.detach().cpu())
+    def cpu(t):
+        return None if t is None else t.detach().cpu()
     return AdversarialExamples(
         method, cpu(u.clamp(0, 1)), cpu(adv), cpu(x_adv), cpu(classes), targeted, cpu(predicted),
         cpu(confidence), cpu(adv_predicted), cpu(adv_confidence), cpu(adv_class_prob),

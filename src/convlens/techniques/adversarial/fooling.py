@@ -71,7 +71,8 @@ class _Search:
         better = ok & (l2 < self.best_l2[rows])
         if better.any():
             idx = rows[better]
-            self.best[idx.to(self.best.device)] = r.detach()[better.to(r.device)].to(self.best.dtype)
+            self.best[idx.to(self.best.device)] = r.detach()[better.to(r.device)].to(
+                self.best.dtype)
             self.best_l2[idx] = l2[better]
             self.best_c[idx] = self.c[idx.to(self.c.device)].double().cpu()
         return ok
@@ -145,7 +146,8 @@ def _lbfgs(lens, u, target, search: _Search, steps: int, rounds: int) -> torch.T
                 r0 = search.best[i].double().cpu().numpy().ravel()
             res = minimize(f, r0, jac=True, method="L-BFGS-B", bounds=bounds,
                            options={"maxiter": steps})
-            rv = torch.from_numpy(np.clip(res.x, bounds.lb, bounds.ub)).to(u.device, dtype).view(shape)
+            rv = torch.from_numpy(np.clip(res.x, bounds.lb, bounds.ub)).to(
+                u.device, dtype).view(shape)
             with torch.no_grad():
                 _, p, l2sq = _objective(lens, ui, rv, ti, ci)
             ok = search.see(rv, p, l2sq, rows=[i])

@@ -132,15 +132,16 @@ class AdversarialExamples(Result):
                                "median_l2": float(self.l2.median()) if n else None}
         if self.adv_predicted is not None:
             out["success_rate"] = float(self.success.float().mean()) if n else None
-            out["clean_accuracy_vs_labels"] = (None if self.targeted else
-                                               float((self.predicted == self.classes).float().mean()))
+            out["clean_accuracy_vs_labels"] = (
+                None if self.targeted else float((self.predicted == self.classes).float().mean()))
         return out
 
     def summary(self) -> list[str]:
         """A line per image: the answer before and after, and the size of the change."""
         out = []
         for i in range(len(self.classes)):
-            line = f"  image {i}: {self.label(int(self.predicted[i]))} ({float(self.confidence[i]):.3f})"
+            line = (f"  image {i}: {self.label(int(self.predicted[i]))} "
+                    f"({float(self.confidence[i]):.3f})")
             if self.adv_predicted is not None:
                 line += (f" -> {self.label(int(self.adv_predicted[i]))} "
                          f"({float(self.adv_confidence[i]):.3f})")

@@ -264,7 +264,8 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
                         random_start, norm, seed, explain, label_map) if examples else None
     params = {"model": getattr(lens, "name", None), "data": spec, "attack": attack, "eps": eps,
             "norm": norm, "steps": int(steps) if attack == "pgd" else None,
-            "alpha": (alpha if alpha is not None else "2.5 eps / steps") if attack == "pgd" else None,
+            "alpha": ((alpha if alpha is not None else "2.5 eps / steps") if attack == "pgd"
+                      else None),
             "random_start": bool(random_start) if attack == "pgd" else None, "seed": seed,
             "images": reducer.n, "unlabelled": reducer.unlabelled, "skipped": info.skipped,
             "label_map": label_map.info(),

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
+from .image_stats import UNITS
 from .results import AttributeResult
 from .sources import (
     Scored,
@@ -43,7 +44,6 @@ from .stats import (
     logistic_regression,
     make_bins,
 )
-from .image_stats import UNITS
 
 #: units of the item attributes convlens knows (builtin:shapes'; the computed ones: UNITS)
 KNOWN_UNITS = {
@@ -204,7 +204,8 @@ def attribute_performance(predictions, attributes: str | Sequence[str] | None = 
             "top5": {s.name: float(s.table["correct5"].mean())
                      if len(s.table) and s.table["correct5"].notna().all() else None
                      for s in sources},
-            "data": [None if not isinstance(s.data, (str, type(None))) else s.data for s in sources],
+            "data": [None if not isinstance(s.data, (str, type(None))) else s.data
+                     for s in sources],
             "level": level, "n_resamples": n_resamples, "method": method,
             "min_count": min_count, "min_classes": min_classes, "seed": seed,
             "control_class": control_class,

@@ -167,7 +167,8 @@ class ImageStats(Reducer):
         x = x.detach().float().cpu()
         if self.mean is not None:
             c = x.shape[1]
-            m = torch.tensor(self.mean if len(self.mean) == c else self.mean * c)[:c].view(1, c, 1, 1)
+            m = torch.tensor(self.mean if len(self.mean) == c
+                             else self.mean * c)[:c].view(1, c, 1, 1)
             s = torch.tensor(self.std if len(self.std) == c else self.std * c)[:c].view(1, c, 1, 1)
             x = x * s + m
         lo, hi = self.value_range

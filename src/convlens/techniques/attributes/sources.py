@@ -17,8 +17,8 @@ import pandas as pd
 
 from ...errors import ConvlensError
 from ...results import SavedResult
-from .stats import is_numeric
 from .image_stats import COMPUTED
+from .stats import is_numeric
 
 #: prediction columns, never attributes
 RESERVED = ("index", "label", "data_label", "pred", "correct", "correct5", "p_true", "p_pred",
@@ -52,14 +52,13 @@ def predictions_table(lens, data, n: int | None = None, run=None) -> pd.DataFram
 
         t = predictions_table(lens, "builtin:fashion-mnist:test", n=1000)
     """
-    from ...engine import run_local
-    from ...lens import lens_and_data
-    from .image_stats import ImageStats
-    from ..units.predictions import Predictions
-
     import torch
 
+    from ...engine import run_local
     from ...engine.settings import as_run
+    from ...lens import lens_and_data
+    from ..units.predictions import Predictions
+    from .image_stats import ImageStats
 
     run = as_run(run)
     dtype = run.dtype

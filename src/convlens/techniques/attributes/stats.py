@@ -76,7 +76,8 @@ def make_bins(values: np.ndarray, bins: int | Sequence[float] = 5,
         edges = check_edges(bins)
         out = [Bin(f"{fmt(a)}–{fmt(b)}", float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
         inside = ok & (x >= edges[0]) & (x <= edges[-1])
-        codes[inside] = np.clip(np.searchsorted(edges, x[inside], side="right") - 1, 0, len(out) - 1)
+        codes[inside] = np.clip(np.searchsorted(edges, x[inside], side="right") - 1, 0,
+                                len(out) - 1)
         return out, codes, "edges"
     n_bins = int(bins)
     if n_bins < 1:
@@ -90,12 +91,14 @@ def make_bins(values: np.ndarray, bins: int | Sequence[float] = 5,
     atoms = distinct[counts >= ok.sum() / n_bins]
     rest = ok & ~np.isin(x, atoms)
     k = max(1, n_bins - len(atoms))
-    edges = np.unique(np.quantile(x[rest], np.linspace(0, 1, k + 1))) if rest.any() else np.array([])
+    edges = (np.unique(np.quantile(x[rest], np.linspace(0, 1, k + 1))) if rest.any()
+             else np.array([]))
     parts: list[tuple[float, int, Bin, np.ndarray]] = []
     for a in atoms:
         parts.append((float(a), 0, Bin(f"= {fmt(a)}", float(a), float(a), float(a)), ok & (x == a)))
     if len(edges) == 1:
-        parts.append((float(edges[0]), 1, Bin(fmt(edges[0]), float(edges[0]), float(edges[0])), rest))
+        parts.append((float(edges[0]), 1, Bin(fmt(edges[0]), float(edges[0]), float(edges[0])),
+                      rest))
     elif len(edges) > 1:
         j = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
         for b in range(len(edges) - 1):

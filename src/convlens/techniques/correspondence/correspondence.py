@@ -277,8 +277,8 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
                    layers: str | Sequence[str] | None = None, alpha: float = 0.1, *,
                    data=None, n: int = 100, metric: str = "cosine",
                    baselines: Sequence[str] = BASELINES, step: int | None = None,
-                   search: str = "cells", warp: str = "affine", close: dict | None = None, points: int = 8,
-                   seed: int = 0, chunk: int = 32, examples: int = 4,
+                   search: str = "cells", warp: str = "affine", close: dict | None = None,
+                   points: int = 8, seed: int = 0, chunk: int = 32, examples: int = 4,
                    run: RunSettings | None = None) -> CorrespondenceResult:
     """Keypoint transfer by nearest neighbour at each layer, scored by PCK against pixels and
     SIFT (Long, Zhang & Darrell 2014).
@@ -325,7 +325,8 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
         pairs = pairs if isinstance(pairs, Pairs) else Pairs.of(pairs)
         if not len(pairs):
             raise ConvlensError("no pairs given")
-        first = next((p for p in (pairs[i] for i in range(len(pairs))) if isinstance(p, Pair)), None)
+        first = next((p for p in (pairs[i] for i in range(len(pairs))) if isinstance(p, Pair)),
+                     None)
         if first is None:
             raise ConvlensError("none of the given pairs is usable")
         lens = as_lens(lens, first.image_a)
@@ -402,11 +403,13 @@ def correspondence(lens, pairs: str | Pairs | Sequence[Pair] = "warp",
     transfers = pd.concat([pd.DataFrame(r) for r in rows], ignore_index=True)
     transfers["correct"] = transfers.error <= alpha * transfers.ref
     layer_table = pd.DataFrame([{"layer": i.name, "depth": d, "rf_size": int(max(i.field.size)),
-                                 "stride": int(max(i.field.stride)), "shape": "x".join(map(str, i.shape))}
+                                 "stride": int(max(i.field.stride)),
+                                 "shape": "x".join(map(str, i.shape))}
                                 for d, i in enumerate(infos)])
     params = {"alpha": alpha, "metric": metric, "pairs": pairs.kind, "pairs_params": pairs.params,
-              "baselines": methods[1:], "step": step, "search": search, "seed": seed, "model": lens.name,
-              "input_size": list(shape), "data": getattr(data, "spec", None) if data is not None else None}
+              "baselines": methods[1:], "step": step, "search": search, "seed": seed,
+              "model": lens.name, "input_size": list(shape),
+              "data": getattr(data, "spec", None) if data is not None else None}
     return CorrespondenceResult(transfers, layer_table, params, dict(skipped), dict(dropped),
                                 **CorrespondenceResult.example_fields(shown), seed=seed)
 

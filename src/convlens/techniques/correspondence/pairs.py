@@ -252,7 +252,8 @@ def _item_pair(data, ia: int, ib: int, names: Sequence[str] | None) -> Pair | st
     if not isinstance(a, Item) or not isinstance(b, Item):
         return "unreadable image"
     ka, kb = item_keypoints(data, a), item_keypoints(data, b)
-    common = [k for k in ka if k in kb] if names is None else [k for k in names if k in ka and k in kb]
+    common = ([k for k in ka if k in kb] if names is None
+              else [k for k in names if k in ka and k in kb])
     if not common:
         return "no common keypoint names"
     src = getattr(data, "source", lambda j: f"item {j}")

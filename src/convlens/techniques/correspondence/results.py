@@ -112,7 +112,8 @@ class CorrespondenceResult(Result):
                          "pairs": len(per), "median_error_px": float(g.error.median())})
         out = pd.DataFrame(rows).merge(self.layers, on="layer", how="left")
         order = {m: k for k, m in enumerate(LABELS)}
-        out = out.sort_values(["depth", "method"], key=lambda s: s.map(order) if s.name == "method" else s)
+        out = out.sort_values(["depth", "method"],
+                              key=lambda s: s.map(order) if s.name == "method" else s)
         return out.reset_index(drop=True)[["method", "layer", "depth", "rf_size", "stride", "pck",
                                            "ci_low", "ci_high", "correct", "keypoints", "pairs",
                                            "median_error_px", "shape"]]
@@ -164,8 +165,9 @@ class CorrespondenceResult(Result):
                     f"in image B lands within {self.alpha:g}·max(h, w) px of the true point; "
                     "higher is better. Intervals: 95 % bootstrap over pairs.",
             "pairs": int(self.transfers.pair.nunique()), "pair_kind": self.params.get("pairs"),
-            "keypoints": int(len(self.transfers[(self.transfers.method == self.feature_method)
-                                                & (self.transfers.layer == self.layers.layer.iloc[0])])),
+            "keypoints": int(len(self.transfers[
+                (self.transfers.method == self.feature_method)
+                & (self.transfers.layer == self.layers.layer.iloc[0])])),
             "skipped_pairs": self.skipped, "dropped_keypoints": self.dropped}
         info.update({k: v for k, v in self.params.items() if k not in ("pairs",)})
         for method in LABELS:

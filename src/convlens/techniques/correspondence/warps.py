@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 
-def random_affine(rng: np.random.Generator, hw: tuple[int, int], strength: float = 1.0) -> np.ndarray:
+def random_affine(rng: np.random.Generator, hw: tuple[int, int],
+                  strength: float = 1.0) -> np.ndarray:
     """A ``3x3`` matrix mapping A's continuous ``(x, y, 1)`` to B's: about the image centre,
     rotation up to 20°, scale 0.82-1.22, shear up to 0.1 and translation up to 20 % of the
     size (all times `strength`). Points move by about 0.15 of the size (median): well beyond
@@ -103,7 +104,8 @@ def textured_points(image: torch.Tensor, k: int, rng: np.random.Generator) -> np
     h, w = g.shape
     mag = np.zeros_like(g)
     mag[1:-1, 1:-1] = np.hypot(g[1:-1, 2:] - g[1:-1, :-2], g[2:, 1:-1] - g[:-2, 1:-1])
-    mag = (mag + np.roll(mag, 1, 0) + np.roll(mag, -1, 0) + np.roll(mag, 1, 1) + np.roll(mag, -1, 1))
+    mag = (mag + np.roll(mag, 1, 0) + np.roll(mag, -1, 0) + np.roll(mag, 1, 1)
+           + np.roll(mag, -1, 1))
     m = max(1, int(round(0.05 * max(h, w))))
     inner = np.zeros_like(mag, dtype=bool)
     inner[m:h - m, m:w - m] = True

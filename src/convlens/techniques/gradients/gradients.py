@@ -4,17 +4,17 @@ Every method of this family (this module, `cam`, `smoothing`) is one backward pa
 *target* to the input pixels; they differ in the rule applied at each ReLU on the way back
 (`convlens.hooks.relu_rule`) and in what is done with the result:
 
-============================  =====================================================  ==========
-method                        backward signal at a ReLU ``f_l`` (``R`` from above)   paper
-============================  =====================================================  ==========
-`saliency`                    ``[f_l > 0] * R`` (the gradient)                       Simonyan 2014
-`deconvnet`                   ``max(R, 0)``                                          Zeiler 2014
-`guided_backprop`             ``[f_l > 0] * max(R, 0)``                              Springenberg 2015
-`grad_cam`                    gradient, stopped at a conv layer and pooled           Selvaraju 2017
-`guided_grad_cam`             guided backprop times the upsampled Grad-CAM           Selvaraju 2017
-`smoothgrad`                  any of these, averaged over noisy copies of ``x``      Smilkov 2017
-`integrated_gradients`        gradient along the path from a baseline to ``x``       Sundararajan 2017
-============================  =====================================================  ==========
+==========================  =====================================================  ==========
+method                      backward signal at a ReLU ``f_l`` (``R`` from above)   paper
+==========================  =====================================================  ==========
+`saliency`                  ``[f_l > 0] * R`` (the gradient)                       Simonyan 2014
+`deconvnet`                 ``max(R, 0)``                                          Zeiler 2014
+`guided_backprop`           ``[f_l > 0] * max(R, 0)``                              Springenberg 2015
+`grad_cam`                  gradient, stopped at a conv layer and pooled           Selvaraju 2017
+`guided_grad_cam`           guided backprop times the upsampled Grad-CAM           Selvaraju 2017
+`smoothgrad`                any of these, averaged over noisy copies of ``x``      Smilkov 2017
+`integrated_gradients`      gradient along the path from a baseline to ``x``       Sundararajan 2017
+==========================  =====================================================  ==========
 
 Targets (argument ``target``, one for all images or one per image):
 

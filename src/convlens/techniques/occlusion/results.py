@@ -126,7 +126,8 @@ class OcclusionResult(Result):
             panels = [
                 panel(f"image_{k}", "input", [f"target: {self.label(t)}",
                                                f"predicted: {self.label(p)}",
-                                               f"p(target) unoccluded = {clean:.3f}"], kind="image"),
+                                               f"p(target) unoccluded = {clean:.3f}"],
+                      kind="image"),
                 panel(f"prob_{k}", "p(target) with the occluder here", scale=prob),
                 panel(f"overlay_{k}", "over the image", scale=prob),
                 panel(f"top_class_{k}", "most probable class with the occluder here",

@@ -98,8 +98,9 @@ def _color(lens, data, decorrelate, n: int = 512):
     return color_matrix(optimize.to_unit(lens, batch.images).clamp(0, 1))
 
 
-def feature_visualization(lens, objective: Objective | str, channels: Sequence[int] | str | None = None,
-                          steps: int = 256, param: str = "fft", decorrelate=True, data=None,
+def feature_visualization(lens, objective: Objective | str,
+                          channels: Sequence[int] | str | None = None, steps: int = 256,
+                          param: str = "fft", decorrelate=True, data=None,
                           transforms: Sequence[Transform] | str | None = "standard",
                           lr: float = 0.05, init_sd: float = 0.5, seed: int = 0,
                           batch_size: int | None = None, unit: str = "channel",
@@ -248,10 +249,10 @@ def class_model(lens, targets: int | str | Sequence[int | str] | None = None, st
     normalised input (zero is the mean image). The paper starts from the zero image; here it
     is the zero image plus Gaussian noise of std `init_sd` (normalised units, seeded),
     because a flat image can switch off every ReLU of the first layer and then has no
-    gradient at all (true of both built-in nets). Gradient ascent with momentum; after every step the pixels are projected onto
-    the valid range. Optional (Yosinski et al. 2015, not in the paper): `jitter_px` random
-    shifts before each step, a Gaussian blur of std `blur_sigma` pixels every `blur_every`
-    steps. Classes are optimised together, `batch_size` at a time.
+    gradient at all (true of both built-in nets). Gradient ascent with momentum; after every
+    step the pixels are projected onto the valid range. Optional (Yosinski et al. 2015, not in
+    the paper): `jitter_px` random shifts before each step, a Gaussian blur of std `blur_sigma`
+    pixels every `blur_every` steps. Classes are optimised together, `batch_size` at a time.
 
     Args:
         lens: a `Lens` or an ``nn.Module``.

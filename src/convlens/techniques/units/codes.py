@@ -224,7 +224,8 @@ def codes_from_scan(scan, n: int | None = None, seed: int = 0, data=None,
     else:
         spec = data or saved.info.get("data")
         if spec:
-            ds = load_data(spec, max_pixels=max_pixels) if isinstance(spec, (str, os.PathLike)) else spec
+            ds = (load_data(spec, max_pixels=max_pixels) if isinstance(spec, (str, os.PathLike))
+                  else spec)
             kwargs["images"] = dataset_thumbnails(ds, index, size)
         else:
             import warnings

@@ -36,7 +36,8 @@ class Evaluation:
         if self.top1 is None:
             lines = [f"accuracy unavailable {count}: {self.note}"]
             for name, pred in self.most_predicted.items():
-                lines.append(f"  {name:<24} most often predicted: {pred}  ({self.per_class_n[name]})")
+                lines.append(f"  {name:<24} most often predicted: {pred}  "
+                             f"({self.per_class_n[name]})")
             return "\n".join(lines)
         lines = [f"top-1 {self.top1:.4f}  top-5 {self.top5:.4f}  {count}"]
         if self.note:
@@ -97,7 +98,8 @@ def evaluate(lens, data, n: int | None = None, indices=None,
         raise ConvlensError("no labelled items to evaluate on")
     counts = {label_map.data_name(c): sum(v.values()) for c, v in sorted(votes.items())}
     if n == 0:  # no data class matches a model class
-        most = {label_map.data_name(c): lens.label(max(v, key=v.get)) for c, v in sorted(votes.items())}
+        most = {label_map.data_name(c): lens.label(max(v, key=v.get))
+                for c, v in sorted(votes.items())}
         return Evaluation(sum(counts.values()), None, None, {}, counts, len(loader.skipped),
                           label_map.note(), most)
     names = {c: label_map.data_name(c) for c in sorted(hits)}

@@ -33,7 +33,8 @@ def field_from_info(d: dict[str, Any] | None) -> Field | None:
 
 
 def cut_patch(image: np.ndarray, fld: Field | None, pos: tuple[int, int],
-              map_hw: tuple[int, int], fill: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+              map_hw: tuple[int, int],
+              fill: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The patch of ``image (H, W, C)`` under output position `pos` of a layer, and its box.
 
     Returns ``(patch (h, w, C), (x0, y0, x1, y1))``: the box clipped to the image (end

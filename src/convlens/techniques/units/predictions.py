@@ -63,13 +63,16 @@ class Predictions(Reducer):
         target = (torch.as_tensor(self.label_map.model_class(labels.numpy()))
                   if self.label_map is not None else labels)
         valid = (target >= 0) & (target < p.shape[1])
-        p_true = torch.where(valid, p.cpu().gather(1, target.clamp(0, p.shape[1] - 1)[:, None])[:, 0],
+        p_true = torch.where(valid,
+                             p.cpu().gather(1, target.clamp(0, p.shape[1] - 1)[:, None])[:, 0],
                              torch.tensor(float("nan")))
         self._buf.append({
-            "index": batch.indices.numpy().astype(np.int64), "label": labels.numpy().astype(np.int64),
+            "index": batch.indices.numpy().astype(np.int64),
+            "label": labels.numpy().astype(np.int64),
             "pred": cls[:, 0].numpy().astype(np.int64),
             "correct": (cls[:, 0] == target).numpy(), "valid": valid.numpy(),
-            "p_true": p_true.numpy().astype(np.float32), "p_pred": prob[:, 0].numpy().astype(np.float32),
+            "p_true": p_true.numpy().astype(np.float32),
+            "p_pred": prob[:, 0].numpy().astype(np.float32),
             "top5": cls.numpy().astype(np.int64), "top5_prob": prob.numpy().astype(np.float32),
             "meta": [scalar_meta(m) for m in batch.meta]})
 
@@ -84,7 +87,8 @@ class Predictions(Reducer):
         metas = [m for b in bufs for m in b["meta"]]
         arrays = {c: pa.array(cols[c]) for c in PREDICTION_COLUMNS[:6]}
         # correct is unknown (null) where the label names no class of the model
-        arrays["correct"] = pa.array(cols["correct"], mask=~np.concatenate([b["valid"] for b in bufs]))
+        arrays["correct"] = pa.array(cols["correct"],
+                                     mask=~np.concatenate([b["valid"] for b in bufs]))
         for c in ("top5", "top5_prob"):
             arrays[c] = pa.FixedSizeListArray.from_arrays(pa.array(cols[c].ravel()),
                                                           cols[c].shape[1]).cast(
@@ -95,7 +99,8 @@ class Predictions(Reducer):
             try:
                 arrays[name] = pa.array([m.get(key) for m in metas])
             except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them as text
-                arrays[name] = pa.array([None if m.get(key) is None else str(m[key]) for m in metas])
+                arrays[name] = pa.array([None if m.get(key) is None else str(m[key])
+                                         for m in metas])
         return pa.table(arrays)
 
     def flush(self) -> None:
@@ -127,7 +132,8 @@ class Predictions(Reducer):
         return {"parts": list(self.parts), "rows": self.rows, "top": self.top}
 
     def load_state_dict(self, state):
-        self.parts, self.rows, self.top = list(state["parts"]), int(state["rows"]), int(state["top"])
+        self.parts, self.rows, self.top = (list(state["parts"]), int(state["rows"]),
+                                           int(state["top"]))
         self._buf = []
         if self.folder is not None and self.folder.is_dir():
             keep = set(self.parts)  # parts written after the checkpoint are redone: drop them
@@ -149,7 +155,8 @@ class Predictions(Reducer):
         if not files:
             empty = pa.table({"index": pa.array([], pa.int64()), "label": pa.array([], pa.int64()),
                               "pred": pa.array([], pa.int64()), "correct": pa.array([], pa.bool_()),
-                              "p_true": pa.array([], pa.float32()), "p_pred": pa.array([], pa.float32()),
+                              "p_true": pa.array([], pa.float32()),
+                              "p_pred": pa.array([], pa.float32()),
                               "top5": pa.array([], pa.list_(pa.int64())),
                               "top5_prob": pa.array([], pa.list_(pa.float32()))})
             pq.write_table(empty, path)

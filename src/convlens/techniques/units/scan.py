@@ -172,7 +172,8 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
     top = TopK(names, topk) if topk else None
     dirs = Directions(names, directions, max(topk, 1), seed) if directions else None
     st = ActivationStats(names) if stats else None
-    cod = CodesReducer(code, Slots.of(order, len(data)), work / "codes.partial.npy") if code else None
+    cod = (CodesReducer(code, Slots.of(order, len(data)), work / "codes.partial.npy") if code
+           else None)
     label_map = align_labels(getattr(data, "classes", None), getattr(lens, "labels", None))
     if predictions:
         warn_if_differ(label_map)
