@@ -60,7 +60,7 @@ BAD = [
      "a positive integer"),
     (["activation-stats", *FASHION, "--data", "builtin:fashion-mnist:test", "--workers", "-2"],
      "an integer >= 0"),
-    (["evaluate", *SHAPES, *SHAPES_DATA, "--limit", "-1"], "a positive integer"),
+    (["evaluate", *SHAPES, *SHAPES_DATA, "--n", "-1"], "a positive integer"),
     (["evaluate", *SHAPES, *SHAPES_DATA, "--format", "yaml"], "invalid choice"),
     (["evaluate", *SHAPES], "--data"),
     (["data", "--data", "no/such/folder"], "data not found"),
@@ -195,17 +195,16 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, says, places, tmp_path, cap
     assert not out.exists(), f"{argv[0]} left {out} behind"
 
 
-def test_deprecated_spellings_still_work_with_a_warning(capsys, tmp_path):
-    assert main(["evaluate", *SHAPES, *SHAPES_DATA, "--limit", "8", "--json"]) == 0
-    cap = capsys.readouterr()
-    assert '"n": 8' in cap.out
-    assert "--limit is deprecated" in cap.err and "--json is deprecated" in cap.err
-    assert main(["activations", *SHAPES, *SHAPES_DATA, "--n", "1", "--layer", "features.1",
-                 "--layer", "features.4", "--out", str(tmp_path / "a")]) == 0
-    import json
-    info = json.loads((tmp_path / "a" / "manifest.json").read_text())["info"]
-    assert info["layers"] == ["features.1", "features.4"]
-    assert "--layer is deprecated" in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [
+    ["evaluate", *SHAPES, *SHAPES_DATA, "--limit", "8"], ["evaluate", *SHAPES, "--json"],
+    ["scan", *SHAPES, *SHAPES_DATA, "--codes", "auto"],
+    ["tsne-grid", "--layer", "classifier.4"], ["train", "shapes-net"],
+    ["stats"], ["tsne"], ["units"], ["featvis"], ["attributes"], ["adversarial"]])
+def test_no_old_spellings(argv, capsys):
+    """0.1.0 was never released: the spellings before the one vocabulary are gone (issue 23)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err or "invalid choice" in err, err
 
 
 def test_help_of_every_command_uses_the_shared_vocabulary(capsys):

@@ -7,8 +7,7 @@ The vocabulary (README, "Common options"): ``--model SPEC [--weights FILE]``, ``
 ``--n N`` (the first N items; ``--sample`` for a seeded random sample instead), or ``--image
 FILE`` (repeatable); ``--layers L1,L2`` (several) or ``--layer NAME`` (one); ``--format
 table|csv|json`` for what is printed; ``--out DIR`` (default ``convlens-out/<command>``).
-Old spellings (``--limit``, ``--json``, ``--codes``, a repeated ``--layer`` for several layers,
-``convlens train NAME``) keep working for one release, with a warning.
+0.1.0 was never released: there are no old spellings.
 """
 from __future__ import annotations
 
@@ -119,21 +118,6 @@ class ExtendAction(argparse.Action):
         setattr(namespace, self.dest, (getattr(namespace, self.dest, None) or []) + list(values))
 
 
-def deprecated(new: str, *, extend: bool = False, const=None):
-    """An action for an old spelling: warns once and stores into the new option's dest."""
-    class _Deprecated(argparse.Action):
-        def __call__(self, parser, namespace, values, option_string=None):
-            warnings.warn(f"{option_string} is deprecated and will go in the next release: "
-                          f"use {new}", FutureWarning, stacklevel=2)
-            if const is not None:
-                values = const
-            if extend:
-                old = getattr(namespace, self.dest, None) or []
-                values = old + (values if isinstance(values, list) else [values])
-            setattr(namespace, self.dest, values)
-    return _Deprecated
-
-
 # -- option groups -----------------------------------------------------------------------------
 def model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     """--model, --weights, the preprocessing overrides, and the run options (seed, device,
@@ -174,8 +158,6 @@ def data_options(p: argparse.ArgumentParser, required: bool = True, n_help: str 
     g.add_argument("--n", type=positive_int, default=None, metavar="N",
                    help=f"use N items: the first N, or a random sample with --sample "
                         f"(default {n_help})")
-    g.add_argument("--limit", type=positive_int, dest="n", action=deprecated("--n"),
-                   help=argparse.SUPPRESS)
     g.add_argument("--sample", action="store_true",
                    help="take a random sample of --n items (seeded by --seed) instead of the "
                         "first N")
@@ -209,8 +191,6 @@ def layers_option(p, help_: str, single: bool = False, required: bool = False) -
         return
     p.add_argument("--layers", type=layer_list, action=ExtendAction, default=None, metavar="L1,L2",
                    required=required, help=help_ + " (comma-separated, or repeat the option)")
-    p.add_argument("--layer", dest="layers", action=deprecated("--layers L1,L2", extend=True),
-                   help=argparse.SUPPRESS)
 
 
 def engine_options(p: argparse.ArgumentParser, checkpoint_every: int = 50) -> None:

@@ -1,14 +1,12 @@
 """`convlens evaluate`: top-1, top-5 and per-class accuracy of a model on labelled data."""
 from __future__ import annotations
 
-import argparse
 import json
 
 from .common import (
     command,
     data_from,
     data_options,
-    deprecated,
     format_option,
     item_indices,
     lens_from,
@@ -22,8 +20,6 @@ def _evaluate_opts(p):
     model_options(p)
     data_options(p)
     format_option(p)
-    p.add_argument("--json", dest="format", nargs=0,
-                   action=deprecated("--format json", const="json"), help=argparse.SUPPRESS)
 
 
 @command("evaluate", "top-1 / top-5 and per-class accuracy of a model on labelled data")

@@ -2,7 +2,6 @@
 unit)."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..errors import ConvlensError
@@ -11,7 +10,6 @@ from .common import (
     command,
     data_from,
     data_options,
-    deprecated,
     engine_options,
     item_indices,
     layer_list,
@@ -48,8 +46,6 @@ def _scan_opts(p):
     g.add_argument("--code-layer", default="auto", metavar="LAYER|auto|none",
                    help="layer whose output is each image's code (default auto: the input of "
                         "the last linear layer); 'none' for no codes")
-    g.add_argument("--codes", dest="code_layer", action=deprecated("--code-layer"),
-                   help=argparse.SUPPRESS)
     g.add_argument("--no-predictions", dest="predictions", action="store_false",
                    help="do not collect the predictions table")
     g.add_argument("--no-stats", dest="stats", action="store_false",

@@ -1,7 +1,6 @@
 """`convlens train`: retrain a built-in model from scratch with its recipe."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -12,7 +11,6 @@ def _train_opts(p):
     p.add_argument("--model", metavar="builtin:NAME",
                    help="the built-in model to retrain from scratch (fashion-net, shapes-net, "
                         "stamps-net)")
-    p.add_argument("positional_model", nargs="?", metavar="builtin:NAME", help=argparse.SUPPRESS)
     p.add_argument("--out", metavar="FILE", help="where to save the state dict (default: NAME.pt)")
     p.add_argument("--epochs", type=positive_int, help="override the recipe's number of epochs")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
@@ -31,18 +29,11 @@ def cmd_train(args) -> int:
     """Retrain a built-in model (--model builtin:fashion-net, shapes-net or stamps-net) from scratch
     with the recipe in docs/models.md, seeded, and save the weights; use them with
     --weights FILE."""
-    import warnings
 
     from ..errors import ConvlensError
     from ..models.train import train_builtin
     from ..techniques.activity.monitor import TrainingMonitor
 
-    if args.positional_model:
-        if args.model:
-            raise ConvlensError("give the model once, as --model builtin:NAME")
-        warnings.warn("`convlens train NAME` is deprecated and will go in the next release: use "
-                      "`convlens train --model NAME`", FutureWarning, stacklevel=1)
-        args.model = args.positional_model
     if not args.model:
         raise ConvlensError("give the model to train: --model builtin:NAME")
     name = args.model.removeprefix("builtin:")

@@ -10,7 +10,6 @@ from .common import (
     command,
     data_from,
     data_options,
-    deprecated,
     item_indices,
     lens_from,
     model_options,
@@ -41,8 +40,6 @@ def _tsne_opts(p):
     src.add_argument("--code-layer", default="auto", metavar="NAME",
                      help="code layer with --model: 'auto' (default) is the input of the last "
                           "nn.Linear, e.g. fc7 after its ReLU")
-    src.add_argument("--layer", dest="code_layer", action=deprecated("--code-layer"),
-                     help=argparse.SUPPRESS)
     model_options(p, required=False)
     data_options(p, required=False, n_help="5000 with --data, every scanned image with --scan")
     g = p.add_argument_group("t-SNE and pictures")
