@@ -40,7 +40,7 @@ demo: $(VENV)/.installed data
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/ruff check src tests benchmarks docs
+	$(VENV)/bin/ruff check src tests benchmarks docs scripts
 
 # Everything: what CI runs (.ci/run).
 test: lint data

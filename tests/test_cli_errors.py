@@ -196,7 +196,8 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, says, places, tmp_path, cap
 
 
 @pytest.mark.parametrize("argv", [
-    ["evaluate", *SHAPES, *SHAPES_DATA, "--limit", "8"], ["evaluate", *SHAPES, *SHAPES_DATA, "--json"],
+    ["evaluate", *SHAPES, *SHAPES_DATA, "--limit", "8"],
+    ["evaluate", *SHAPES, *SHAPES_DATA, "--json"],
     ["scan", *SHAPES, *SHAPES_DATA, "--codes", "auto"],
     ["tsne-grid", "--layer", "classifier.4"], ["train", "shapes-net"],
     ["stats"], ["tsne"], ["units"], ["featvis"], ["attributes"], ["adversarial"]])
