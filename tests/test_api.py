@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 
 import matplotlib
 import pytest
@@ -104,6 +105,16 @@ def test_a_view_takes_a_module_or_a_lens_leaves_it_alone_and_its_result_loads_ba
         assert a.get(key) == b.get(key), f"{name}: {key} differs after loading"
     for pics in a.get("per_image", []):
         assert all(p in a["pictures"] for p in pics), f"{name}: per_image names no picture"
+    # ... and the same report page
+    from convlens.report.site import build_site
+
+    pages = []
+    for d in "ab":
+        build_site([tmp_path / d], tmp_path / f"site_{d}")
+        page = next((tmp_path / f"site_{d}" / "runs").glob("*/index.html"))
+        text = page.read_text().replace(str(tmp_path / d), "RESULT")
+        pages.append(re.sub(r"\d{4}-\d\d-\d\dT[\d:]+\+00:00", "WHEN", text))  # when saved
+    assert pages[0] == pages[1], f"{name}: the loaded result's report page differs"
     # a notebook shows it without switching matplotlib's backend
     matplotlib.use("svg")
     res._repr_html_()
