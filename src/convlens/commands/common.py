@@ -12,6 +12,8 @@ table|csv|json`` for what is printed; ``--out DIR`` (default ``convlens-out/<com
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 import warnings
 from typing import Callable
@@ -44,6 +46,14 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit code 2) with a pointer to --help."""
 
     def error(self, message: str):  # noqa: D401  (argparse's name)
+        m = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
+        if m:  # one line naming the closest commands, not argparse's list of all of them
+            name = m.group(1)
+            close = [c for c in COMMANDS if name and (
+                name in c or any(len(name) >= 4 and w.startswith(name[:4]) for w in c.split("-")))]
+            close = list(dict.fromkeys(close + difflib.get_close_matches(name, COMMANDS, 3, 0.75)))
+            message = (f"no command {name!r}" + (f": did you mean {', '.join(close[:3])}?"
+                                                 if close else ""))
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
