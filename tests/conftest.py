@@ -113,3 +113,32 @@ def kill_after_checkpoint(code: str, checkpoint: Path, settle: float = 0.3) -> i
         if proc.poll() is None:
             proc.kill()
     return proc.returncode
+
+
+def assert_loads_back(res, folder: Path):
+    """The one save/load mechanism: save `res`, load it with `load_result`, save that again:
+    the same type, the same manifest (arrays, tables, info, fields, view, pictures per image) and
+    the same arrays (values and dtypes) and tables. Returns the loaded result."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from convlens.results import SavedResult, load_result
+
+    a = res.save(folder / "a")
+    back = load_result(a)
+    assert type(back) is type(res) and back.kind == res.kind
+    b = back.save(folder / "b")
+    ma, mb = (json.loads((f / "manifest.json").read_text()) for f in (a, b))
+    for key in ("kind", "arrays", "tables", "info", "fields", "result", "view", "per_image",
+                "per_unit", "pictures"):
+        assert ma.get(key) == mb.get(key), key
+    sa, sb = SavedResult(a), SavedResult(b)
+    for name in ma["arrays"]:
+        u, v = sa.array(name), sb.array(name)
+        assert u.dtype == v.dtype, name
+        np.testing.assert_array_equal(u, v, err_msg=name)
+    for name in ma["tables"]:
+        pd.testing.assert_frame_equal(sa.table(name), sb.table(name))
+    return back

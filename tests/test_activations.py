@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from conftest import all_hooks, assert_unchanged, snapshot
+from conftest import assert_loads_back as assert_round_trip
 from convlens import Lens, load_model
 from convlens.engine.settings import RunSettings
 from convlens.techniques.activity.activations import activation_stats, activations
@@ -175,29 +176,6 @@ def test_commands_write_pictures_and_tables(tmp_path):
 
 
 # -- every result of the family loads back through the one mechanism ---------------------------
-def assert_round_trip(res, folder):
-    """Save `res`, load it with `load_result`, save that again: the same arrays, tables and
-    info (and the same type)."""
-    import json
-
-    import pandas as pd
-
-    from convlens.results import SavedResult, load_result
-
-    a = res.save(folder / "a")
-    back = load_result(a)
-    assert type(back) is type(res)
-    b = back.save(folder / "b")
-    ma, mb = (json.loads((f / "manifest.json").read_text()) for f in (a, b))
-    for key in ("kind", "arrays", "tables", "info", "fields", "result", "view", "per_image",
-                "pictures"):
-        assert ma[key] == mb[key], key
-    sa, sb = SavedResult(a), SavedResult(b)
-    for name in ma["arrays"]:
-        np.testing.assert_array_equal(sa.array(name), sb.array(name), err_msg=name)
-    for name in ma["tables"]:
-        pd.testing.assert_frame_equal(sa.table(name), sb.table(name))
-    return back
 
 
 def test_every_result_loads_back(toy, tmp_path):

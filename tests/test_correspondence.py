@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import assert_loads_back as assert_round_trip
 from conftest import assert_unchanged, snapshot
 from convlens import Lens
 from convlens.engine.settings import RunSettings
@@ -457,25 +458,6 @@ def test_command_line(tmp_path, capsys):
                  "--layers", "feature.1", "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("convlens: error: unknown layer") and "\n" not in err
-
-
-def assert_round_trip(result, folder) -> None:
-    """Saved, loaded back through `load_result` and saved again: the same manifest (arrays,
-    tables, info) and the same arrays."""
-    from convlens.results import SavedResult, load_result
-
-    a = result.save(folder / "a")
-    loaded = load_result(a)
-    assert type(loaded) is type(result)
-    b = loaded.save(folder / "b")
-    ma, mb = SavedResult(a), SavedResult(b)
-    for key in ("kind", "view", "result", "arrays", "tables", "info", "pictures", "per_image",
-                "fields"):
-        assert ma.manifest[key] == mb.manifest[key], key
-    for name in ma.manifest["arrays"]:
-        np.testing.assert_array_equal(ma.array(name), mb.array(name))
-    for name in ma.manifest["tables"]:
-        assert ma.table(name).equals(mb.table(name)), name
 
 
 def test_result_loads_back(tmp_path):

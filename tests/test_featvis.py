@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from conftest import all_hooks, assert_unchanged, snapshot
+from conftest import assert_loads_back as assert_round_trip
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.optimize import (
@@ -281,27 +282,6 @@ def test_cli_featvis_and_class_model(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("convlens: error:") and msg in err
         assert len(err.strip().splitlines()) == 1
-
-
-def assert_round_trip(result, folder) -> None:
-    """Saved, loaded back through `load_result` and saved again: the same manifest (arrays,
-    tables, info) and the same arrays."""
-    import numpy as np
-
-    from convlens.results import SavedResult, load_result
-
-    a = result.save(folder / "a")
-    loaded = load_result(a)
-    assert type(loaded) is type(result)
-    b = loaded.save(folder / "b")
-    ma, mb = SavedResult(a), SavedResult(b)
-    for key in ("kind", "view", "result", "arrays", "tables", "info", "pictures", "per_image",
-                "fields"):
-        assert ma.manifest[key] == mb.manifest[key], key
-    for name in ma.manifest["arrays"]:
-        np.testing.assert_array_equal(ma.array(name), mb.array(name))
-    for name in ma.manifest["tables"]:
-        assert ma.table(name).equals(mb.table(name)), name
 
 
 def test_results_load_back(lens, tmp_path):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import _get_current_function_mode_stack
 
-from conftest import all_hooks, assert_unchanged, snapshot
+from conftest import all_hooks, assert_loads_back, assert_unchanged, snapshot
 from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.hooks import ReluRuleWarning, relu_rule
@@ -365,24 +365,6 @@ def test_gradient_maps_save(tmp_path):
     assert {"map", "attribution", "cam", "images"} <= set(m["arrays"])
     assert {"map_0", "overlay_1", "signed_0"} <= set(m["pictures"])
     assert np.load(out / "cam.npy").shape == (2, 4, 4)
-
-
-def assert_loads_back(res, tmp_path):
-    """`load_result` gives the same result back: saved again, the same manifest (arrays, tables,
-    info, fields, pictures per image) and the same arrays."""
-    from convlens.results import load_result
-
-    a = res.save(tmp_path / "a")
-    back = load_result(a)
-    assert type(back) is type(res) and back.kind == res.kind
-    b = back.save(tmp_path / "b")
-    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
-    for key in ("kind", "result", "view", "arrays", "tables", "info", "fields", "per_image"):
-        assert ma[key] == mb[key], key
-    for name, f in ma["arrays"].items():
-        u, v = np.load(a / f), np.load(b / f)
-        assert u.dtype == v.dtype and np.array_equal(u, v), name
-    return back
 
 
 @pytest.mark.parametrize("method", ["saliency", "grad_cam", "guided_grad_cam", "smoothgrad",

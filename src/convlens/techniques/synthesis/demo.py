@@ -4,35 +4,22 @@ units. Each yields ``(folder name, result)`` and a detail line for the log."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ...hooks import model_of
+from ...lens import default_layers
 from ...views import DemoContext, Skip
 from .featvis import class_model, feature_visualization
 from .inversion import invert
 
 
-def _relus(lens, spatial_only: bool = False) -> list[str]:
-    """The layers the demo looks at: every ReLU module (with a ``(C, H, W)`` map, with
-    `spatial_only`), or every conv if the model has no ReLU modules (as activity's
-    `default_layers`, here so that synthesis needs no other family)."""
-    mods = list(model_of(lens).named_modules())
-    relus = [n for n, m in mods if isinstance(m, nn.ReLU)]
-    if spatial_only and relus:
-        shapes = {i.name: i.shape for i in lens.layers()}
-        relus = [n for n in relus if shapes.get(n) is not None and len(shapes[n]) == 3]
-    return relus or [n for n, m in mods if isinstance(m, nn.Conv2d)]
-
-
 def _spatial_layers(lens) -> list[str]:
     """The demo's layers with a spatial map (those whose units the scan shows)."""
-    return [n for n in _relus(lens, spatial_only=True)
+    return [n for n in default_layers(lens, spatial_only=True)
             if len(next(i.shape for i in lens.layers() if i.name == n) or ()) == 3]
 
 
 def step_invert(ctx: DemoContext):
     """Reconstruct the first images from the first, middle and last layer."""
-    layers = _relus(ctx.lens)
+    layers = default_layers(ctx.lens)
     picks = list(dict.fromkeys([layers[0], layers[len(layers) // 2], layers[-1]]))
     n = 1 if ctx.lighter else 2 if ctx.quick else 4
     yield "inversion", invert(ctx.lens, ctx.images()[:n], picks,

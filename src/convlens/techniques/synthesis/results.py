@@ -218,7 +218,7 @@ class FeatureVisResult(Result):
     def per_unit(self) -> dict[str, dict[str, dict[str, Any]]]:
         """The image optimised for each channel of `layer` and its objective value (the report
         shows it on that unit's page)."""
-        if getattr(self, "channels", None) is None or not getattr(self, "layer", None):
+        if self.channels is None or not self.layer:
             return {}
         return {self.layer: {str(int(c)): {"picture": f"unit_{int(c)}",
                                            "value": float(self.values[i])}
@@ -310,21 +310,7 @@ class ClassModelResult(Result):
         return [figure("one image per class", [panel("grid", kind="plot")])]
 
     def pictures(self):
-        pics = {"grid": self._grid}
-        if self.per_unit():  # one picture per unit, for the units' pages
-            imgs = as_numpy(self.images)
-            pics.update({f"unit_{int(c)}": image_hwc(imgs[i])
-                         for i, c in enumerate(self.channels)})
-        return pics
-
-    def per_unit(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """The image optimised for each channel of `layer` and its objective value (the report
-        shows it on that unit's page)."""
-        if getattr(self, "channels", None) is None or not getattr(self, "layer", None):
-            return {}
-        return {self.layer: {str(int(c)): {"picture": f"unit_{int(c)}",
-                                           "value": float(self.values[i])}
-                             for i, c in enumerate(self.channels)}}
+        return {"grid": self._grid}
 
     def _grid(self, path: str) -> None:
         titles = [f"{self.label(c)}\nS={float(s):.1f}  p={float(p):.2f}"
