@@ -200,3 +200,54 @@ def test_every_result_loads_back(toy, tmp_path):
     assert_round_trip(monitor.result("toy"), tmp_path / "monitor")
     back = assert_round_trip(LayersResult(lens.layers()), tmp_path / "layers")
     assert list(back.layers.name) == [i.name for i in lens.layers()]
+
+
+class _AuxAndTable(torch.nn.Module):
+    """A ReLU in an auxiliary head that eval mode never runs, and a ReLU whose output is a table
+    shared by the whole batch (as Swin v2's relative-position MLP): neither is a default layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.aux = torch.nn.Sequential(torch.nn.Conv2d(4, 2, 1), torch.nn.ReLU())
+        self.table = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU())
+        self.coords = torch.nn.Parameter(torch.randn(5, 2))
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.relu(self.conv(x))
+        if self.training:
+            self.aux(h)
+        bias = self.table(self.coords).mean()          # (5, 4): one table for every image
+        return self.fc(h.mean((2, 3)) + bias)
+
+
+def test_default_layers_are_maps_of_each_image_that_the_eval_pass_computes():
+    from convlens.lens import default_layers
+
+    lens = Lens(_AuxAndTable(), mean=(0.5,) * 3, std=(0.5,) * 3, input_size=(3, 24, 24))
+    assert default_layers(lens) == ["relu"]
+    infos = {i.name: i for i in lens.layers()}
+    assert infos["aux.1"].shape is None                     # not run in eval mode
+    assert not infos["table.1"].per_image and infos["table.1"].shape == (5, 4)
+    assert infos["relu"].per_image and infos["relu"].shape == (4, 24, 24)
+    res = activation_stats(lens, "builtin:shapes:test:4", run=RunSettings(progress=False))
+    assert set(res.layers.layer) == {"relu"}
+
+
+@pytest.mark.slow
+def test_default_layers_of_googlenet_leave_out_its_auxiliary_heads():
+    """GoogLeNet has no ReLU modules (F.relu): the default is every conv the eval pass runs,
+    not those of aux1/aux2 (issue 24: "layer 'aux1.conv.conv' was not called")."""
+    import torchvision
+
+    from convlens.lens import default_layers
+
+    torch.manual_seed(0)
+    net = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    lens = Lens(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 64, 64))
+    layers = default_layers(lens)
+    assert layers and not any(n.startswith("aux") for n in layers)
+    res = activations(lens, torch.randn(2, 3, 64, 64), layers[-2:])
+    assert set(res.maps) == set(layers[-2:])

@@ -17,12 +17,15 @@ from .results import Result
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One named module: its type, output shape (without batch) and receptive field."""
+    """One named module: its type, output shape (without batch) and receptive field; `shape`
+    None: the eval forward pass does not run it (an auxiliary head, say); `per_image` False: its
+    output is not one map per image (a table computed once for the whole batch)."""
 
     name: str
     type: str
     shape: tuple[int, ...] | None
     field: Field | None
+    per_image: bool = True
 
     def row(self) -> dict:
         """A flat dict for tables (CSV, JSON, the report)."""
@@ -97,14 +100,14 @@ class Lens(nn.Module):
             try:
                 with preserved(self.model):
                     self.model.eval()
-                    found = dry_run(self.model, self.example_input(), names)
+                    found = dry_run(self.model, self.example_input(2), names)
             except ConvlensError as e:  # scripted modules take no hooks: names and types only
                 if "hooks" not in str(e):
                     raise
                 found = {}
             self._layers = [
                 LayerInfo(n, getattr(m, "original_name", type(m).__name__),
-                          *found.get(n, (None, None)))
+                          *found.get(n, (None, None, True)))
                 for n, m in self.model.named_modules() if n]
         return self._layers
 
@@ -310,10 +313,20 @@ def format_layers(infos: list[LayerInfo]) -> str:
 
 
 def default_layers(lens, spatial_only: bool = False) -> list[str]:
-    """Every ReLU module (post-ReLU maps), or every conv if the model has no ReLU modules."""
+    """Every ReLU module (post-ReLU maps), or every conv if the model has no ReLU modules; only
+    modules the eval forward pass runs (not an auxiliary head) and whose output is one map per
+    image (not a table shared by the batch), with `spatial_only` only ``(C, H, W)`` maps."""
     mods = list(model_of(lens).named_modules())
-    relus = [n for n, m in mods if isinstance(m, nn.ReLU)]
-    if spatial_only and relus:
-        shapes = {i.name: i.shape for i in lens.layers()}
-        relus = [n for n in relus if shapes.get(n) is not None and len(shapes[n]) == 3]
-    return relus or [n for n, m in mods if isinstance(m, nn.Conv2d)]
+    infos = {i.name: i for i in lens.layers()} if hasattr(lens, "layers") else None
+    if infos is not None and all(i.shape is None for i in infos.values()):
+        infos = None  # no dry run (a TorchScript model takes no hooks): nothing to tell
+
+    def usable(name: str) -> bool:
+        if infos is None:  # a bare module: no dry run to tell
+            return True
+        info = infos.get(name)
+        return (info is not None and info.shape is not None and info.per_image
+                and (not spatial_only or len(info.shape) == 3))
+
+    relus = [n for n, m in mods if isinstance(m, nn.ReLU) and usable(n)]
+    return relus or [n for n, m in mods if isinstance(m, nn.Conv2d) and usable(n)]

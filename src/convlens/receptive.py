@@ -221,17 +221,21 @@ def _tensors(args, kwargs):
 
 
 def dry_run(model: nn.Module, x: torch.Tensor, names: list[str]
-            ) -> dict[str, tuple[tuple[int, ...], Field | None]]:
-    """Run `model` on `x` once; per named module: (output shape without batch, field).
+            ) -> dict[str, tuple[tuple[int, ...], Field | None, bool]]:
+    """Run `model` on `x` once; per named module that ran: (output shape without batch, field,
+    whether the output is per image: its first dimension is the batch's). Give `x` two or more
+    images so that a table computed once for all images (a relative-position bias, say) is not
+    taken for a map of one image.
 
     A module called several times keeps its last call (as `capture` does).
     """
-    result: dict[str, tuple[tuple[int, ...], Field | None]] = {}
+    result: dict[str, tuple[tuple[int, ...], Field | None, bool]] = {}
     mode = _FieldMode(x)
 
     def record(name, module, out):
         f = mode.fields.get(id(out))
-        result[name] = (tuple(out.shape[1:]), f)
+        per_image = out.dim() > 0 and out.shape[0] == x.shape[0]
+        result[name] = (tuple(out.shape[1:]) if per_image else tuple(out.shape), f, per_image)
 
     with forward_hooks(model, names, record), mode, torch.no_grad():
         model(x)

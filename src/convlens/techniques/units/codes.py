@@ -50,7 +50,7 @@ def code_layer(lens) -> str:
     linear = [i for i, (_, m) in enumerate(mods) if isinstance(m, nn.Linear)]
     if not linear:
         raise ConvlensError("the model has no linear layer, so no default code layer: give "
-                            "codes=LAYER (--codes LAYER), or codes=None")
+                            "codes=LAYER (--code-layer LAYER), or codes=None")
     last_name, last = mods[linear[-1]]
     shapes = {i.name: i.shape for i in lens.layers()}
     passthrough = (nn.Dropout, nn.Identity, nn.Flatten)
@@ -67,7 +67,7 @@ def code_layer(lens) -> str:
     if fallback and _feeds(lens, fallback, last_name, last):
         return fallback
     raise ConvlensError(f"cannot tell which layer feeds the last linear layer {last_name!r}: "
-                        "give codes=LAYER (--codes LAYER)")
+                        "give codes=LAYER (--code-layer LAYER)")
 
 
 def _feeds(lens, name: str, linear_name: str, linear: nn.Linear) -> bool:
