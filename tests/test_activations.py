@@ -190,7 +190,7 @@ def test_every_result_loads_back(toy, tmp_path):
     back = assert_round_trip(act, tmp_path / "act")
     assert list(back.maps) == ["conv", "relu"] and torch.equal(back.maps["relu"], act.maps["relu"])
     assert torch.equal(back.predicted, act.predicted) and back.labels == act.labels
-    assert act.per_image()[1] == ["input_1", "act_1_conv", "act_1_relu"]
+    assert act.per_image() == []  # tile grids are not set beside the maps of the images page
     f = filters(lens)
     back = assert_round_trip(f, tmp_path / "filters")
     assert torch.equal(back.weights, f.weights) and back.verdict == f.verdict

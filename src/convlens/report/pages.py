@@ -294,7 +294,9 @@ def _detail(run: Run) -> str:
     bits = []
     if isinstance(info.get("layer"), str) and info["layer"]:
         bits.append(info["layer"])
-    if isinstance(info.get("layers"), list) and not info.get("data"):  # a few images' layers
+    layers = info.get("layers")
+    if (isinstance(layers, list) and all(isinstance(n, str) for n in layers)
+            and not info.get("data")):  # the layers a few images were looked at
         bits.append(", ".join(map(str, info["layers"][:4]))
                     + (" ..." if len(info["layers"]) > 4 else ""))
     if isinstance(info.get("data"), str) and info["data"]:

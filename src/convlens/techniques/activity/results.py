@@ -151,8 +151,9 @@ class ActivationsResult(Result):
         return out
 
     def per_image(self) -> list[list[str]]:
-        return [[f"input_{i}"] + [f"act_{i}_{layer}" for layer in self._spatial()]
-                for i in range(len(self.images))]
+        """None for the images page: a layer's tile grid (64 tiles and more on a ResNet) is no
+        map to set beside the others; the activations page shows each image's grids."""
+        return []
 
     def pictures(self):
         from ...draw import image_hwc
