@@ -206,12 +206,15 @@ def image_pages(runs: list[Run], site: Path) -> list[Page]:
                     save_png(src, image)
                     h, w = image.shape[:2]
                     s = 1 if w >= 192 else int(np.ceil(192 / w))
-                    rows[key] = {"title": f"image {len(rows) + 1}", "cells": [],
+                    rows[key] = {"title": f"image {len(rows) + 1}", "cells": [], "runs": set(),
                                  "input": {"src": src.name, "width": w * s, "height": h * s,
                                            "pixelated": s > 1, "name": "input"},
                                  "caption": _prediction(r, i, labels)}
                 if not rows[key]["caption"]:
                     rows[key]["caption"] = _prediction(r, i, labels)
+                if r.id in rows[key]["runs"]:  # the same pixels twice in one run: shown once
+                    continue
+                rows[key]["runs"].add(r.id)
                 pic_name = names[1]
                 pic = picture_entry(r.result, pic_name, site, r.id, "map",
                                     prefix=f"../../runs/{r.id}/")
