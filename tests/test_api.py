@@ -45,23 +45,24 @@ def scan_folder(tiny_rgb, tmp_path_factory):
     return out
 
 
-def call(view, model, tiny_rgb, scan_folder, data=SPEC):
+def call(view, model, tiny_rgb, scan_folder, data=SPEC, quick=None):
     fn = view.load()
     arg = view.argument
+    quick = view.quick if quick is None else quick
     if arg == "images":
         return fn(model, torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
-                  **view.quick)
+                  **quick)
     if arg == "model":
-        return fn(model, **view.quick)
+        return fn(model, **quick)
     if arg == "data":
-        return fn(model, data, **view.quick)
+        return fn(model, data, **quick)
     if arg == "scan":  # a view of a scanned layer: the scan's last one unless quick names one
         layer = convlens.load_result(scan_folder).layers[-1]
         kw = {"layer": layer} if "layer" in inspect.signature(fn).parameters else {}
-        return fn(scan_folder, **{**kw, **view.quick})
+        return fn(scan_folder, **{**kw, **quick})
     if arg == "codes":
         return fn(convlens.cnn_codes(tiny_rgb[1], SPEC, run=convlens.RunSettings(progress=False)),
-                  **view.quick)
+                  **quick)
     raise AssertionError(f"{view.name}: takes {arg!r}?")
 
 
@@ -148,3 +149,61 @@ def test_scan_is_one_function():
 
     assert isinstance(convlens.scan, types.FunctionType)
     assert convlens.scan.__module__ == "convlens.techniques.units.scan"
+
+
+class _Scores:
+    """What a Hugging Face classifier returns: an object with `logits` (and more)."""
+
+    def __init__(self, logits, hidden):
+        self.logits, self.hidden_states = logits, hidden
+
+
+class _ObjectOutput(torch.nn.Module):
+    """The tiny net of `tiny_rgb`, returning an object with `logits` rather than a tensor."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        h = self.net[:7](x)
+        return _Scores(self.net[7:](h), (h,))
+
+
+@pytest.mark.parametrize("name", CALLED)
+def test_a_model_whose_output_is_an_object_with_logits_runs_every_view(name, tiny_rgb,
+                                                                       scan_folder, tmp_path):
+    """The output selector (`Lens(output=...)`, default: the logits of an object or a dict,
+    the first tensor of a tuple): every view runs on such a model and gives what it gives on
+    the same net returning a tensor; the model is left as it was."""
+    net, lens = tiny_rgb
+    wrapped = _ObjectOutput(net)
+    olens = convlens.Lens(wrapped, mean=lens.mean, std=lens.std, input_size=lens.input_size)
+    before = snapshot(wrapped)
+    view = VIEWS[name]
+    if view.argument == "scan":  # a view of a saved scan: scan the object-output model
+        scan_folder = tmp_path / "scan"
+        convlens.scan(olens, SPEC, topk=2, out=scan_folder,
+                      run=convlens.RunSettings(progress=False))
+    # the quick settings' layer names, as the wrapper names them
+    quick = {k: ([f"net.{n}" for n in v] if k == "layers" else
+                 f"net.{v}" if k == "objective" else v) for k, v in view.quick.items()}
+    call(view, olens, tiny_rgb, scan_folder, quick=quick)
+    assert_unchanged(wrapped, before)
+
+
+def test_output_selector():
+    from convlens.lens import select_output
+
+    t = torch.ones(2, 3)
+    assert select_output(t) is t
+    assert select_output({"logits": t, "aux": None}) is t
+    assert select_output((t, torch.zeros(2))) is t
+    assert select_output(_Scores(t, None)) is t
+    assert select_output({"scores": t}, "scores") is t
+    assert select_output((None, t), 1) is t
+    assert select_output({"a": {"b": t}}, lambda o: o["a"]["b"]) is t
+    with pytest.raises(ConvlensError, match="output="):
+        select_output({"a": t})
+    with pytest.raises(ConvlensError, match="has no 'logits'"):
+        select_output({"a": t}, "logits")

@@ -3,6 +3,7 @@ no output folder left behind (issue 13). The table is the list of mistakes users
 fuzz of each command's options with wrong types, ranges and combinations."""
 from __future__ import annotations
 
+import re
 import socket
 
 import numpy as np
@@ -225,7 +226,8 @@ def test_help_of_every_command_uses_the_shared_vocabulary(capsys):
         # colours only
         if "--data SPEC" in text and name not in ("unit-patches", "feature-visualization"):
             assert "--n N" in text, f"{name} --help lacks --n"
-        if "--out" in text and name not in ("unit-patches", "train", "report", "layers", "demo"):
+        if (re.search(r"--out\b(?!put)", text)
+                and name not in ("unit-patches", "train", "report", "layers", "demo")):
             assert "convlens-out/" in text, f"{name}: --out default is not convlens-out/<view>"
 
 

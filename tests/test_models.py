@@ -177,3 +177,32 @@ def test_lens_pixels_round_trip():
     assert torch.allclose(lens.normalize(torch.ones(1, 3, 1, 1)), hi)
     with pytest.raises(ConvlensError):
         Lens(nn.Identity(), mean=(0.5, 0.5), std=(1,), input_size=(3, 4, 4))
+
+
+def test_output_option_picks_the_class_scores_of_a_dict_output(tmp_path, monkeypatch, capsys):
+    """`--output KEY` (Lens(output=...)): a model whose forward returns a dict explains the
+    entry named, from the command line; without it, a dict with no 'logits' is one line."""
+    from convlens.cli import main
+
+    (tmp_path / "dictnets.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        from convlens import Lens
+        class DictNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                torch.manual_seed(0)
+                self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                          nn.Flatten(), nn.Linear(4, 3))
+            def forward(self, x):
+                return {"scores": self.body(x), "extra": x.mean()}
+        def make():
+            return Lens(DictNet(), mean=(0.5,), std=(0.25,), input_size=(3, 32, 32))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = ["--data", "builtin:shapes:test:4", "--n", "2"]
+    assert main(["saliency", "--model", "dictnets:make", *data, "--out", str(tmp_path / "a")]) == 2
+    assert "output=" in capsys.readouterr().err
+    assert main(["saliency", "--model", "dictnets:make", "--output", "scores", *data,
+                 "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "manifest.json").is_file()

@@ -54,6 +54,11 @@ class Lens(nn.Module):
         labels: class names (``K`` of them); default ``"0" .. "K-1"``.
         value_range: range of raw pixels that `mean`/`std` refer to.
         weights: where the weights came from, in words (shown in manifests and the report).
+        output: which part of the model's output is the class scores, when its forward returns
+            more than a tensor: a key or attribute name (``"logits"``), an index, or a function
+            of the output. Default (None): a tensor as it is; an object or a dict with
+            ``logits`` (Hugging Face classifiers, GoogLeNet's outputs in training mode) its
+            logits; a tuple or list its first tensor. `select_output` applies it.
 
     Example::
 
@@ -64,9 +69,10 @@ class Lens(nn.Module):
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
                  input_size: Sequence[int], labels: Sequence[str] | None = None,
                  value_range: tuple[float, float] = (0.0, 1.0), name: str | None = None,
-                 weights: str | None = None):
+                 weights: str | None = None, output=None):
         super().__init__()
         self.model = model
+        self.output = output
         self.input_size = tuple(int(v) for v in input_size)
         if len(self.input_size) != 3:
             raise ConvlensError(f"input_size must be (C, H, W), got {tuple(input_size)}")
@@ -84,7 +90,8 @@ class Lens(nn.Module):
 
     # -- the network -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        """The class scores ``(N, K)``: the model's output through `select_output`."""
+        return select_output(self.model(x), self.output)
 
     def layer(self, name: str) -> nn.Module:
         """The module called `name`; an unknown name raises an error naming close matches."""
@@ -330,3 +337,33 @@ def default_layers(lens, spatial_only: bool = False) -> list[str]:
 
     relus = [n for n, m in mods if isinstance(m, nn.ReLU) and usable(n)]
     return relus or [n for n, m in mods if isinstance(m, nn.Conv2d) and usable(n)]
+
+
+def select_output(out, how=None) -> torch.Tensor:
+    """The class scores in a model's output (see `Lens`'s `output`): `how` a key, attribute,
+    index or function; None picks a tensor as it is, else ``logits`` (attribute or key), else
+    the first tensor of a tuple or list."""
+    if callable(how):
+        return select_output(how(out))
+    if how is not None:
+        if isinstance(how, str) and not isinstance(out, dict) and hasattr(out, how):
+            return select_output(getattr(out, how))
+        try:
+            return select_output(out[how])
+        except (KeyError, IndexError, TypeError):
+            raise ConvlensError(f"the model's output ({type(out).__name__}) has no {how!r}: "
+                                "give output= the key, attribute or index of its class "
+                                "scores") from None
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    if isinstance(getattr(out, "logits", None), torch.Tensor):
+        return out.logits
+    if isinstance(out, (tuple, list)):
+        first = next((o for o in out if isinstance(o, torch.Tensor)), None)
+        if first is not None:
+            return first
+    raise ConvlensError(f"cannot tell the class scores in the model's output "
+                        f"({type(out).__name__}): give Lens(..., output=KEY) (a key, attribute, "
+                        "index or function)")

@@ -145,6 +145,10 @@ def model_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--mean", metavar="M[,M,M]", type=_floats, help="override the input mean")
     g.add_argument("--std", metavar="S[,S,S]", type=_floats, help="override the input std")
     g.add_argument("--labels", metavar="FILE", help="class names, one per line")
+    g.add_argument("--output", metavar="KEY", default=None,
+                   help="which part of the model's output is the class scores, when its forward "
+                        "returns more than a tensor: a key or attribute (an integer: an index); "
+                        "default: the tensor, else its 'logits', else the first tensor of a tuple")
     run_options(p)
 
 
@@ -244,8 +248,12 @@ def lens_from(args, cast: bool = True):
                 labels = [line.rstrip("\n") for line in f if line.strip()]
         except OSError as e:
             raise ConvlensError(f"cannot read labels file {args.labels}: {e.strerror}") from None
+    output = getattr(args, "output", None)
+    if output is not None and output.lstrip("-").isdigit():
+        output = int(output)
     lens = load_model(args.model, args.weights, mean=args.mean, std=args.std,
-                      input_size=args.input_size, labels=labels, seed=getattr(args, "seed", 0))
+                      input_size=args.input_size, labels=labels, seed=getattr(args, "seed", 0),
+                      output=output)
     if (lens.weights or "").startswith("random weights"):
         warnings.warn(f"{args.model} has {lens.weights} (no --weights FILE): it explains an "
                       "untrained network", RuntimeWarning, stacklevel=2)

@@ -33,7 +33,7 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 def load_model(spec: str, weights: str | os.PathLike | None = None, *,
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                input_size: Sequence[int] | None = None, labels: Sequence[str] | None = None,
-               seed: int = 0) -> Lens:
+               seed: int = 0, output=None) -> Lens:
     """A `Lens` from a model spec, in eval mode, on the CPU.
 
     ``lens.weights`` says where the weights came from. An architecture without weights
@@ -48,6 +48,8 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, *,
         mean, std, input_size, labels: override the preprocessing the spec implies; the model
             must accept the input size (checked with one forward pass).
         seed: initialisation of random weights (the global random state is left alone).
+        output: which part of the model's output is the class scores when its forward returns
+            more than a tensor (a key, attribute, index or function; see `Lens`).
 
     Example::
 
@@ -84,11 +86,14 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, *,
                     std=std if std is not None else fit(lens.std),
                     input_size=size,
                     labels=labels if labels is not None else lens.labels,
-                    value_range=lens.value_range, name=lens.name, weights=lens.weights)
+                    value_range=lens.value_range, name=lens.name, weights=lens.weights,
+                    output=lens.output)
         if input_size is not None:
             check_input_size(lens, spec)
     if lens.weights is None:
         lens.weights = f"random weights, seed {int(seed)}"
+    if output is not None:
+        lens.output = output
     lens.eval()
     return lens
 
