@@ -7,8 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
+from conftest import all_hooks
+from convlens import Lens
 from convlens.draw import BORDER_RIGHT, BORDER_WRONG, palette
 from convlens.engine.settings import RunSettings
 from convlens.techniques.tsne import tsne as T
@@ -302,3 +305,37 @@ def test_result_loads_back(blob_result, tmp_path):
     back = assert_round_trip(res, tmp_path)
     np.testing.assert_array_equal(back.thumbnails(), res.thumbnails())
     assert back.metrics == res.metrics and back.labels == res.labels
+
+
+class _FunctionalHead(torch.nn.Module):
+    """A net whose last linear layer is fed by functional code (F.relu, pooling, flatten), as
+    DenseNet's and ShuffleNet's are: no module outputs the code."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 6, 3)
+        self.fc = torch.nn.Linear(6, 4)
+
+    def forward(self, x):
+        h = torch.nn.functional.relu(self.conv(x))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+
+def test_scan_codes_are_what_the_last_linear_receives_when_no_module_outputs_them(tmp_path):
+    """Issue 24: the scan's default code layer is the input of the last linear layer whatever
+    functional code comes before it ("input of fc", a forward pre-hook), the same codes as
+    cnn_codes (float16 on disk: to 1e-3 relative), and no hook is left."""
+    from convlens.techniques.units.codes import code_layer, codes_from_scan
+    from convlens.techniques.units.scan import scan
+
+    net = _FunctionalHead()
+    lens = Lens(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 32, 32))
+    assert code_layer(lens) == "input of fc"
+    quiet = RunSettings(progress=False, batch_size=3)
+    scan(lens, "builtin:shapes:test:8", topk=1, out=tmp_path / "s", run=quiet)
+    from_scan = codes_from_scan(tmp_path / "s")
+    direct = cnn_codes(lens, "builtin:shapes:test:8", run=quiet)
+    assert from_scan.codes.shape == direct.codes.shape == (8, 6)
+    np.testing.assert_allclose(from_scan.codes, direct.codes, rtol=1e-3, atol=1e-3)
+    assert all_hooks(net) == 0

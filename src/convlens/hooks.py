@@ -43,11 +43,26 @@ def first_tensor(output) -> torch.Tensor | None:
     return None
 
 
+INPUT_OF = "input of "
+
+
+def input_of(name: str) -> str | None:
+    """``"input of fc"`` -> ``"fc"``: the address of what a module receives (its first tensor
+    input; the CNN code where functional code feeds the last linear layer); else None."""
+    return name[len(INPUT_OF):] if name.startswith(INPUT_OF) else None
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """`find_module`, also for ``"input of NAME"`` (the module NAME)."""
+    return find_module(model, input_of(name) or name)
+
+
 @contextlib.contextmanager
 def forward_hooks(model: nn.Module, names: Sequence[str],
                   fn: Callable[[str, nn.Module, torch.Tensor], None]) -> Iterator[None]:
-    """Call ``fn(name, module, output_tensor)`` after every forward call of each named module."""
-    modules = [(n, find_module(model, n)) for n in names]
+    """Call ``fn(name, module, output_tensor)`` after every forward call of each named module;
+    for ``"input of NAME"``, ``fn(name, module, input_tensor)`` before each call of NAME."""
+    modules = [(n, find_layer(model, n)) for n in names]
     handles = []
     try:
         for name, module in modules:
@@ -55,8 +70,14 @@ def forward_hooks(model: nn.Module, names: Sequence[str],
                 t = first_tensor(output)
                 if t is not None:
                     fn(_name, mod, t)
+
+            def pre_hook(mod, args, _name=name):
+                t = first_tensor(args)
+                if t is not None:
+                    fn(_name, mod, t)
             try:
-                handles.append(module.register_forward_hook(hook))
+                handles.append(module.register_forward_pre_hook(pre_hook) if input_of(name)
+                               else module.register_forward_hook(hook))
             except RuntimeError as e:  # TorchScript modules refuse Python hooks
                 raise ConvlensError(f"layer {name!r} ({type(module).__name__}) takes no hooks: "
                                     f"{str(e).splitlines()[0]}; load the model as Python code "
@@ -181,7 +202,7 @@ def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False,
     model = model_of(lens)
     names = [layers] if isinstance(layers, str) else list(layers)
     for n in names:
-        find_module(model, n)  # fail early, naming close matches
+        find_layer(model, n)  # fail early, naming close matches
     cap = Capture(names, reduce)
     saved_grads = [(p, None if p.grad is None else p.grad.detach().clone())
                    for p in model.parameters()] if grads else []

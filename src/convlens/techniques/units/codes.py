@@ -29,7 +29,7 @@ from ...data.images import dataset_thumbnails
 from ...engine import Reducer, Slots
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError
-from ...hooks import capture, capture_inputs, model_of, preserved
+from ...hooks import INPUT_OF, capture, capture_inputs, model_of, preserved
 from ...lens import as_batch, lens_and_data
 from ...results import SavedResult
 
@@ -43,7 +43,9 @@ def code_layer(lens) -> str:
     output has ``in_features`` values per image (preferring a ReLU or pooling over a
     dropout/flatten/identity that passes the same values on), and checks on a random input
     that this output, flattened, is what the linear layer gets. Fashion-net: ``classifier.6``
-    (fc7 after its ReLU); torchvision ResNets: ``avgpool``.
+    (fc7 after its ReLU); torchvision ResNets: ``avgpool``. Where no module's output is it
+    (functional code in between: DenseNet, ShuffleNet, ViT), ``"input of NAME"``: what the
+    linear layer NAME receives, recorded by a forward pre-hook.
     """
     model = model_of(lens)
     mods = [(n, m) for n, m in model.named_modules() if n]
@@ -66,8 +68,9 @@ def code_layer(lens) -> str:
             return name
     if fallback and _feeds(lens, fallback, last_name, last):
         return fallback
-    raise ConvlensError(f"cannot tell which layer feeds the last linear layer {last_name!r}: "
-                        "give codes=LAYER (--code-layer LAYER)")
+    # functional code feeds it (DenseNet's F.relu and pooling, ViT's class token): the code
+    # is what the linear layer receives
+    return f"{INPUT_OF}{last_name}"
 
 
 def _feeds(lens, name: str, linear_name: str, linear: nn.Linear) -> bool:

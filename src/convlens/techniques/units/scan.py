@@ -36,7 +36,7 @@ from ...data.labels import align_labels, warn_if_differ
 from ...engine import Checkpoint, Slots, fingerprint_model, fingerprint_order, run_local
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
-from ...hooks import model_of
+from ...hooks import find_layer, model_of
 from ...lens import default_layers, lens_and_data
 from ..activity.results import StatsResult
 from ..activity.stats import DEAD_THRESHOLD, ActivationStats
@@ -149,7 +149,7 @@ def scan(lens, data, layers: str | Sequence[str] | None = None, topk: int = 9,
     code = None
     if codes:
         code = code_layer(lens) if codes == "auto" else codes
-        lens.layer(code)
+        find_layer(model_of(lens), code)  # a name, or "input of NAME"
     if indices is not None:
         order = np.asarray(list(indices), dtype=np.int64)
     else:
