@@ -3,6 +3,7 @@ pyplot) and the grids of a layer's units (numpy and PIL only)."""
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 
@@ -27,8 +28,9 @@ def confusion(res, path: str) -> None:
             m[ri[int(lab)], ci[int(pred)]] += 1
     share = m / np.maximum(m.sum(1, keepdims=True), 1)
     name = lambda names, k: names[k] if 0 <= k < len(names) else ("(none)" if k < 0 else str(k))  # noqa: E731
-    w = min(12.0, 2.5 + 0.45 * len(cols))
-    h = min(10.0, 1.8 + 0.35 * len(rows))
+    # at least a readable size: a few classes against one prediction was a cramped 2 x 1 grid
+    w = min(12.0, max(5.5, 2.5 + 0.45 * len(cols)))
+    h = min(10.0, max(4.0, 1.8 + 0.35 * len(rows)))
     fig = Figure(figsize=(w, h), dpi=100)
     ax = fig.add_subplot()
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
@@ -44,7 +46,7 @@ def confusion(res, path: str) -> None:
                     ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if share[i, j] > 0.6 else "black")
     fig.colorbar(im, ax=ax, label="share of the class's images")
-    ax.set_title(res.accuracy_note(), fontsize=9)
+    ax.set_title(textwrap.fill(res.accuracy_note(), int(w * 12)), fontsize=9)  # fits: wrapped
     fig.tight_layout()
     fig.savefig(path)
 
