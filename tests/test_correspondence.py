@@ -472,3 +472,36 @@ def test_result_loads_back(tmp_path):
                           baselines=(), examples=0, run=QUIET)
     assert none.examples == [] and none.arrays() == {}
     assert_round_trip(none, tmp_path / "none")
+
+
+class _SqueezeExcite(nn.Module):
+    """conv-ReLU, a squeeze-excitation gate (global pool, 1x1 conv, sigmoid, multiply), then
+    conv-ReLU: the second ReLU's cells depend on the whole image through the gate."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1, self.r1 = nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()
+        self.gate = nn.Conv2d(8, 8, 1)
+        self.c2, self.r2 = nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.r1(self.c1(x))
+        h = h * torch.sigmoid(self.gate(h.mean((2, 3), keepdim=True)))
+        return self.fc(self.r2(self.c2(h)).mean((2, 3)))
+
+
+def test_default_layers_without_a_known_field_are_left_out_with_a_warning():
+    """Issue 24: after a squeeze-excitation gate no cell can be placed in the image; the default
+    scores the layers that can be, says which were left out, and a layer named on purpose is
+    still a one-line error."""
+    lens = Lens(_SqueezeExcite(), mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 32, 32))
+    infos = {i.name: i for i in lens.layers()}
+    assert infos["r1"].field is not None and not infos["r1"].field.is_global
+    with pytest.warns(RuntimeWarning, match="1 of the 2 default layers"):
+        res = correspondence(lens, "warp", data="builtin:shapes:test:4", n=2, baselines=(),
+                             examples=0, run=QUIET)
+    assert list(res.layers.layer) == ["r1"]
+    with pytest.raises(ConvlensError, match="no known receptive field"):
+        correspondence(lens, "warp", ["r2"], data="builtin:shapes:test:4", n=2, run=QUIET)

@@ -220,13 +220,30 @@ def transfer_sift(sift, grey_a: list[np.ndarray], grey_b: list[np.ndarray], poin
 # the technique
 # ------------------------------------------------------------------------------------------
 def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
-    """`LayerInfo` of each layer asked for (default: every ReLU with a spatial map), checked:
-    an unknown name, a layer without a spatial map or an unknown field is a one-line error."""
+    """`LayerInfo` of each layer asked for (default: every ReLU with a spatial map whose
+    receptive field is known), checked: an unknown name, a layer without a spatial map or an
+    unknown field is a one-line error. The default leaves out, with a warning, the layers whose
+    cells cannot be placed in the image (after a squeeze-excitation gate, say: the field is
+    global or unknown)."""
     from ...lens import default_layers
 
     infos = {i.name: i for i in lens.layers()}
-    names = default_layers(lens, spatial_only=True) if layers is None else (
-        [layers] if isinstance(layers, str) else list(dict.fromkeys(layers)))
+    if layers is None:
+        names = default_layers(lens, spatial_only=True)
+        placed = [n for n in names if infos.get(n) is not None and infos[n].field is not None
+                  and not infos[n].field.is_global and infos[n].field.stride is not None]
+        if names and not placed:
+            raise ConvlensError(f"none of the {len(names)} default layers has a known receptive "
+                                "field (`convlens layers` shows '?'), so no cell can be placed "
+                                "in the image: name layers with layers=[...] / --layers")
+        if len(placed) < len(names):
+            warnings.warn(f"correspondence: {len(names) - len(placed)} of the {len(names)} "
+                          "default layers have no known receptive field (`convlens layers` "
+                          f"shows '?') and are left out; scoring {', '.join(placed[:4])}"
+                          + (" ..." if len(placed) > 4 else ""), RuntimeWarning, stacklevel=3)
+        names = placed
+    else:
+        names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
     out = []
     for name in names:
         lens.layer(name)  # unknown name: error naming the close matches
