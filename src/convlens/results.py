@@ -162,8 +162,7 @@ class Result:
             "about": self.about, "figures": _jsonable(self.figures()) if pictures else [],
         }
         manifest["view"] = view_info(self.kind)
-        if self.view_title():
-            manifest["view"]["title"] = self.view_title()
+        manifest["view"]["title"] = self.view_title() or manifest["view"]["title"]
         manifest["result"] = f"{type(self).__module__}:{type(self).__qualname__}"
         manifest["per_image"] = [list(p) for p in self.per_image()] if pictures else []
         manifest["per_unit"] = _jsonable(self.per_unit()) if pictures else {}
@@ -231,18 +230,12 @@ class Result:
             v = getattr(self, f.name)
             if v is None:
                 out[f.name] = {"value": None}
-            elif _is_array(v):
-                name = next((k for k, a in arrays.items() if a is v), None)
-                if name is None:
-                    name = f"_field_{f.name}"
-                    arrays[name] = v
-                out[f.name] = {"array": name}
-            elif _is_table(v):
-                name = next((k for k, t in tables.items() if t is v), None)
-                if name is None:
-                    name = f"_field_{f.name}"
-                    tables[name] = v
-                out[f.name] = {"table": name}
+            elif _is_array(v) or _is_table(v):
+                how, store = ("array", arrays) if _is_array(v) else ("table", tables)
+                # the same object under the name arrays()/tables() gave it, else its own file
+                name = next((k for k, a in store.items() if a is v), f"_field_{f.name}")
+                store[name] = v
+                out[f.name] = {how: name}
             elif isinstance(v, (list, tuple)) and v and all(_is_array(a) for a in v):
                 names = []
                 for j, a in enumerate(v):

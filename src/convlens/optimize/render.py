@@ -10,7 +10,6 @@ from torch import nn
 
 from ..errors import ConvlensError, unknown
 from ..hooks import find_module, forward_hooks, model_of, preserved
-from ..lens import select_output
 from .objectives import Context, Objective
 from .param import Parameterization, seeded_generator
 from .transforms import Transform, apply_transforms
@@ -63,10 +62,9 @@ class _Forward:
     """Runs the model with hooks that keep (a copy of) each requested layer's last output,
     with its graph; without logits it stops the forward pass after the last needed call."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], need_logits: bool,
-                 output=None):
+    def __init__(self, model: nn.Module, layers: Sequence[str], need_logits: bool):
+        # `model`: the lens (its forward picks the class scores); the hooks sit on its model
         self.model, self.layers, self.need_logits = model, list(layers), need_logits
-        self.output = output  # which part of the model's output is the class scores
         self.acts: dict[str, torch.Tensor] = {}
         self.calls: dict[str, int] = {}
         self.expected: dict[str, int] | None = None
@@ -86,7 +84,6 @@ class _Forward:
             out = self.model(x)
         except _Stop:
             return None
-        out = select_output(out, self.output)
         if self.expected is None:
             self.expected = dict(self.calls)
             missing = [n for n in self.layers if n not in self.calls]
@@ -152,7 +149,7 @@ def render(lens: nn.Module, objective: Objective, param: Parameterization,
     params = param.parameters()
     schedule = schedule or Schedule()
     gen = seeded_generator(seed)
-    fwd = _Forward(model, objective.layers, objective.logits, getattr(lens, "output", None))
+    fwd = _Forward(lens, objective.layers, objective.logits)
     history = torch.zeros(steps)
     t0 = time.perf_counter()
 

@@ -51,7 +51,7 @@ from torch import nn
 
 from ...errors import ConvlensError
 from ...hooks import capture, find_module, forward_hooks, model_of, preserved, relu_rule
-from ...lens import as_batch, as_lens, select_output
+from ...lens import as_batch, as_lens
 from .results import GradientMaps
 from .targets import TargetLike, Unit, describe_target, image_targets, target_param
 
@@ -137,7 +137,7 @@ def target_pass(lens, x: torch.Tensor, specs: list, cam_layer: str | None = None
         stack.enter_context(forward_hooks(model, unit_layers, pick))
         with torch.enable_grad() if backward else torch.no_grad():
             with relu_rule(model, rule) if rule else contextlib.nullcontext():
-                out = select_output(model(x), getattr(lens, "output", None))
+                out = lens(x)  # hooks sit on the model; the lens picks its class scores
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             raise ConvlensError("the model must return class scores (N, K); got "
                                 + (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)

@@ -17,7 +17,6 @@ import torch
 
 from ...hooks import capture
 from ...incremental import IncrementalEngine, channel_total
-from ...lens import select_output
 from ...results import as_numpy
 
 Runner = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
@@ -59,9 +58,9 @@ def naive_runner(lens, xk, fill_img, window, layer, ch) -> Runner:
         for b, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
             xb[b, :, y:y + wy, x:x + wx] = fill_img[0, :, y:y + wy, x:x + wx]
         if layer is None:
-            return select_output(model(xb), lens.output), None
+            return lens(xb), None
         with capture(model, layer) as cap:
-            logits = select_output(model(xb), lens.output)
+            logits = lens(xb)
         return logits, channel_total(cap[layer], ch)
     return run
 

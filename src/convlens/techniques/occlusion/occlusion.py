@@ -38,7 +38,7 @@ from torch import nn
 from ...errors import ConvlensError, unknown
 from ...hooks import capture, find_module, preserved
 from ...incremental import IncrementalEngine
-from ...lens import as_batch, as_lens, select_output
+from ...lens import as_batch, as_lens
 from .occluders import (
     drill_down,
     evaluate,
@@ -151,7 +151,7 @@ def occlusion(lens, x: torch.Tensor,
     t_start = time.perf_counter()
     with torch.no_grad(), preserved(model):
         model.eval()
-        clean_logits = select_output(model(x), lens.output)
+        clean_logits = lens(x)
         if clean_logits.dim() != 2:
             raise ConvlensError(f"the model must return class scores (N, K); got shape "
                                 f"{tuple(clean_logits.shape)}")

@@ -49,7 +49,7 @@ from torch import nn
 
 from ...errors import ConvlensError
 from ...hooks import capture, model_of, preserved
-from ...lens import as_batch, as_lens, select_output
+from ...lens import as_batch, as_lens
 from ...optimize import Objective, PixelImage, Schedule, match, render, to_unit
 from .results import InversionResult
 
@@ -196,7 +196,7 @@ def invert(lens, x: torch.Tensor, layers: str | Sequence[str], steps: int = 400,
     model = model_of(lens)
     with preserved(model), torch.no_grad(), capture(model, layer_list) as cap:
         model.eval()
-        out0 = select_output(model(x0), getattr(lens, "output", None))
+        out0 = lens(x0)
         targets = {name: cap[name] for name in layer_list}
     original_predicted = (out0.argmax(1).cpu() if out0.dim() == 2
                           else torch.zeros(n, dtype=torch.long))
@@ -223,7 +223,7 @@ def invert(lens, x: torch.Tensor, layers: str | Sequence[str], steps: int = 400,
     x_star = _from_unit(lens, out.images.to(x0.device, x0.dtype))
     with preserved(model), torch.no_grad(), capture(model, layer_list) as cap:
         model.eval()
-        logits = select_output(model(x_star), getattr(lens, "output", None))
+        logits = lens(x_star)
         rep = torch.zeros(len(layer_list), n)
         for i, name in enumerate(layer_list):
             a = cap[name][rows[name].to(x_star.device)]
