@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import ConvlensError, unknown
+from .grids import grid_layout, grid_of, to_grid
 
 
 def model_of(lens_or_model: nn.Module) -> nn.Module:
@@ -58,23 +59,53 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 @contextlib.contextmanager
+def watch_input(model: nn.Module) -> Iterator[list]:
+    """A one-item list that holds ``(N, H, W)`` of the image batch `model` was last called on
+    (None before a call, or for a model that takes no hooks)."""
+    cell: list = [None]
+
+    def pre_hook(mod, args):
+        x = first_tensor(args)
+        if x is not None and x.dim() == 4:
+            cell[0] = (x.shape[0], x.shape[-2], x.shape[-1])
+    try:
+        handle = model.register_forward_pre_hook(pre_hook)
+    except RuntimeError:  # TorchScript: forward_hooks says so for the layers themselves
+        handle = None
+    try:
+        yield cell
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+@contextlib.contextmanager
 def forward_hooks(model: nn.Module, names: Sequence[str],
-                  fn: Callable[[str, nn.Module, torch.Tensor], None]) -> Iterator[None]:
+                  fn: Callable[[str, nn.Module, torch.Tensor], None],
+                  grid: bool = False) -> Iterator[None]:
     """Call ``fn(name, module, output_tensor)`` after every forward call of each named module;
-    for ``"input of NAME"``, ``fn(name, module, input_tensor)`` before each call of NAME."""
+    for ``"input of NAME"``, ``fn(name, module, input_tensor)`` before each call of NAME.
+    With `grid`, token-shaped outputs reach `fn` as ``(N, C, h, w)`` maps (`grid_of`)."""
     modules = [(n, find_layer(model, n)) for n in names]
+    with contextlib.ExitStack() as stack:
+        image = stack.enter_context(watch_input(model)) if grid else [None]
+        shaped = (lambda t: grid_of(t, image[0])) if grid else (lambda t: t)
+        yield from _hooked(modules, fn, shaped)
+
+
+def _hooked(modules, fn, shaped):
     handles = []
     try:
         for name, module in modules:
             def hook(mod, args, output, _name=name):
                 t = first_tensor(output)
                 if t is not None:
-                    fn(_name, mod, t)
+                    fn(_name, mod, shaped(t))
 
             def pre_hook(mod, args, _name=name):
                 t = first_tensor(args)
                 if t is not None:
-                    fn(_name, mod, t)
+                    fn(_name, mod, shaped(t))
             try:
                 handles.append(module.register_forward_pre_hook(pre_hook) if input_of(name)
                                else module.register_forward_hook(hook))
@@ -111,6 +142,10 @@ class Capture:
     later in-place operation (``ReLU(inplace=True)`` after a conv) does not change them.
     With a `reduce` function, each entry is instead ``reduce(name, output)``, computed on the
     live output inside the hook (nothing is copied; see `capture`).
+
+    Token-shaped outputs come back as maps on the image's grid, ``(N, C, h, w)``, and so do
+    their gradients: ``(N, k + h*w, C)`` of a vision transformer without its `k` class or
+    register tokens, ``(N, h, w, C)`` of a Swin block permuted (`grid_layout`).
     """
 
     def __init__(self, names: Sequence[str],
@@ -120,6 +155,7 @@ class Capture:
         self._acts: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._grads: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
         self._tensor_handles: list = []
+        self._image: list = [None]  # (N, H, W) of the model's input: `watch_input`
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.all(name)[-1]
@@ -157,10 +193,14 @@ class Capture:
     # -- filled by the hooks ------------------------------------------------------------
     def _record(self, name: str, grads: bool, module: nn.Module, out: torch.Tensor) -> None:
         call = len(self._acts[name])
+        image = self._image[0]
+        layout = (grid_layout(out.shape[1:], image[1:])
+                  if image is not None and out.dim() >= 3 and out.shape[0] == image[0] else None)
+        act = to_grid(out.detach(), layout)
         if self._reduce is not None:  # summarise the live tensor now: no copy is kept
-            self._acts[name].append(self._reduce(name, out.detach()))
+            self._acts[name].append(self._reduce(name, act))
         else:
-            self._acts[name].append(out.detach().clone())
+            self._acts[name].append(act.clone())
         if not grads:
             return
         if not out.requires_grad:
@@ -168,8 +208,8 @@ class Capture:
                 f"layer {name!r} does not require grad, so its gradient cannot be recorded: "
                 "give an input with requires_grad=True (or parameters that require grad)")
 
-        def store(g, _name=name, _call=call):
-            self._grads[_name][_call] = g.detach().clone()
+        def store(g, _name=name, _call=call, _layout=layout):
+            self._grads[_name][_call] = to_grid(g.detach(), _layout).clone()
         # A tensor hook sees the gradient of this value even if it is modified in place
         # later, unlike module backward hooks (pytorch#61519).
         self._tensor_handles.append(out.register_hook(store))
@@ -207,7 +247,7 @@ def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False,
     saved_grads = [(p, None if p.grad is None else p.grad.detach().clone())
                    for p in model.parameters()] if grads else []
     try:
-        with preserved(model), forward_hooks(
+        with preserved(model), watch_input(model) as cap._image, forward_hooks(
                 model, names, lambda n, m, t: cap._record(n, grads, m, t)):
             yield cap
     finally:

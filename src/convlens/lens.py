@@ -26,11 +26,17 @@ class LayerInfo:
     shape: tuple[int, ...] | None
     field: Field | None
     per_image: bool = True
+    #: the output as maps on the image grid, ``(C, h, w)``: the shape of a conv's map, a
+    #: transformer's tokens without class tokens (``197x768`` -> ``768x14x14``), a Swin
+    #: block's ``h x w x C`` permuted; None: no map of the image (a vector, a window partition)
+    grid: tuple[int, int, int] | None = None
 
     def row(self) -> dict:
         """A flat dict for tables (CSV, JSON, the report)."""
         d = {"name": self.name, "type": self.type,
              "shape": None if self.shape is None else "x".join(map(str, self.shape))}
+        if self.grid is not None and self.shape is not None and tuple(self.grid) != self.shape:
+            d["shape"] += " -> " + "x".join(map(str, self.grid))
         if self.field is None:
             d.update(rf_size=None, rf_stride=None, rf_center=None)
         else:
@@ -114,7 +120,7 @@ class Lens(nn.Module):
                 found = {}
             self._layers = [
                 LayerInfo(n, getattr(m, "original_name", type(m).__name__),
-                          *found.get(n, (None, None, True)))
+                          *found.get(n, (None, None, True, None)))
                 for n, m in self.model.named_modules() if n]
         return self._layers
 
@@ -333,7 +339,7 @@ def default_layers(lens, spatial_only: bool = False) -> list[str]:
             return True
         info = infos.get(name)
         return (info is not None and info.shape is not None and info.per_image
-                and (not spatial_only or len(info.shape) == 3))
+                and (not spatial_only or info.grid is not None))
 
     relus = [n for n, m in mods if isinstance(m, nn.ReLU) and usable(n)]
     return relus or [n for n, m in mods if isinstance(m, nn.Conv2d) and usable(n)]

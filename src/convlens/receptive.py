@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .grids import grid_layout
 from .hooks import forward_hooks
 
 Pair = tuple[float, float]
@@ -221,21 +222,32 @@ def _tensors(args, kwargs):
 
 
 def dry_run(model: nn.Module, x: torch.Tensor, names: list[str]
-            ) -> dict[str, tuple[tuple[int, ...], Field | None, bool]]:
+            ) -> dict[str, tuple[tuple[int, ...], Field | None, bool, tuple[int, ...] | None]]:
     """Run `model` on `x` once; per named module that ran: (output shape without batch, field,
-    whether the output is per image: its first dimension is the batch's). Give `x` two or more
-    images so that a table computed once for all images (a relative-position bias, say) is not
-    taken for a map of one image.
+    whether the output is per image: its first dimension is the batch's, and its shape as a
+    map on the image grid ``(C, h, w)``: `grid_layout`, None where it is none). Give `x` two or
+    more images so that a table computed once for all images (a relative-position bias, say)
+    is not taken for a map of one image.
 
-    A module called several times keeps its last call (as `capture` does).
+    A module called several times keeps its last call (as `capture` does). Token-shaped
+    outputs (a transformer's) get no field from the arithmetic, which reads the last two axes
+    as the spatial ones.
     """
-    result: dict[str, tuple[tuple[int, ...], Field | None, bool]] = {}
+    result: dict[str, tuple] = {}
     mode = _FieldMode(x)
+    image_hw = tuple(x.shape[-2:])
 
     def record(name, module, out):
         f = mode.fields.get(id(out))
         per_image = out.dim() > 0 and out.shape[0] == x.shape[0]
-        result[name] = (tuple(out.shape[1:]) if per_image else tuple(out.shape), f, per_image)
+        shape = tuple(out.shape[1:]) if per_image else tuple(out.shape)
+        layout = grid_layout(shape, image_hw) if per_image else None
+        grid = None
+        if layout is not None:
+            grid = (shape[-1] if layout[0] != "map" else shape[0], *layout[2])
+            if layout[0] != "map":
+                f = None
+        result[name] = (shape, f, per_image, grid)
 
     with forward_hooks(model, names, record), mode, torch.no_grad():
         model(x)

@@ -72,6 +72,8 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, *,
             lens = _factory(spec, weights)
         else:
             lens = None
+        if kind in ("torchvision", "timm") and weights is None and lens is not None:
+            _live_heads(lens.model)
     if lens is None:
         raise ConvlensError(
             f"cannot understand model spec {spec!r}: use builtin:NAME, torchvision:NAME, "
@@ -241,3 +243,12 @@ def _default_lens(model: nn.Module, name: str) -> Lens:
 
 __all__ = ["load_model", "BUILTIN_MODELS", "BuiltinModel", "register_model", "apply_weights",
            "read_state_dict"]
+
+
+def _live_heads(model: torch.nn.Module) -> None:
+    """Random weights only: a linear layer its architecture initialises to zeros (ViT's and
+    Swin's heads, for fine-tuning) gets small random weights instead, so the class scores
+    depend on the image and every gradient view shows something."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) and not m.weight.detach().any():
+            torch.nn.init.normal_(m.weight, std=0.01)

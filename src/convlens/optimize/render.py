@@ -164,7 +164,8 @@ def render(lens: nn.Module, objective: Objective, param: Parameterization,
                                 f"expected one value per image ({b},)")
         return v, logits
 
-    with preserved(model), forward_hooks(model, objective.layers, fwd.hook):
+    with preserved(model), forward_hooks(model, objective.layers, fwd.hook,
+                                                     grid=True):
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)  # no parameter gradient: faster, and .grad stays as it was

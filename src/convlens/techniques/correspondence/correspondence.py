@@ -248,10 +248,10 @@ def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
     for name in names:
         lens.layer(name)  # unknown name: error naming the close matches
         info = infos.get(name)
-        if info is None or info.shape is None or len(info.shape) != 3:
+        if info is None or info.shape is None or info.grid is None:
             raise ConvlensError(f"layer {name!r} has no spatial map (output "
                                 f"{'?' if info is None else info.shape}): correspondence needs "
-                                "a (C, H, W) layer")
+                                "a (C, H, W) layer, or tokens on the image's grid")
         f = info.field
         if f is None or f.is_global or f.stride is None:
             raise ConvlensError(f"layer {name!r} has no known receptive field (`convlens layers` "

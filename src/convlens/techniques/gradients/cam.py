@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConvlensError
+from ...grids import grid_layout, to_grid
 from ...hooks import forward_hooks, model_of, preserved
 from ...lens import as_lens
 from .gradients import (
@@ -32,7 +33,10 @@ def default_cam_layer(lens) -> str:
     """Grad-CAM's default layer: the last convolution in execution order, taken after the
     point-wise layers that follow it (batch norm, ReLU, ...), so it is the rectified output
     of the last conv block (VGG: ``features.29``; ResNet-18: ``layer4.1.relu``, the block's
-    output; shapes-net: ``features.11``)."""
+    output; shapes-net: ``features.11``). Where token mixers (linear layers, layer norms,
+    attention on the image grid) follow the last conv, as in a vision transformer whose only
+    conv is the patch embedding, the last layer whose grid cells reach the class score
+    (`_last_reaching_layer`; ViT-B/16: ``encoder.layers.encoder_layer_11.ln_1``)."""
     model = model_of(lens)
     leaves = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
     order: list[tuple[str, nn.Module, tuple]] = []
@@ -52,7 +56,56 @@ def default_cam_layer(lens) -> str:
     while (i + 1 < len(order) and isinstance(order[i + 1][1], _POINTWISE)
            and order[i + 1][2] == order[i][2]):
         i += 1
+    image_hw = tuple(x.shape[-2:])
+    if any(isinstance(m, _TOKEN_MIXERS) and _grid_cells(s[1:], image_hw) > 1
+           for _, m, s in order[i + 1:]):
+        return _last_reaching_layer(lens, model, x)
     return order[i][0]
+
+
+_TOKEN_MIXERS = (nn.Linear, nn.LayerNorm, nn.MultiheadAttention)
+
+
+def _grid_cells(shape, image_hw) -> int:
+    layout = grid_layout(shape, image_hw)
+    return 0 if layout is None else layout[2][0] * layout[2][1]
+
+
+def _last_reaching_layer(lens, model: nn.Module, x: torch.Tensor) -> str:
+    """A transformer's (ViT, Swin, MaxViT, ConvNeXt's blocks): the last module, in execution
+    order, whose output is a map on the image grid (tokens without class tokens) with more than
+    one cell and whose cells reach the class score; of modules that return the same tensor (a
+    stage, its last block, the block's last layer) a stage or block: the shortest name below
+    the top level (ConvNeXt: ``features.7``, MaxViT: ``blocks.3``). In a ViT that is the last
+    block's first layer norm (``encoder_layer_11.ln_1``): after its attention only the class
+    token reaches the head; pytorch-grad-cam's documentation picks the same layer."""
+    names = [n for n, _ in model.named_modules() if n]
+    fired: list[tuple[str, tuple]] = []
+    reached: set[str] = set()
+    image_hw = tuple(x.shape[-2:])
+
+    def record(name, module, out):
+        layout = grid_layout(out.shape[1:], image_hw) if out.shape[0] == len(x) else None
+        if layout is None or layout[2][0] * layout[2][1] < 2 or not out.requires_grad:
+            return
+        fired.append((name, (out.data_ptr(), out.numel(), out._version)))
+        out.register_hook(lambda g, _n=name, _l=layout: reached.add(_n)
+                          if to_grid(g, _l).abs().sum() > 0 else None)
+
+    xg = x.detach().clone().requires_grad_(True)
+    with preserved(model), forward_hooks(model, names, record):
+        model.eval()
+        score = lens(xg) if hasattr(lens, "model") else model(xg)
+        torch.autograd.grad(score.max(dim=1).values.sum(), xg)
+    last = next((k for k in range(len(fired) - 1, -1, -1) if fired[k][0] in reached), None)
+    if last is None:
+        raise ConvlensError("no layer on the image grid reaches the class scores: give "
+                            "layer=NAME for Grad-CAM (`convlens layers --model SPEC`)")
+    first = last
+    while first > 0 and fired[first - 1][1] == fired[last][1] and fired[first - 1][0] in reached:
+        first -= 1
+    tied = [fired[k][0] for k in range(first, last + 1)]
+    return min(tied, key=lambda n: (n.count(".") < 1, n.count("."), tied.index(n)))
 
 
 def _cam(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

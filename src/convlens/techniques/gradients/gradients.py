@@ -134,7 +134,7 @@ def target_pass(lens, x: torch.Tensor, specs: list, cam_layer: str | None = None
     with preserved(model), contextlib.ExitStack() as stack:
         model.eval()
         cap = stack.enter_context(capture(model, cam_layer, grads=True)) if cam_layer else None
-        stack.enter_context(forward_hooks(model, unit_layers, pick))
+        stack.enter_context(forward_hooks(model, unit_layers, pick, grid=True))
         with torch.enable_grad() if backward else torch.no_grad():
             with relu_rule(model, rule) if rule else contextlib.nullcontext():
                 out = lens(x)  # hooks sit on the model; the lens picks its class scores

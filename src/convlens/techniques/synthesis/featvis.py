@@ -77,7 +77,7 @@ def _layer_channels(lens, layer: str) -> int:
     if info is None or info.shape is None:
         raise ConvlensError(f"the output shape of layer {layer!r} is unknown; give the "
                             "channels as a list")
-    return int(info.shape[0])
+    return int((info.grid or info.shape)[0])  # a transformer's tokens: channels on the grid
 
 
 def _color(lens, data, decorrelate, n: int = 512):

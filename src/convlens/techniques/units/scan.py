@@ -67,7 +67,8 @@ def _field_info(lens, layers: Sequence[str]) -> tuple[dict, dict]:
     fields, shapes = {}, {}
     for n in layers:
         info = infos.get(n)
-        shapes[n] = None if info is None or info.shape is None else list(info.shape)
+        shape = None if info is None else (info.grid or info.shape)  # tokens: on the grid
+        shapes[n] = None if shape is None else list(shape)
         f = None if info is None else info.field
         fields[n] = None if f is None else {
             "size": list(f.size), "stride": None if f.stride is None else list(f.stride),

@@ -1,0 +1,71 @@
+"""Token-shaped outputs back on the image's spatial grid.
+
+A vision transformer's tokens ``(N, k + h*w, C)`` (ViT, DeiT: `k` class, distillation or
+register tokens before the patch tokens) and a Swin block's channels-last maps
+``(N, h, w, C)`` are maps of the image like a conv's ``(N, C, h, w)``; `grid_layout` tells
+which a per-image output is from its shape and the input's size, `to_grid` reshapes it (the
+``reshape_transform`` users of pytorch-grad-cam write by hand).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+MAX_PREFIX_TOKENS = 8  # class, distillation and register tokens before the patch tokens
+
+
+def _on_grid(h: int, w: int, image_hw: tuple[int, int]) -> bool:
+    """Whether an ``h x w`` grid can tile an image of `image_hw` with one integer stride per
+    axis (rounding either way, as strided convs and patch embeddings do) and its aspect."""
+    H, W = image_hw
+    if not (1 <= h <= H and 1 <= w <= W):
+        return False
+    for n, size in ((h, H), (w, W)):
+        s = max(1, round(size / n))
+        if n not in (size // s, -(-size // s)):
+            return False
+    return abs(H / h - W / w) <= 0.25 * max(H / h, W / w)
+
+
+def grid_layout(shape: Sequence[int], image_hw: tuple[int, int]
+                ) -> tuple[str, int, tuple[int, int]] | None:
+    """How a per-image output of `shape` (without batch) lies on the image's grid:
+    ``("map", 0, (h, w))`` for ``(C, h, w)``; ``("channels_last", 0, (h, w))`` for
+    ``(h, w, C)`` (Swin's blocks); ``("tokens", k, (h, w))`` for ``(k + h*w, C)``, `k` class,
+    distillation or register tokens first (ViT). None: not a map of the image (a vector, a
+    window partition, a sequence that makes no grid)."""
+    shape = tuple(int(v) for v in shape)
+    if len(shape) == 3:
+        if not _on_grid(shape[1], shape[2], image_hw) and _on_grid(shape[0], shape[1], image_hw):
+            return ("channels_last", 0, (shape[0], shape[1]))
+        return ("map", 0, (shape[1], shape[2]))
+    if len(shape) == 2:
+        H, W = image_hw
+        for k in range(MAX_PREFIX_TOKENS + 1):
+            n = shape[0] - k
+            if n < 2:
+                break
+            h = max(1, round((n * H / W) ** 0.5))
+            if n % h == 0 and _on_grid(h, n // h, image_hw):
+                return ("tokens", k, (h, n // h))
+    return None
+
+
+def to_grid(t: torch.Tensor, layout: tuple[str, int, tuple[int, int]] | None) -> torch.Tensor:
+    """A batch `t` as ``(N, C, h, w)`` maps by its `grid_layout` (a view: gradients flow);
+    prefix tokens are dropped. `t` unchanged for a ``"map"`` or None layout."""
+    if layout is None or layout[0] == "map":
+        return t
+    kind, k, (h, w) = layout
+    if kind == "channels_last":
+        return t.permute(0, 3, 1, 2)
+    return t[:, k:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
+
+
+def grid_of(t: torch.Tensor, image: tuple[int, int, int] | None) -> torch.Tensor:
+    """`t` (a batch) on the image grid, given the model input's ``(N, H, W)``; as it is when
+    its batch is not the input's or it is no map of the image."""
+    if image is None or t.dim() < 3 or t.shape[0] != image[0]:
+        return t
+    return to_grid(t, grid_layout(t.shape[1:], image[1:]))
