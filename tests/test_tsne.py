@@ -17,7 +17,7 @@ from convlens.engine.settings import RunSettings
 from convlens.techniques.tsne import tsne as T
 from convlens.techniques.tsne.grid import grid_assign, grid_cost, grid_positions
 from convlens.techniques.tsne.tsne import knn_accuracy, tsne_grid
-from convlens.techniques.units.codes import cnn_codes, last_linear
+from convlens.techniques.units.codes import cnn_codes, code_layer, last_linear
 
 # a shorter optimisation: FFT gradients on a few hundred points cost ~15 ms an iteration
 SHORT = {"n_iter": 150, "early_exaggeration_iter": 100}
@@ -199,7 +199,8 @@ def test_codes_are_the_input_of_the_last_linear():
     lens = convlens.load_model("builtin:shapes-net")
     data = convlens.load_data("builtin:shapes", lens=lens)
     c = cnn_codes(lens, data, n=12, run=RunSettings(batch_size=6, progress=False))
-    assert c.layer == f"input of {last_linear(lens)}" and c.codes.shape == (12, 256)
+    assert c.layer == code_layer(lens) == "classifier.6" and c.codes.shape == (12, 256)
+    assert last_linear(lens) == "classifier.7"  # fc7 after its ReLU is what it reads
     assert all_hooks(lens) == 0 and c.thumbnails.shape == (12, 32, 32, 3)
     x = torch.stack([data[int(i)].image for i in c.index])
     with torch.no_grad(), capture(lens, "classifier.6") as cap:
@@ -281,17 +282,18 @@ def test_cli_needs_one_source(capsys):
     assert "give either --scan DIR or --model" in capsys.readouterr().err
 
 
-def test_capture_inputs_leaves_no_hook(hand_lens):
+def test_capture_of_a_modules_input_and_its_pooled_maps(hand_lens):
     import torch
 
-    from convlens.hooks import capture_inputs
+    from convlens.hooks import capture
     from tests.conftest import all_hooks
 
     x = torch.arange(1.0, 10.0).view(1, 1, 3, 3)
-    with capture_inputs(hand_lens, "act") as got:
+    with capture(hand_lens, ["input of act", "pooled input of act"]) as got:
         hand_lens(x)
-    np.testing.assert_array_equal(got["act"].numpy().ravel(), [-2, 2, 10, 14])  # conv output
-    with pytest.raises(RuntimeError), capture_inputs(hand_lens, "act"):
+    np.testing.assert_array_equal(got["input of act"].numpy().ravel(), [-2, 2, 10, 14])
+    np.testing.assert_array_equal(got["pooled input of act"].numpy().ravel(), [6.0])
+    with pytest.raises(RuntimeError), capture(hand_lens, "input of act"):
         raise RuntimeError("boom")
     assert all_hooks(hand_lens) == 0
 

@@ -13,19 +13,19 @@ from typing import Sequence
 import torch
 
 MAX_PREFIX_TOKENS = 8  # class, distillation and register tokens before the patch tokens
+MAX_PATCH = 64  # pixels per token side: ViT-B/32's 32, a Swin's last stage 32
 
 
 def _on_grid(h: int, w: int, image_hw: tuple[int, int]) -> bool:
-    """Whether an ``h x w`` grid can tile an image of `image_hw` with one integer stride per
-    axis (rounding either way, as strided convs and patch embeddings do) and its aspect."""
+    """Whether an ``h x w`` grid tiles an image of `image_hw` with one integer stride ``s`` on
+    both axes, rounded down on both or up on both, as strided convs and patch embeddings do:
+    ``(h, w)`` is ``(H // s, W // s)`` or ``(ceil(H / s), ceil(W / s))``."""
     H, W = image_hw
     if not (1 <= h <= H and 1 <= w <= W):
         return False
-    for n, size in ((h, H), (w, W)):
-        s = max(1, round(size / n))
-        if n not in (size // s, -(-size // s)):
-            return False
-    return abs(H / h - W / w) <= 0.25 * max(H / h, W / w)
+
+    return any((h, w) in ((H // s, W // s), (-(-H // s), -(-W // s)))
+               for s in range(max(1, H // (h + 1)), H // h + 2))
 
 
 def grid_layout(shape: Sequence[int], image_hw: tuple[int, int]
@@ -47,7 +47,7 @@ def grid_layout(shape: Sequence[int], image_hw: tuple[int, int]
             if n < 2:
                 break
             h = max(1, round((n * H / W) ** 0.5))
-            if n % h == 0 and _on_grid(h, n // h, image_hw):
+            if n % h == 0 and _on_grid(h, n // h, image_hw) and H / h <= MAX_PATCH:
                 return ("tokens", k, (h, n // h))
     return None
 

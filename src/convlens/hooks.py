@@ -53,8 +53,19 @@ def input_of(name: str) -> str | None:
     return name[len(INPUT_OF):] if name.startswith(INPUT_OF) else None
 
 
+POOLED = "pooled "
+
+
+def pooled_of(name: str) -> str | None:
+    """``"pooled input of classifier.1"`` -> ``"input of classifier.1"``: an address whose maps
+    are averaged over their positions, one value per channel (SqueezeNet's code, which no
+    linear layer reads); else None."""
+    return name[len(POOLED):] if name.startswith(POOLED) else None
+
+
 def find_layer(model: nn.Module, name: str) -> nn.Module:
-    """`find_module`, also for ``"input of NAME"`` (the module NAME)."""
+    """`find_module`, also for ``"input of NAME"`` (the module NAME) and ``"pooled ..."``."""
+    name = pooled_of(name) or name
     return find_module(model, input_of(name) or name)
 
 
@@ -97,17 +108,20 @@ def _hooked(modules, fn, shaped):
     handles = []
     try:
         for name, module in modules:
-            def hook(mod, args, output, _name=name):
+            pool = pooled_of(name) is not None
+            base = pooled_of(name) or name
+
+            def hook(mod, args, output, _name=name, _pool=pool):
                 t = first_tensor(output)
                 if t is not None:
-                    fn(_name, mod, shaped(t))
+                    fn(_name, mod, _pooled(shaped(t)) if _pool else shaped(t))
 
-            def pre_hook(mod, args, _name=name):
+            def pre_hook(mod, args, _name=name, _pool=pool):
                 t = first_tensor(args)
                 if t is not None:
-                    fn(_name, mod, shaped(t))
+                    fn(_name, mod, _pooled(shaped(t)) if _pool else shaped(t))
             try:
-                handles.append(module.register_forward_pre_hook(pre_hook) if input_of(name)
+                handles.append(module.register_forward_pre_hook(pre_hook) if input_of(base)
                                else module.register_forward_hook(hook))
             except RuntimeError as e:  # TorchScript modules refuse Python hooks
                 raise ConvlensError(f"layer {name!r} ({type(module).__name__}) takes no hooks: "
@@ -117,6 +131,10 @@ def _hooked(modules, fn, shaped):
     finally:
         for h in handles:
             h.remove()
+
+
+def _pooled(t: torch.Tensor) -> torch.Tensor:
+    return t.mean(dim=(-2, -1)) if t.dim() == 4 else t
 
 
 @contextlib.contextmanager
@@ -416,38 +434,3 @@ def relu_rule(lens: nn.Module | None, rule: str) -> Iterator[ReluRuleStats]:
     msg = stats.message()  # not reached on an error: the error is the news then
     if msg:
         warnings.warn(msg, ReluRuleWarning, stacklevel=3)
-
-
-# ------------------------------------------------------------------------------------------
-# capture_inputs: what a module reads (e.g. the CNN code, the input of the last nn.Linear)
-# ------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def capture_inputs(lens: nn.Module,
-                   layers: str | Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the first tensor input of each named module (its last call), detached.
-
-    A forward pre-hook, removed when the block ends (also on an error). Used for the CNN code
-    when the model feeds its last ``nn.Linear`` through functional code (``F.relu``, flatten).
-
-    Example::
-
-        with capture_inputs(lens, "classifier.7") as got:
-            lens(x)
-        code = got["classifier.7"]     # (N, 256)
-    """
-    model = model_of(lens)
-    names = [layers] if isinstance(layers, str) else list(layers)
-    modules = [(n, find_module(model, n)) for n in names]
-    got: dict[str, torch.Tensor] = {}
-    handles = []
-    try:
-        for name, module in modules:
-            def hook(mod, args, _name=name):
-                t = first_tensor(args)
-                if t is not None:
-                    got[_name] = t.detach().clone()
-            handles.append(module.register_forward_pre_hook(hook))
-        yield got
-    finally:
-        for h in handles:
-            h.remove()

@@ -29,7 +29,7 @@ from ...data.images import dataset_thumbnails
 from ...engine import Reducer, Slots
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError
-from ...hooks import INPUT_OF, capture, capture_inputs, model_of, preserved
+from ...hooks import INPUT_OF, POOLED, capture, model_of, preserved
 from ...lens import as_batch, lens_and_data
 from ...results import SavedResult
 
@@ -45,14 +45,15 @@ def code_layer(lens) -> str:
     that this output, flattened, is what the linear layer gets. Fashion-net: ``classifier.6``
     (fc7 after its ReLU); torchvision ResNets: ``avgpool``. Where no module's output is it
     (functional code in between: DenseNet, ShuffleNet, ViT), ``"input of NAME"``: what the
-    linear layer NAME receives, recorded by a forward pre-hook.
+    linear layer NAME receives, recorded by a forward pre-hook. With no linear layer at all
+    (SqueezeNet, whose classifier is a 1x1 conv), ``"pooled input of NAME"``: the input of the
+    last conv averaged over positions (``pooled input of classifier.1``, 512 values).
     """
     model = model_of(lens)
     mods = [(n, m) for n, m in model.named_modules() if n]
     linear = [i for i, (_, m) in enumerate(mods) if isinstance(m, nn.Linear)]
     if not linear:
-        raise ConvlensError("the model has no linear layer, so no default code layer: give "
-                            "codes=LAYER (--code-layer LAYER), or codes=None")
+        return _conv_code(lens, mods)
     last_name, last = mods[linear[-1]]
     shapes = {i.name: i.shape for i in lens.layers()}
     passthrough = (nn.Dropout, nn.Identity, nn.Flatten)
@@ -71,6 +72,18 @@ def code_layer(lens) -> str:
     # functional code feeds it (DenseNet's F.relu and pooling, ViT's class token): the code
     # is what the linear layer receives
     return f"{INPUT_OF}{last_name}"
+
+
+def _conv_code(lens, mods) -> str:
+    """No linear layer (SqueezeNet): the classifier is the last convolution that runs, and the
+    code is its input averaged over positions, one value per channel it reads."""
+    ran = {i.name for i in lens.layers() if i.shape is not None}
+    convs = [n for n, m in mods if isinstance(m, nn.Conv2d) and n in ran]
+    if not convs:
+        raise ConvlensError("the model has neither a linear layer nor a convolution, so no "
+                            "default code layer: give codes=LAYER (--code-layer LAYER), or "
+                            "codes=None")
+    return f"{POOLED}{INPUT_OF}{convs[-1]}"
 
 
 def _feeds(lens, name: str, linear_name: str, linear: nn.Linear) -> bool:
@@ -128,8 +141,9 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", seed: int =
         n: how many images; a seeded random sample of the dataset when smaller than it
             (``None`` or 0: all).
         indices: exactly these dataset items instead (then `n` is ignored).
-        layer: ``"auto"``: the input of the last ``nn.Linear`` (the code after its ReLU);
-            or a module name whose output, flattened, is the code.
+        layer: ``"auto"``: `code_layer`, what the last ``nn.Linear`` reads (the code after its
+            ReLU); or a module name (or ``"input of NAME"``) whose output, flattened, is the
+            code.
         thumb: thumbnails larger than this are scaled down to it (antialiased).
         run: how the pass runs (batch size, workers, progress; `RunSettings`).
 
@@ -144,13 +158,11 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", seed: int =
         indices = [int(i) for i in indices]
     elif n and n < total:
         indices = np.sort(np.random.default_rng(seed).choice(total, n, replace=False)).tolist()
-    linear = last_linear(lens) if layer == "auto" else None
-    name = linear or layer
+    name = code_layer(lens) if layer == "auto" else layer
     codes, index, label, pred, p_pred, thumbs = [], [], [], [], [], []
     with torch.no_grad(), preserved(lens):
         lens.eval()
-        hooks = capture_inputs(lens, linear) if linear else capture(lens, layer)
-        with hooks as got:
+        with capture(lens, name) as got:
             for batch in Loader(data, batch_size=run.batch_size, workers=run.workers,
                                 progress=run.progress, desc="codes", indices=indices):
                 logits = lens(as_batch(lens, batch.images))
@@ -174,7 +186,7 @@ def cnn_codes(lens, data, n: int | None = None, layer: str = "auto", seed: int =
     return Codes(np.concatenate(codes), np.concatenate(index), np.concatenate(label),
                  np.concatenate(pred), np.concatenate(p_pred), np.concatenate(thumbs),
                  classes=getattr(data, "classes", None), labels=lens.labels,
-                 layer=f"input of {linear}" if linear else layer)
+                 layer=name)
 
 
 
