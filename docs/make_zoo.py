@@ -65,6 +65,12 @@ ARGUMENTS = ("images", "model", "data", "scan", "codes")
 DEFAULT_MODELS = ["resnet18", "vgg11", "alexnet", "densenet121", "shufflenet_v2_x0_5",
                   "squeezenet1_0", "googlenet", "inception_v3", "mobilenet_v3_small",
                   "efficientnet_b0", "regnet_y_400mf", "convnext_tiny", "vit_b_16", "swin_t"]
+#: timm CNNs of the families where torchvision's defaults once refused (squeeze-excitation,
+#: ghost and channels-last blocks); timm is a test extra
+TIMM_MODELS = ["timm:ghostnet_100", "timm:rexnet_100", "timm:regnety_002",
+               "timm:mobilenetv3_small_100", "timm:efficientnet_b0", "timm:convnext_atto",
+               "timm:mixnet_s", "timm:dla34"]
+MAX_PARAMS = 150e6
 #: input side per family (name prefix): the smallest each takes; everything else 64 px
 SIZES = {"inception_v3": 75, "vit_": 224, "swin_": 224, "maxvit_": 224}
 SMALL = 64
@@ -122,33 +128,43 @@ def input_side(name: str) -> int:
 
 
 def build(name: str, train: bool = False) -> convlens.Lens:
-    """The architecture with seeded random weights, as a Lens at its sweep input size."""
-    import torchvision
-
-    torch.manual_seed(0)
+    """The architecture with seeded random weights, as a Lens at its sweep input size:
+    ``convlens.load_model`` (torchvision's names as they are, timm's as ``timm:NAME``), so a
+    head its architecture initialises to zeros gets small random weights as a user's does."""
+    side = input_side(name)
+    spec = name if name.startswith("timm:") else f"torchvision:{name}"
     with warnings.catch_warnings():  # GoogLeNet's and Inception's note on their init
         warnings.simplefilter("ignore", FutureWarning)
-        model = torchvision.models.get_model(name, weights=None)
-    side = input_side(name)
-    lens = convlens.Lens(model, mean=MEAN, std=STD, input_size=(3, side, side),
-                         name=f"torchvision:{name}", weights="random weights, seed 0")
+        lens = convlens.load_model(spec, input_size=(3, side, side), seed=0)
     lens.train(train)
     return lens
 
 
 def count_params(name: str) -> int:
-    """Parameters of a torchvision architecture, built on the meta device (no memory)."""
-    import torchvision
-
-    with torch.device("meta"):
-        model = torchvision.models.get_model(name, weights=None)
+    """Parameters of a torchvision or timm architecture, built on the meta device where its
+    initialisation allows (RegNet's does not: built for real)."""
+    def make():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            if name.startswith("timm:"):
+                import timm
+                return timm.create_model(name[5:], pretrained=False)
+            import torchvision
+            return torchvision.models.get_model(name, weights=None)
+    try:
+        with torch.device("meta"):
+            model = make()
+    except NotImplementedError:
+        model = make()
     return sum(p.numel() for p in model.parameters())
 
 
-def all_models(max_params: float) -> list[str]:
+def all_models(max_params: float = MAX_PARAMS) -> list[str]:
+    """Every torchvision classification model up to `max_params` parameters, then
+    `TIMM_MODELS`."""
     import torchvision
 
-    names = torchvision.models.list_models(module=torchvision.models)
+    names = torchvision.models.list_models(module=torchvision.models) + TIMM_MODELS
     return [n for n in names if count_params(n) <= max_params]
 
 
@@ -212,6 +228,19 @@ def images(lens) -> torch.Tensor:
     return torch.randn(N_IMAGES, *lens.input_size, generator=torch.Generator().manual_seed(0))
 
 
+def minimal(view_name: str, lens) -> dict:
+    """Where a view's quick settings still cost minutes on a large net, less: occlusion with
+    2 x 2 windows; the randomisation test on the top two layers (of `randomizable_layers`,
+    which the sweep still calls) instead of every layer."""
+    if view_name == "occlusion":
+        side = min(lens.input_size[1:])
+        return {"window": side // 2, "stride": side // 2}
+    if view_name == "cascading_randomization":
+        from convlens.techniques.gradients.sanity import randomizable_layers
+        return {"layers": randomizable_layers(lens)[:2]}
+    return {}
+
+
 def arguments(view, lens) -> tuple[dict, list[str]]:
     """The view's `quick` arguments for this model: layer names of the tests' tiny net dropped,
     a required one replaced by the demo's choice; plus notes on what was changed."""
@@ -225,15 +254,16 @@ def arguments(view, lens) -> tuple[dict, list[str]]:
         p = params.get(k)
         if p is not None and p.default is inspect.Parameter.empty:
             if k == "objective":  # feature visualisation: the last spatial layer (the demo's)
-                spatial = [n for n in default_layers(lens, spatial_only=True)
-                           if len(next(i.shape for i in lens.layers() if i.name == n) or ())
-                           == 3]
+                spatial = default_layers(lens, spatial_only=True)
                 kw[k] = (spatial or default_layers(lens))[-1]
             else:  # inversion: the last default layer (the demo's last pick)
                 kw[k] = [default_layers(lens)[-1]]
             notes.append(f"{k}={kw[k]!r} (required: the demo's choice)")
         else:
             notes.append(f"{k} dropped (default)")
+    for k, v in minimal(view.name, lens).items():
+        kw[k] = v
+        notes.append(f"{k}={v!r} (the sweep's minimal setting)")
     if "run" in params and "run" not in kw:
         kw["run"] = convlens.RunSettings(progress=False)
     if "progress" in params and "progress" not in kw:
@@ -447,11 +477,12 @@ def main(argv=None) -> None:
     import torchvision
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", help="comma-separated torchvision names "
+    ap.add_argument("--models", help="comma-separated torchvision names, timm:NAME for timm's "
                     f"(default: {','.join(DEFAULT_MODELS)})")
     ap.add_argument("--all", action="store_true",
-                    help="every torchvision classification model up to --max-params")
-    ap.add_argument("--max-params", type=float, default=150e6)
+                    help="every torchvision classification model up to --max-params, and "
+                    "the timm CNNs of TIMM_MODELS")
+    ap.add_argument("--max-params", type=float, default=MAX_PARAMS)
     ap.add_argument("--views", help="comma-separated view names (default: every view)")
     ap.add_argument("--data", default="builtin:shapes:test:8")
     ap.add_argument("--out", default=str(HERE / "zoo.md"))
@@ -487,6 +518,10 @@ def main(argv=None) -> None:
                      + f"; {r['seconds']:.0f} s"
                      + (f"; CHANGED by {', '.join(changed)}" if changed else "")),
                   file=sys.stderr, flush=True)
+            for v, rec in r["views"].items():
+                if rec["outcome"] != "ok":
+                    print(f"    {v}: {rec['outcome']}: {rec.get('message', '')} "
+                          f"{rec.get('where', '')}", file=sys.stderr, flush=True)
     total = time.perf_counter() - t0
 
     shown = list(argv or sys.argv[1:])
