@@ -142,7 +142,7 @@ class Skip(Exception):
 
 #: the demo cuts a view on a CPU whose full settings would take longer than this many seconds
 #: on a 2-core CPU, to about this long; it announces a view expected to take over `ANNOUNCE_S`
-LONG_VIEW_S = 15.0
+LONG_VIEW_S = 10.0
 ANNOUNCE_S = 10.0
 
 #: how the summary says what a knob of a demo step was cut to (``{v}`` of ``{f}``)
@@ -174,7 +174,8 @@ class Budget:
     - ``"fit"`` (a CPU): the full values where they take at most about `LONG_VIEW_S` at
       `pass_cost`; else a share of the full work, a power of 2 (1/2, 1/4, ...: the nearest to
       `LONG_VIEW_S`), the knobs cut alike (the earlier ones rounded first, the last one taking
-      up the rounding) and never below their quick values. Each cut is kept for the summary.
+      up the rounding) and never below their quick values (on a large input, the third value
+      where there is one: what ``--quick`` uses there). Each cut is kept for the summary.
 
     Attributes:
         level: ``"full"``, ``"quick"`` or ``"fit"``.
@@ -222,7 +223,8 @@ class Budget:
         elif self.level == "quick":
             got = {k: int(v[2] if self.large and len(v) > 2 else v[1]) for k, v in knobs.items()}
         else:
-            got = self._cut(per, {k: (int(v[0]), int(v[1])) for k, v in knobs.items()})
+            got = self._cut(per, {k: (int(v[0]), int(v[2] if self.large and len(v) > 2
+                                                    else v[1])) for k, v in knobs.items()})
         if got != full:
             self.cuts[self.view] = [PHRASES.get(k, "{v} of {f} " + k).format(v=got[k], f=full[k])
                                     for k in sorted(got, key=lambda k: k != "steps")
