@@ -9,7 +9,7 @@ Tux Paint's stamps are installed). ``--quick`` uses fewer images, steps and unit
 for inputs larger than 128 px).
 
 The demo sizes its work to the model and the device (`budget`): on a CPU, a view whose full
-settings would take a 2-core CPU more than about 15 s (the optimisation views of an ImageNet
+settings would take a 2-core CPU more than about 10 s (the optimisation views of an ImageNet
 model at 224 px) is cut to about that, and the summary says what was cut; on a GPU, or with
 ``--full``, every view runs its full settings. Before a view expected to take more than 10 s it
 prints how long it expects.
