@@ -140,6 +140,9 @@ def test_a_slow_cpu_cuts_the_long_views_and_the_summary_says_what(asked):
     assert f"  Feature visualisation ran {s} of 128 steps on {n} of 24 units." in lines
     assert f"  Inversion ran {got['invert'][1]} of 200 steps" in text
     assert "Run with --full for all of it" in lines[-1]
+    assert "on a GPU (--device cuda) the demo runs them in full" in lines[-1]
+    budget.gpu_here = True  # a GPU there, the model on the CPU
+    assert "this machine has a GPU: with --device cuda" in budget.summary()[-1]
     assert all(line.rstrip().endswith((".", ":", ")")) for line in lines)
 
 

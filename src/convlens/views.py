@@ -186,7 +186,8 @@ class Budget:
             `pass_cost`); the announced times use it, times how much slower than announced the
             views so far ran (`observe`: another program sharing the CPU, say).
         large: the input is over 128 px (3 x 128 x 128 values).
-        where: where the model runs, for the summary (``"on the CPU at 224 px"``).
+        where: where the model runs, for the summary (``"on the CPU at 224 px"``);
+            `gpu_here`: a GPU is there, unused (the summary says how to use it).
         log: where a step's expected time is announced (None: nowhere).
         view: the title of the step being run (the demo sets it).
         cuts: view title -> what was cut (phrases); `full_seconds`: view title -> what its full
@@ -198,6 +199,7 @@ class Budget:
     measured: float | None = None
     large: bool = False
     where: str = ""
+    gpu_here: bool = False
     log: Callable[[str], None] | None = None
     view: str = ""
     cuts: dict[str, list[str]] = field(default_factory=dict)
@@ -272,8 +274,10 @@ class Budget:
         for view, parts in self.cuts.items():
             lines.append(f"  {view[:1].upper() + view[1:]} ran {' '.join(parts)}.")
         more = sum(self.full_seconds.values())
+        gpu = ("this machine has a GPU: with --device cuda the demo runs them in full there"
+               if self.gpu_here else "on a GPU (--device cuda) the demo runs them in full")
         lines.append(f"Run with --full for all of it (those views alone would take about "
-                     f"{duration(more)} here; on a GPU the demo runs them in full).")
+                     f"{duration(more)} here; {gpu}).")
         return lines
 
 

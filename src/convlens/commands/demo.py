@@ -246,6 +246,8 @@ def budget(lens, quick: bool = False, full: bool = False, measured: float | None
     (a CPU) each view whose full settings would take a quiet 2-core CPU more than `LONG_VIEW_S`
     cut to about that, by the model's cost (`pass_cost`). The announced times use one pass
     measured here (`pass_seconds`, or `measured`)."""
+    import torch
+
     from ..views import Budget
 
     p = next(iter(lens.parameters()), None)
@@ -256,7 +258,8 @@ def budget(lens, quick: bool = False, full: bool = False, measured: float | None
     side = "x".join(map(str, dict.fromkeys(lens.input_size[1:])))
     return Budget(level=level, pass_cost=pass_cost(lens) if level == "fit" else measured,
                   measured=measured, large=math.prod(lens.input_size) > 3 * 128 * 128,
-                  where=f"on the {'CPU' if device == 'cpu' else device} at {side} px")
+                  where=f"on the {'CPU' if device == 'cpu' else device} at {side} px",
+                  gpu_here=device == "cpu" and torch.cuda.is_available())
 
 
 def pass_cost(lens) -> float:
