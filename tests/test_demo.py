@@ -185,6 +185,11 @@ def test_budget_of_a_model(monkeypatch):
     meta = Lens(WideNet().to("meta"), mean=(0.5,) * 3, std=(0.25,) * 3,
                 input_size=(3, 224, 224))
     assert demo_cmd.budget(meta).level == "full"
+    # a model that cannot be timed (no gradient to its input): the demo goes on
+    frozen = Lens(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2)).requires_grad_(False),
+                  mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 8, 8))
+    frozen.forward = lambda x: frozen.model(x.detach())
+    assert demo_cmd.timed(frozen) is None and demo_cmd.budget(frozen).measured is None
 
 
 @pytest.mark.slow

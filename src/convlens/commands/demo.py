@@ -253,11 +253,12 @@ def budget(lens, quick: bool = False, full: bool = False, measured: float | None
     p = next(iter(lens.parameters()), None)
     device = p.device.type if p is not None else "cpu"
     level = "quick" if quick else "full" if full or device != "cpu" else "fit"
-    if measured is None:
-        measured = pass_seconds(lens) if device != "meta" else 0.0
+    if measured is None and device != "meta":
+        measured = timed(lens)
     side = "x".join(map(str, dict.fromkeys(lens.input_size[1:])))
-    return Budget(level=level, pass_cost=pass_cost(lens) if level == "fit" else measured,
-                  measured=measured, large=math.prod(lens.input_size) > 3 * 128 * 128,
+    cost = pass_cost(lens) if level == "fit" else measured
+    return Budget(level=level, pass_cost=cost or 0.0, measured=measured,
+                  large=math.prod(lens.input_size) > 3 * 128 * 128,
                   where=f"on the {'CPU' if device == 'cpu' else device} at {side} px",
                   gpu_here=device == "cpu" and torch.cuda.is_available())
 
@@ -268,7 +269,7 @@ def pass_cost(lens) -> float:
     table has no shapes (a TorchScript model), measured here instead."""
     macs, values = multiply_adds(lens)
     if not macs:
-        return pass_seconds(lens)
+        return timed(lens) or 0.0
     return macs / 1e9 * SECONDS_PER_GMAC + values / 1e6 * SECONDS_PER_MVALUE
 
 
@@ -292,6 +293,15 @@ def multiply_adds(lens) -> tuple[int, int]:
         elif isinstance(m, nn.Linear):
             macs += out * m.in_features
     return macs, values
+
+
+def timed(lens) -> float | None:
+    """`pass_seconds`, or None where the model cannot be timed so (the demo goes on: its steps
+    say what does not apply)."""
+    try:
+        return pass_seconds(lens)
+    except Exception:  # noqa: BLE001  e.g. a model with no gradient to its input
+        return None
 
 
 def pass_seconds(lens, n: int = 4) -> float:
