@@ -11,7 +11,8 @@ def step_attribute_performance(ctx: DemoContext):
     if scan is None or scan.predictions is None:
         raise Skip("needs the scan's predictions")
     if not len(scan.predictions["correct"].dropna()):  # nothing to bin
-        raise Skip("it measures accuracy: " + scan.accuracy_note())
+        why = (scan.params.get("label_map") or {}).get("note") or "the data has no labels"
+        raise Skip(f"it measures accuracy, but {why}")
     from ...engine.settings import RunSettings
     from .attributes import attribute_performance
 
