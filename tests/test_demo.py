@@ -292,3 +292,18 @@ def test_full_and_quick_flags(monkeypatch, tmp_path):
     assert main(["demo", "--full", "--out", str(tmp_path)]) == 0
     assert seen == {"quick": False, "full": True}
     assert main(["demo", "--quick", "--full", "--out", str(tmp_path)]) == 2
+
+
+def test_correspondence_on_a_small_folder(asked):
+    """Warped copies make at most one pair per item: 20 photos give 20 pairs in full, and the
+    summary counts the cut against those 20, not 100."""
+    from convlens.techniques.correspondence import demo as corr
+
+    for level, pairs in (("full", 20), ("fit", 6)):
+        budget = Budget(level=level, pass_cost=0.04, large=True)
+        ctx = make_ctx(budget)
+        ctx.dataset = list(range(20))
+        budget.view = "correspondence"
+        list(corr.step_correspondence(ctx))
+        assert asked["correspondence"]["n"] == pairs
+    assert budget.cuts == {"correspondence": ["on 6 of 20 pairs"]}
