@@ -1,0 +1,11 @@
+"""Receptive field of every named layer.
+
+`structural`: the conv/pool arithmetic of one dry run (size, stride, centre per axis).
+`field`: the `Field` itself, and its arithmetic through windows and where paths meet.
+"""
+from __future__ import annotations
+
+from .field import IDENTITY, Field, field_at, through_window, union
+from .structural import dry_run
+
+__all__ = ["IDENTITY", "Field", "dry_run", "field_at", "through_window", "union"]
