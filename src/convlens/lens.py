@@ -38,7 +38,8 @@ class LayerInfo:
         if self.grid is not None and self.shape is not None and tuple(self.grid) != self.shape:
             d["shape"] += " -> " + "x".join(map(str, self.grid))
         if self.field is None:
-            d.update(rf_size=None, rf_stride=None, rf_center=None)
+            d.update(rf_size=None, rf_stride=None, rf_center=None, rf_global=None,
+                     rf_bound=None, rf_source=None)
         else:
             d.update(self.field.describe())
             if self.field.is_global:
@@ -303,10 +304,11 @@ class LayersResult(Result):
 
 
 def text_row(info: LayerInfo) -> dict:
-    """`LayerInfo.row` with the receptive field as display strings (None where unknown)."""
+    """`LayerInfo.row` with the receptive field as display strings (None where unknown): the
+    size as `Field.label` writes it (``35``, ``35 (+global)``, ``global``, ``>=224``, ``<=52``)."""
     r = info.row()
     c = r["rf_center"]
-    r["rf_size"] = None if r["rf_size"] is None else str(r["rf_size"])
+    r["rf_size"] = None if info.field is None else info.field.label()
     r["rf_stride"] = None if r["rf_stride"] is None else str(r["rf_stride"])
     r["rf_center"] = None if c is None else f"({c[0]:g}, {c[1]:g})"
     return r

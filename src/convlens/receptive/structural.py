@@ -22,12 +22,18 @@ Where several tensors meet (``a + b``, ``torch.cat`` on channels) the field is t
 of their fields: the smallest window that holds every path's field, which for the nested
 fields of a ResNet block is the largest field over the paths. Pointwise operations (ReLU,
 batch norm, dropout, ...) keep the field. Anything that mixes all positions (``flatten``,
-``linear``, a global pooling) gives a *global* field: every output sees the whole image. An
+``linear``, a global pooling) gives a *global* field: every output sees the whole image, and
+there is no local field. Where such a tensor meets a local one (``x * gate``: the gate of a
+squeeze-excitation block, computed from a global pooling, multiplies the map), the result keeps
+the local field of the spatial path and is marked ``global_context``: it also depends on the
+whole image. Normalisations that take statistics over positions (group, instance and layer
+norm over the spatial axes, batch norm with batch statistics) mark it likewise. An
 operation we cannot reason about that changes the spatial size (interpolation, transposed
 convolution, ...) gives an unknown field (``None``) from there on, never a wrong one.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -49,6 +55,8 @@ _SIGNATURES = {
     "adaptive_max_pool2d": ("input", "output_size"),
     "pad": ("input", "pad", "mode", "value"),
 }
+# Normalisations whose statistics may be taken over the image (a global context).
+_STATISTICS = ("group_norm", "instance_norm", "layer_norm", "batch_norm")
 _GLOBAL_OPS = {"linear", "flatten", "matmul", "mm", "bmm", "addmm", "view", "reshape",
                "mean", "sum", "amax", "max", "einsum"}
 
@@ -128,17 +136,35 @@ class _FieldMode(TorchFunctionMode):
                 if f.is_global:
                     return f
                 left, top = p[0], p[2]
-                return Field(f.size, f.stride,
-                             (f.center[0] - top * f.stride[0], f.center[1] - left * f.stride[1]))
+                return replace(f, center=(f.center[0] - top * f.stride[0],
+                                          f.center[1] - left * f.stride[1]))
+            if name in _STATISTICS and not f.is_global and _mixes_space(name, args, kwargs, x):
+                return replace(f, global_context=True)
         except (KeyError, TypeError, IndexError):
             return None
-        if name in _GLOBAL_OPS and tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
+        grid = tuple(out.shape[-2:])
+        same = any(t.dim() >= 3 and tuple(t.shape[-2:]) == grid for t in inputs)
+        if name in _GLOBAL_OPS and not same:
             return self.global_field()
-        if x.dim() >= 3 and tuple(out.shape[-2:]) == tuple(x.shape[-2:]):
-            return f  # pointwise, or a channel-wise op: same grid, same field
+        if same:
+            return f  # pointwise, a channel-wise op, or a gate broadcast: same grid, same field
         if f.is_global:
             return f
         return None  # changes the grid in a way we do not know
+
+
+def _mixes_space(name: str, args, kwargs, x: torch.Tensor) -> bool:
+    """Whether a normalisation of `x` (whose last two axes are the spatial ones: it has a field)
+    takes its statistics over more than one position: group and instance norm always, layer
+    norm always (its normalised axes are the last ones), batch norm with batch statistics (in
+    training, or without running statistics)."""
+    if x.dim() < 3 or x.shape[-1] * x.shape[-2] == 1:
+        return False
+    if name != "batch_norm":
+        return True
+    a = dict(zip(("input", "running_mean", "running_var", "weight", "bias", "training"), args))
+    a.update(kwargs)
+    return bool(a.get("training")) or a.get("running_mean") is None
 
 
 def _tensors(args, kwargs):
