@@ -20,18 +20,23 @@ attention over all the image's tokens) are detached in the surrogate: the suppor
 *local* field of the spatial path, and `Field.global_context` says the cell also depends on the
 whole image. A cell with an empty local support (a pooled vector) has a global field.
 
-**From supports to (size, stride, centre).** Per axis, cells near both ends and the middle of
-the grid are measured; a cell's support along y is its rows' extent. A support that does not
-touch the border is not clipped; one that does gives a bound. The stride is the shift between
-the unclipped edges of cells; the field is the union of the cells' supports shifted back to
-cell 0 (``lo_i - i * stride`` .. ``hi_i - i * stride``), exact when its low end comes from a
-cell whose low edge is inside the image and its high end likewise: edge cells see past the
-middle, so fields up to about twice the input size are measured at the model's own size. Where
-the edges disagree (windowed attention, upsampling: cells do not see one window shifted by the
-stride) more cells are measured and the field is their envelope (`Field.envelope`). Where
-every cell is clipped, a larger input is tried (twice, four times the size) if the model
-accepts it; otherwise the field is reported clipped (`Field.clipped`: the size is a lower
-bound; stride and centre place the cells symmetrically on the grid).
+**From supports to (size, stride, centre).** Per axis, the end cells and the middle three of
+the grid are measured (cells on the diagonal: each tells both axes); a cell's support along y
+is its rows' extent. The border is where the end cells' supports stop (the image's edge, or
+short of it where valid convolutions never reach the last pixels); an edge that stops inside
+it is not clipped. The stride is the shift between the unclipped edges of cells; when every
+pair agrees, the cells see one window shifted by the stride and the field is the union of their
+supports shifted back to cell 0 (``lo_i - i * stride`` .. ``hi_i - i * stride``): exact when
+its low end comes from an unclipped low edge and its high end likewise. Where the middle cells
+are clipped, the next-to-end cells are measured too: a cell near one end sees past the middle
+toward the other, so fields up to about twice the input size are measured at the model's own
+size. Where the pairs disagree (windowed attention, upsampling) a run of 9 cells around the
+middle is measured and the field is their envelope (`Field.envelope`): stride the grid's
+spacing, cells placed symmetrically on the image, size the smallest box centred on each cell
+that holds what it sees. Where every cell is clipped, larger inputs are tried (`SCALES`, within
+`WORK`) if the model takes them; otherwise the field is reported clipped (`Field.clipped`: the
+size is a lower bound, and stride and centre are the grid's spacing and symmetric placement
+when no unclipped edge tells them).
 
 **Batched.** One forward and one backward pass answer many (layer, cell) questions: each
 question is one copy of the input in the batch (eval-mode images are independent), the loss
@@ -43,7 +48,6 @@ child, a ReLU and what it was given, in the surrogate) are asked once.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -57,8 +61,8 @@ from .field import Field
 from .surrogate import DTYPE, SurrogateMode, is_image, key_of, surrogate_copy
 
 SCALES = (1, 2, 4)        # input sizes tried, times the model's, while every cell is clipped
-WORK = 256 * 224 * 224    # a larger input is tried while (cells measured x its pixels) stay under
-MEMORY = 512 * 2 ** 20    # bytes one chunk of the batch may take (estimated from one image)
+WORK = 128 * 224 * 224    # a larger input is tried while (cells measured x its pixels) stay under
+MEMORY = 256 * 2 ** 20    # bytes one chunk of the batch may take (estimated from one image)
 MAX_CHUNK = 64
 
 
@@ -178,13 +182,14 @@ def _plan(twin: nn.Module, names: list[str], channels: int, hw: tuple[int, int],
 def _axis_cells(n: int, level: int) -> list[int]:
     """Indices measured along an axis of `n` cells: at level 0 the middle three and the end
     ones (where the supports stop); at 1 also the next to the ends (fields wider than the
-    image); at 2 also a run of 17 around the middle (fields that vary from cell to cell)."""
+    image); at 2 also a run of 9 around the middle (fields that vary from cell to cell, with
+    a period up to 9 cells: attention windows)."""
     m = (n - 1) // 2
     idx = {0, m - 1, m, m + 1, n - 1}
     if level >= 1:
         idx |= {1, n - 2}
     if level >= 2:
-        idx |= set(range(m - 8, m + 9))
+        idx |= set(range(m - 4, m + 5))
     return sorted(i for i in idx if 0 <= i < n)
 
 
@@ -284,7 +289,7 @@ def _fit(boxes: list, layer: _Layer, hw: tuple[int, int], level: int,
          more: bool) -> Field | None:
     """The field of a layer from its cells' supports at measuring `level`; None: `more` cells
     can be measured and should be (the middle cells are clipped, or the cells do not see one
-    window shifted by the stride and the run of 17 is not measured yet)."""
+    window shifted by the stride and the run of 9 is not measured yet)."""
     full = [b for b in boxes if b[2] is not None]
     if not full:
         return Field(hw, None, None, is_global=True, source="gradient")
@@ -315,29 +320,25 @@ def _fit_axis(obs: list[tuple[int, int, int]], n: int, size: int):
             if in_hi_a and in_hi_b:
                 steps.add((hi_b - hi_a) / (b - a))
     varies = len(steps) > 1 or any(s <= 0 or s != int(s) for s in steps)
-    if steps and not varies:
-        stride = int(next(iter(steps)))
-    elif varies:
-        stride = _slope(obs)
-    else:  # nothing to compare: one cell, or every cell clipped on both sides
-        stride = max(1, round(size / n))
-    low = min(lo - i * stride for i, lo, *_ in obs)
-    high = max(hi - i * stride for i, _, hi, *_ in obs)
-    exact_low = any(ok and lo - i * stride == low for i, lo, _, ok, _ in obs)
-    exact_high = any(ok and hi - i * stride == high for i, _, hi, _, ok in obs)
-    clipped = not (exact_low and exact_high) or (not steps and n > 1)
-    return (int(high - low + 1), stride, (low + high) / 2, clipped, varies)
-
-
-def _slope(obs: list[tuple]) -> int:
-    """Cells' average shift in pixels per cell: the least-squares slope of the centres of
-    the unclipped supports (at least 1)."""
-    pts = [(i, (lo + hi) / 2) for i, lo, hi, in_lo, in_hi in obs if in_lo and in_hi]
-    if len({i for i, _ in pts}) < 2:
-        pts = [(i, (lo + hi) / 2) for i, lo, hi, *_ in obs]
-    mi = sum(i for i, _ in pts) / len(pts)
-    mc = sum(c for _, c in pts) / len(pts)
-    var = sum((i - mi) ** 2 for i, _ in pts)
-    if var == 0:
-        return 1
-    return max(1, int(math.floor(sum((i - mi) * (c - mc) for i, c in pts) / var + 0.5)))
+    if (steps and not varies) or n == 1:  # one window shifted by the stride: align and unite
+        stride = int(next(iter(steps))) if steps else size
+        low = min(lo - i * stride for i, lo, *_ in obs)
+        high = max(hi - i * stride for i, _, hi, *_ in obs)
+        exact_low = any(ok and lo - i * stride == low for i, lo, _, ok, _ in obs)
+        exact_high = any(ok and hi - i * stride == high for i, _, hi, _, ok in obs)
+        return (int(high - low + 1), stride, (low + high) / 2,
+                not (exact_low and exact_high), False)
+    # No one window (windowed attention, upsampling), or nothing to compare (every cell
+    # clipped on both sides): the grid's spacing, the cells placed symmetrically on the image,
+    # and the smallest box centred on each cell that holds what it sees.
+    stride = max(1, round(size / n))
+    center = (size - 1) / 2 - (n - 1) / 2 * stride
+    reach_in, reach_all = -1.0, -1.0
+    for i, lo, hi, in_lo, in_hi in obs:
+        c = center + i * stride
+        reach_all = max(reach_all, c - lo, hi - c)
+        reach_in = max(reach_in, c - lo if in_lo else -1.0, hi - c if in_hi else -1.0)
+    if not steps:  # nothing compared, the stride not measured: the widest support seen
+        return (max(hi - lo + 1 for _, lo, hi, *_ in obs), stride, center, True, False)
+    clipped = reach_in < 0 or reach_all > reach_in  # a clipped edge reaches further
+    return (int(round(2 * reach_all + 1)), stride, center, clipped, varies)
