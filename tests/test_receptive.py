@@ -90,9 +90,13 @@ def test_unknown_op_gives_unknown_field_not_a_wrong_one():
         def forward(self, x):
             return self.after(F.interpolate(self.conv(x), scale_factor=2.0))
 
-    info = fields(lens_of(Up(), (1, 16, 16)))
-    assert info["conv"].field.size == (3, 3)
-    assert info["after"].field is None
+    from convlens.receptive import dry_run
+    lens = lens_of(Up(), (1, 16, 16))
+    arithmetic = dry_run(lens.model, lens.example_input(2), ["conv", "after"])
+    assert arithmetic["conv"][1].size == (3, 3) and arithmetic["after"][1] is None
+    info = fields(lens)  # the table fills the unknown field from input gradients
+    assert info["conv"].field.source == "structure"
+    assert info["after"].field.source == "gradient" and info["after"].field.envelope
     assert info["after"].shape == (1, 26, 26)
 
 

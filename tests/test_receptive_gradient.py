@@ -294,3 +294,14 @@ def test_zoo_gradient_equals_structure(arch, side):
     assert compared > 0
     print(f"{arch} at {side} px: {len(maps)} maps, {len(structural)} with an arithmetic field, "
           f"{compared} equal, {clipped} clipped by the input")
+
+
+def test_correspondence_places_tokens_and_channels_last_cells_by_their_local_field():
+    from convlens import RunSettings
+    from convlens.techniques.correspondence.correspondence import correspondence
+    quiet = RunSettings(progress=False)
+    for model, size, layer, rf in ((TinyViT(), 32, "ln2", 8), (ConvNeXtish(), 64, "block", 28)):
+        lens = Lens(model, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, size, size))
+        res = correspondence(lens, "warp", [layer], data="builtin:shapes:test:4", n=2,
+                             baselines=(), examples=0, run=quiet)
+        assert list(res.layers.rf_size) == [rf] and len(res.transfers) > 0

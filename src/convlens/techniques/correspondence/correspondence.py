@@ -225,7 +225,8 @@ def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
     without a local receptive field is a one-line error. A cell is placed by its **local**
     field: after a squeeze-excitation gate or global attention that is the field of the spatial
     path (`Field.global_context` says the cell also depends on the whole image). The default
-    leaves out, with a warning, the layers that have none (a map pooled to 1x1, say)."""
+    leaves out the layers that have none: quietly a map pooled to one cell (a squeeze-excitation
+    gate's), with a warning any other."""
     from ...lens import default_layers
 
     infos = {i.name: i for i in lens.layers()}
@@ -236,12 +237,13 @@ def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
             raise ConvlensError(f"none of the {len(names)} default layers has a local receptive "
                                 "field (`convlens layers` shows 'global' or '?'), so no cell can "
                                 "be placed in the image: name layers with layers=[...] / --layers")
-        if len(placed) < len(names):
-            warnings.warn(f"correspondence: {len(names) - len(placed)} of the {len(names)} "
-                          "default layers have no local receptive field (`convlens layers` "
-                          f"shows 'global' or '?') and are left out; scoring "
-                          f"{', '.join(placed[:4])}" + (" ..." if len(placed) > 4 else ""),
-                          RuntimeWarning, stacklevel=3)
+        odd = [n for n in names if n not in placed and not _pooled(infos.get(n))]
+        if odd:
+            warnings.warn(f"correspondence: {len(odd)} of the {len(names)} default layers have "
+                          f"no local receptive field (`convlens layers` shows 'global' or '?': "
+                          f"{', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}) and are left "
+                          f"out; scoring {', '.join(placed[:4])}"
+                          + (" ..." if len(placed) > 4 else ""), RuntimeWarning, stacklevel=3)
         names = placed
     else:
         names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
@@ -268,6 +270,12 @@ def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
 def _placeable(f: Field | None) -> bool:
     """Whether cells with field `f` have a place in the image: a local field with a stride."""
     return f is not None and not f.is_global and f.stride is not None and f.center is not None
+
+
+def _pooled(info) -> bool:
+    """A map of one cell that sees the image only through a global pooling (an SE gate's)."""
+    return (info is not None and info.field is not None and info.field.is_global
+            and info.grid is not None and info.grid[1] * info.grid[2] == 1)
 
 
 def _pad_points(pairs: list[Pair]) -> tuple[torch.Tensor, np.ndarray]:
