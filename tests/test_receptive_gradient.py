@@ -219,6 +219,15 @@ def test_model_left_as_found():
     assert net.training and torch.get_num_threads() >= 1
 
 
+def test_the_table_leaves_a_transformer_as_found():
+    lens = lens_of(TinyViT(), (3, 32, 32))
+    lens.train()
+    lens(torch.rand(2, 3, 32, 32)).sum().backward()
+    before = snapshot(lens)
+    assert by_name(lens)["mlp"].field.source == "gradient"
+    assert_unchanged(lens, before)
+
+
 def test_table_shows_global_context_and_bounds():
     lens = lens_of(SqueezeExcite(), (3, 32, 32))
     text = format_layers(lens.layers())

@@ -312,7 +312,11 @@ class LayersResult(Result):
     kind = "layers"
     about = ("Every named module of the model with its output shape and receptive field: the "
              "size of the input patch one output position sees, the stride between positions, "
-             "and the input pixel at the centre of position (0, 0).")
+             "and the input pixel at the centre of position (0, 0). '35 (+global)': a local "
+             "field of 35 pixels, and the position also depends on the whole image (a "
+             "squeeze-excitation gate, global attention); 'global': it sees the image only "
+             "through a global pooling; '>=224': wider than the input shows; '<=52': cells see "
+             "different windows (windowed attention), each within such a box.")
 
     def __post_init__(self):
         if isinstance(self.layers, (list, tuple)):

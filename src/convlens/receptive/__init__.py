@@ -1,8 +1,9 @@
 """Receptive field of every named layer.
 
 `structural`: the conv/pool arithmetic of one dry run (size, stride, centre per axis).
-`gradient`: the support of input gradients on a surrogate network (`surrogate`), exact on any
-graph, for the layers the arithmetic has no answer for (tokens, permutes, upsampling, ...).
+`gradient`: the support of input gradients on a surrogate network (`surrogate`, `attention`,
+`marks`), exact on any graph, for the layers the arithmetic has no answer for (tokens, permutes,
+upsampling, ...).
 `field`: the `Field` itself, and its arithmetic through windows and where paths meet.
 """
 from __future__ import annotations

@@ -58,7 +58,8 @@ from torch import nn
 from ..grids import grid_layout, to_grid
 from ..hooks import forward_hooks
 from .field import Field
-from .surrogate import DTYPE, SurrogateMode, is_image, key_of, surrogate_copy
+from .marks import is_image, key_of
+from .surrogate import DTYPE, SurrogateMode, surrogate_copy
 
 SCALES = (1, 2, 4)        # input sizes tried, times the model's, while every cell is clipped
 WORK = 128 * 224 * 224    # a larger input is tried while (cells measured x its pixels) stay under

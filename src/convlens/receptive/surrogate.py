@@ -25,7 +25,8 @@ support is taken on a surrogate in which no path can be cut:
   hard-* and clamps                     input wherever it is not constant; the identity cannot
                                         saturate)
   layer norm                            the input plus its mean over the normalised axes
-  batch, group and instance norm        the input (statistics over the image: a global context)
+  batch, group and instance norm        the input (statistics over the image or the batch
+                                        are a global context)
   softmax                               equal weights over the entries not masked out (at
                                         least 50 below the largest), with a positive
                                         derivative to every unmasked logit
@@ -43,9 +44,10 @@ is the *local* field of the spatial path, and every tensor downstream of such an
 marked ``_cl_ctx`` (it also depends on the whole image). Which axes are spatial comes from the
 grid layout of the tensor (`convlens.grids.grid_layout`) when its first axis is the batch's.
 
-The rules apply only to tensors derived from the input (marked ``_cl_img``); index arithmetic,
-masks and position tables run as they are. Each batch element is independent (no rule mixes
-the batch axis), so one pass can hold one question per element.
+The rules apply only to tensors derived from the input (marked ``_cl_img``, `marks`); index
+arithmetic, masks and position tables run as they are; attention's rules are in `attention`.
+Each batch element is independent (no rule mixes the batch axis), so one pass can hold one
+question per element.
 """
 from __future__ import annotations
 
@@ -58,8 +60,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..grids import grid_layout
+from .attention import mha, sdpa, softmax
+from .marks import alias, dead, is_image, key_of, tensors
 
-MASKED = 50.0  # a logit this far below its row's largest is masked out (-inf, -100, -1e4)
 DTYPE = torch.float64  # path weights of deep nets (DenseNet) fall below float32's range
 
 _IDENTITY = {"relu", "relu6", "hardtanh", "gelu", "silu", "sigmoid", "tanh", "hardswish",
@@ -105,30 +108,6 @@ def surrogate_copy(model: nn.Module) -> nn.Module:
     return twin
 
 
-def _tensors(obj):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            yield from _tensors(o)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            yield from _tensors(o)
-
-
-def is_image(t) -> bool:
-    return isinstance(t, torch.Tensor) and getattr(t, "_cl_img", False)
-
-
-def key_of(t: torch.Tensor) -> tuple[int, int]:
-    """Which value a tensor holds, for telling layers apart: the tensor it is an unchanged
-    copy of (through identity rules), else itself, with its version (in-place ops change it)."""
-    alias = getattr(t, "_cl_alias", None)
-    if alias is not None and t._version == alias[1]:
-        return alias[0]
-    return (id(t), t._version)
-
-
 class SurrogateMode(TorchFunctionMode):
     """Runs a forward pass of a `surrogate_copy` as the module docstring says, for a batch of
     `batch` images of size `image_hw`; ``largest``: the bytes of the largest tensor it made."""
@@ -143,7 +122,7 @@ class SurrogateMode(TorchFunctionMode):
     # -- bookkeeping ----------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        ins = [t for t in _tensors((args, kwargs)) if is_image(t)]
+        ins = [t for t in tensors((args, kwargs)) if is_image(t)]
         if not ins:
             return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
@@ -162,23 +141,25 @@ class SurrogateMode(TorchFunctionMode):
         if out is None:
             out = func(*args, **kwargs)
             if attn and base in _MATMUL:  # values mixed by global attention
-                out, whole, attn = _dead(out.detach()), True, False
+                out, whole, attn = dead(out.detach()), True, False
             elif base == "detach":
-                out = _dead(out)
+                out = dead(out)
             elif same and base in _SAME_CELLS and isinstance(out, torch.Tensor) \
                     and out.shape == live[0].shape:
                 out._cl_alias = (keys.pop(), out._version)  # x + constant, x * gate, ...
         ctx = whole or any(getattr(t, "_cl_ctx", False) for t in ins)
-        targets = list(_tensors(out))
+        targets = list(tensors(out))
+        written = None
         if name.endswith("_") or name in ("__setitem__", "copy_"):
-            targets += [a for a in args[:1] if isinstance(a, torch.Tensor)]
+            written = next((a for a in args[:1] if isinstance(a, torch.Tensor)), None)
+            targets += [written] if written is not None else []
         for o in targets:
             if not o.is_floating_point() and not o.is_complex():
                 continue
             o._cl_img = True
             o._cl_ctx = ctx or getattr(o, "_cl_ctx", False)
-            if not live:
-                o._cl_dead = True
+            # dead: no live input reached it (a tensor written in place takes what was written)
+            o._cl_dead = not live or (o is not written and getattr(o, "_cl_dead", False))
             if attn:  # global attention weights reshaped, copied, dropped out: still them
                 o._cl_attn = True
             self.largest = max(self.largest, o.numel() * o.element_size())
@@ -209,18 +190,6 @@ class SurrogateMode(TorchFunctionMode):
         return lay is not None and lay[0] == "tokens"
 
 
-def _alias(out: torch.Tensor, of: torch.Tensor) -> torch.Tensor:
-    """Mark `out` as holding, cell for cell of the image's grid, the supports `of` holds."""
-    out._cl_alias = (key_of(of), out._version)
-    return out
-
-
-def _dead(t: torch.Tensor) -> torch.Tensor:
-    """Mark `t` as reaching the input only through a detached global reduction."""
-    t._cl_dead = True
-    return t
-
-
 def _per_position(mode, x: torch.Tensor, dims: tuple[int, ...]) -> bool:
     """Whether an operation that mixes `x` along `dims` only keeps each cell of the image's
     grid apart (the dims are channels of a map whose spatial axes are known)."""
@@ -234,7 +203,7 @@ def _identity(mode, func, args, kwargs, ins):
         return None
     if getattr(func, "__name__", "").endswith("_") or kwargs.get("inplace", False):
         return x, False
-    return _alias(x.clone(), x), False
+    return alias(x.clone(), x), False
 
 
 def _dims(arg, ndim: int) -> tuple[int, ...]:
@@ -266,7 +235,7 @@ def _reduce(mode, func, args, kwargs, ins):
     mean = x.mean(dims, keepdim=True).reshape(first.shape)
     whole = bool(set(dims) & set(mode.spatial_dims(x)))
     if whole:
-        mean = _dead(mean.detach())
+        mean = dead(mean.detach())
     if isinstance(out, tuple):
         return type(out)((mean, *out[1:])), whole
     return mean, whole
@@ -304,7 +273,7 @@ def _adaptive(mode, func, args, kwargs, ins):
     out = F.adaptive_avg_pool2d(x, size)
     whole = out.shape[-2:].numel() == 1 and bool(mode.spatial_dims(x))
     if whole:
-        out = _dead(out.detach())
+        out = dead(out.detach())
     if getattr(func, "__name__", "").endswith("with_indices") or kwargs.get("return_indices"):
         out = (out, func(*args, **kwargs)[1])
     return out, whole
@@ -325,7 +294,7 @@ def _conv2d(mode, func, args, kwargs, ins):
     out = y.unsqueeze(2).expand(n, g, o // g, *y.shape[-2:]).reshape(n, o, *y.shape[-2:])
     if out.shape[-2:] == x.shape[-2:] and (kh, kw) == (1, 1) and a.get("stride", 1) in (
             1, (1, 1)) and a.get("padding", 0) in (0, (0, 0), "valid", "same"):
-        _alias(out, x)  # a 1x1 conv mixes channels only
+        alias(out, x)  # a 1x1 conv mixes channels only
     return out, False
 
 
@@ -336,7 +305,7 @@ def _linear(mode, func, args, kwargs, ins):
         return None
     out = x.mean(-1, keepdim=True).expand(*x.shape[:-1], w.shape[0]).contiguous()
     if _per_position(mode, x, (x.dim() - 1,)):
-        _alias(out, x)  # on the channels of tokens or of a channels-last map
+        alias(out, x)  # on the channels of tokens or of a channels-last map
     return out, False
 
 
@@ -346,10 +315,10 @@ def _layer_norm(mode, func, args, kwargs, ins):
     k = 1 if isinstance(shape, int) else len(shape)
     dims = tuple(range(x.dim() - k, x.dim()))
     if set(dims) & set(mode.spatial_dims(x)):
-        return _alias(x.clone(), x), True
+        return alias(x.clone(), x), True
     out = x + x.mean(dims, keepdim=True)
     if _per_position(mode, x, dims):
-        _alias(out, x)
+        alias(out, x)
     return out, False
 
 
@@ -357,7 +326,7 @@ def _norm_stats(mode, func, args, kwargs, ins):
     """Group and instance norm: statistics over the image (a global context) when the map has
     more than one position; the value itself is the input's."""
     x = args[0] if args else kwargs["input"]
-    return _alias(x.clone(), x), bool(mode.spatial_dims(x))
+    return alias(x.clone(), x), bool(mode.spatial_dims(x))
 
 
 def _batch_norm(mode, func, args, kwargs, ins):
@@ -365,7 +334,7 @@ def _batch_norm(mode, func, args, kwargs, ins):
     a.update(kwargs)
     x = a["input"]
     batch_stats = bool(a.get("training")) or a.get("running_mean") is None
-    return _alias(x.clone(), x), batch_stats and bool(mode.spatial_dims(x))
+    return alias(x.clone(), x), batch_stats and bool(mode.spatial_dims(x))
 
 
 def _permute(mode, func, args, kwargs, ins):
@@ -384,98 +353,8 @@ def _permute(mode, func, args, kwargs, ins):
         perm = [int(d) % x.dim() for d in (dims or kwargs.get("dims"))]
     src, dst = mode.spatial_dims(x), mode.spatial_dims(out)
     if perm[0] == 0 and src and len(src) == len(dst) and [perm[d] for d in dst] == list(src):
-        _alias(out, x)
+        alias(out, x)
     return out, False
-
-
-def _uniform(allowed: torch.Tensor, dtype) -> torch.Tensor:
-    a = allowed.to(dtype)
-    return a / a.sum(-1, keepdim=True).clamp_min(1)
-
-
-def _softmax(mode, func, args, kwargs, ins):
-    x = args[0] if args else kwargs["input"]
-    dim = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("dim", -1)
-    if dim is None or not x.is_floating_point():
-        return None
-    dim = int(dim) % x.dim()
-    xt = x.transpose(dim, -1)
-    allowed = xt >= xt.amax(-1, keepdim=True) - MASKED
-    weights = _uniform(allowed, x.dtype)
-    if (x.dim() in (3, 4) and dim == x.dim() - 1 and x.shape[0] == mode.batch
-            and x.shape[-1] == x.shape[-2] and mode.tokens(x.shape[-1])):
-        out = _dead(weights.transpose(dim, -1).contiguous())
-        out._cl_attn = True  # global attention: what it mixes is a global context
-        return out, True
-    a = allowed.to(x.dtype)
-    d = xt - xt.detach()
-    through = a * (d + (d * a).sum(-1, keepdim=True) / a.sum(-1, keepdim=True).clamp_min(1))
-    return (weights + through).transpose(dim, -1), False
-
-
-def _attend(q, k, v, allowed, mode, is_global):
-    """Equal weights over the allowed keys (``allowed`` broadcast to ``(..., L, S)``), with a
-    positive derivative to the queries and the allowed keys; detached if global."""
-    w = _uniform(allowed, v.dtype)
-    out = w @ v
-    if is_global:
-        return _dead(out.detach()), True
-    dq = (q - q.detach()).sum(-1, keepdim=True)
-    dk = w @ (k - k.detach()).sum(-1, keepdim=True)
-    return out + dq + dk, False
-
-
-def _sdpa(mode, func, args, kwargs, ins):
-    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
-    a = dict(zip(names, args))
-    a.update(kwargs)
-    q, k, v = a["query"], a["key"], a["value"]
-    if a.get("enable_gqa") or q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
-        return None
-    L, S = q.shape[-2], k.shape[-2]
-    allowed = torch.ones(L, S, dtype=torch.bool, device=q.device)
-    if a.get("is_causal"):
-        allowed = allowed.tril()
-    m = a.get("attn_mask")
-    if m is not None:
-        allowed = allowed & (m if m.dtype == torch.bool else m > -MASKED)
-    is_global = (q.shape[0] == mode.batch and q.dim() in (3, 4) and mode.tokens(S)
-                 and bool(allowed.all()))
-    return _attend(q, k, v, allowed, mode, is_global)
-
-
-def _mha(mode, func, args, kwargs, ins):
-    names = ("query", "key", "value", "embed_dim_to_check", "num_heads", "in_proj_weight",
-             "in_proj_bias", "bias_k", "bias_v", "add_zero_attn", "dropout_p", "out_proj_weight",
-             "out_proj_bias", "training", "key_padding_mask", "need_weights", "attn_mask")
-    a = dict(zip(names, args))
-    a.update(kwargs)
-    q, k, v = a["query"], a["key"], a["value"]
-    if q.dim() != 3 or a.get("bias_k") is not None or a.get("add_zero_attn"):
-        return None
-    L, n, _ = q.shape
-    S = k.shape[0]
-    allowed = torch.ones(n, L, S, dtype=torch.bool, device=q.device)
-    if a.get("is_causal"):
-        allowed = allowed & torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
-    m = a.get("attn_mask")
-    if m is not None:
-        m = ~m if m.dtype == torch.bool else m > -MASKED
-        allowed = allowed & (m if m.dim() == 2 else m.reshape(n, -1, L, S).all(1))
-    kp = a.get("key_padding_mask")
-    if kp is not None:
-        kp = ~kp if kp.dtype == torch.bool else kp > -MASKED
-        allowed = allowed & kp[:, None, :]
-    is_global = n == mode.batch and mode.tokens(S) and bool(allowed.all())
-    vb = v.mean(-1).t().unsqueeze(-1)  # (N, S, 1)
-    qb, kb = q.mean(-1).t().unsqueeze(-1), k.mean(-1).t().unsqueeze(-1)
-    out, whole = _attend(qb, kb, vb, allowed, mode, is_global)   # (N, L, 1)
-    e = a["out_proj_weight"].shape[0]
-    out = out.squeeze(-1).t().unsqueeze(-1).expand(L, n, e).contiguous()
-    if whole:
-        _dead(out)
-    weights = _uniform(allowed, q.dtype) if a.get("need_weights", True) else None
-    return (out, weights), whole
 
 
 _RULES: dict[str, Callable] = {
@@ -488,7 +367,7 @@ _RULES: dict[str, Callable] = {
     "adaptive_max_pool2d_with_indices": _adaptive,
     "conv2d": _conv2d, "linear": _linear, "layer_norm": _layer_norm,
     "group_norm": _norm_stats, "instance_norm": _norm_stats, "batch_norm": _batch_norm,
-    "softmax": _softmax, "log_softmax": _softmax,
-    "scaled_dot_product_attention": _sdpa, "multi_head_attention_forward": _mha,
+    "softmax": softmax, "log_softmax": softmax,
+    "scaled_dot_product_attention": sdpa, "multi_head_attention_forward": mha,
     "permute": _permute, "transpose": _permute, "swapaxes": _permute, "swapdims": _permute,
 }
