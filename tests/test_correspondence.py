@@ -3,6 +3,7 @@ slow literal reference of the formula, bad input, the model left as found, deter
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -492,16 +493,20 @@ class _SqueezeExcite(nn.Module):
         return self.fc(self.r2(self.c2(h)).mean((2, 3)))
 
 
-def test_default_layers_without_a_known_field_are_left_out_with_a_warning():
-    """Issue 24: after a squeeze-excitation gate no cell can be placed in the image; the default
-    scores the layers that can be, says which were left out, and a layer named on purpose is
-    still a one-line error."""
+def test_squeeze_excitation_layers_are_placed_by_their_local_field():
+    """Issue 24: after a squeeze-excitation gate a cell has a local field (the spatial path)
+    and depends on the whole image through the gate; correspondence places it by the local
+    field, by default and by name. The gate itself (a pooled 1x1 map) has no local field: named
+    on purpose it is a one-line error."""
     lens = Lens(_SqueezeExcite(), mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 32, 32))
     infos = {i.name: i for i in lens.layers()}
-    assert infos["r1"].field is not None and not infos["r1"].field.is_global
-    with pytest.warns(RuntimeWarning, match="1 of the 2 default layers"):
+    assert infos["r1"].field is not None and not infos["r1"].field.whole_image
+    r2 = infos["r2"].field
+    assert (r2.size, r2.stride, r2.global_context, r2.is_global) == ((5, 5), (2, 2), True, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
         res = correspondence(lens, "warp", data="builtin:shapes:test:4", n=2, baselines=(),
                              examples=0, run=QUIET)
-    assert list(res.layers.layer) == ["r1"]
-    with pytest.raises(ConvlensError, match="no known receptive field"):
-        correspondence(lens, "warp", ["r2"], data="builtin:shapes:test:4", n=2, run=QUIET)
+    assert list(res.layers.layer) == ["r1", "r2"]
+    with pytest.raises(ConvlensError, match="no local receptive field"):
+        correspondence(lens, "warp", ["gate"], data="builtin:shapes:test:4", n=2, run=QUIET)

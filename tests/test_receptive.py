@@ -90,9 +90,13 @@ def test_unknown_op_gives_unknown_field_not_a_wrong_one():
         def forward(self, x):
             return self.after(F.interpolate(self.conv(x), scale_factor=2.0))
 
-    info = fields(lens_of(Up(), (1, 16, 16)))
-    assert info["conv"].field.size == (3, 3)
-    assert info["after"].field is None
+    from convlens.receptive import dry_run
+    lens = lens_of(Up(), (1, 16, 16))
+    arithmetic = dry_run(lens.model, lens.example_input(2), ["conv", "after"])
+    assert arithmetic["conv"][1].size == (3, 3) and arithmetic["after"][1] is None
+    info = fields(lens)  # the table fills the unknown field from input gradients
+    assert info["conv"].field.source == "structure"
+    assert info["after"].field.source == "gradient" and info["after"].field.envelope
     assert info["after"].shape == (1, 26, 26)
 
 
@@ -112,3 +116,38 @@ def test_layers_dry_run_leaves_model_alone():
     before = snapshot(lens)
     lens.layers()
     assert_unchanged(lens, before)
+
+
+class SqueezeExcite(nn.Module):
+    """conv 3x3 -> a squeeze-excitation gate (global pool, 1x1 convs, sigmoid, multiply) ->
+    conv 3x3 stride 2: the local field of `c2` is 3 + 2 = 5 with stride 2 (by hand), and it
+    depends on the whole image through the gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Conv2d(4, 4, 1)
+        self.c2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        h = self.c1(x)
+        return self.c2(torch.sigmoid(self.fc(self.pool(h))) * h)
+
+
+def test_squeeze_excitation_keeps_the_local_field_and_marks_the_global_context():
+    info = fields(lens_of(SqueezeExcite(), (3, 32, 32)))
+    assert info["c1"].field == Field((3, 3), (1, 1), (0.0, 0.0))
+    assert info["pool"].field.is_global and info["fc"].field.is_global
+    f = info["c2"].field
+    assert (f.size, f.stride, f.center) == ((5, 5), (2, 2), (0.0, 0.0))
+    assert f.global_context and not f.is_global and f.whole_image
+    assert f.label() == "5 (+global)" and info["fc"].field.label() == "global"
+
+
+def test_group_norm_statistics_are_a_global_context():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Conv2d(4, 4, 3))
+    info = fields(lens_of(net, (1, 16, 16)))
+    assert not info["0"].field.global_context
+    assert info["1"].field.global_context and info["2"].field.size == (5, 5)
+    assert info["2"].field.global_context

@@ -1,6 +1,7 @@
 """`Lens`: a classifier together with its preprocessing and class labels."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from .errors import ConvlensError
 from .hooks import find_module, model_of, preserved
-from .receptive import Field, dry_run
+from .receptive import Field, dry_run, gradient_fields
 from .results import Result
 
 
@@ -38,7 +39,8 @@ class LayerInfo:
         if self.grid is not None and self.shape is not None and tuple(self.grid) != self.shape:
             d["shape"] += " -> " + "x".join(map(str, self.grid))
         if self.field is None:
-            d.update(rf_size=None, rf_stride=None, rf_center=None)
+            d.update(rf_size=None, rf_stride=None, rf_center=None, rf_global=None,
+                     rf_bound=None, rf_source=None)
         else:
             d.update(self.field.describe())
             if self.field.is_global:
@@ -107,7 +109,10 @@ class Lens(nn.Module):
         return [n for n, _ in self.model.named_modules() if n]
 
     def layers(self) -> list[LayerInfo]:
-        """Every named module: name, type, output shape and receptive field (one dry run)."""
+        """Every named module: name, type, output shape and receptive field (one dry run), kept
+        for the lens's life. The field comes from the conv/pool arithmetic, and where that has
+        no answer for a map of the image (tokens, permutes, upsampling, ...) from the support
+        of input gradients (`convlens.receptive.gradient`, on a copy of the model)."""
         if self._layers is None:
             names = self.layer_names()
             try:
@@ -118,11 +123,30 @@ class Lens(nn.Module):
                 if "hooks" not in str(e):
                     raise
                 found = {}
+            found.update(self._gradient_fields(found))
             self._layers = [
                 LayerInfo(n, getattr(m, "original_name", type(m).__name__),
                           *found.get(n, (None, None, True, None)))
                 for n, m in self.model.named_modules() if n]
         return self._layers
+
+    def _gradient_fields(self, found: dict) -> dict:
+        """`found`'s entries for maps of the image whose field the arithmetic left unknown, or
+        global on a grid of more than one cell, with the field from input gradients."""
+        need = [n for n, (shape, f, per_image, grid) in found.items()
+                if per_image and grid is not None
+                and (f is None or (f.is_global and grid[1] * grid[2] > 1))]
+        if not need:
+            return {}
+        try:
+            fields = gradient_fields(self.model, self.example_input(1), need)
+        except Exception as e:  # noqa: BLE001  a model the surrogate cannot copy or run
+            warnings.warn(f"receptive fields from input gradients failed ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else ''}); "
+                          f"{len(need)} layers keep an unknown field", RuntimeWarning,
+                          stacklevel=3)
+            return {}
+        return {n: (*found[n][:1], fields[n], *found[n][2:]) for n in need if n in fields}
 
     def example_input(self, n: int = 1) -> torch.Tensor:
         """A batch of mean images (zeros after normalisation) of the model's input size."""
@@ -288,7 +312,11 @@ class LayersResult(Result):
     kind = "layers"
     about = ("Every named module of the model with its output shape and receptive field: the "
              "size of the input patch one output position sees, the stride between positions, "
-             "and the input pixel at the centre of position (0, 0).")
+             "and the input pixel at the centre of position (0, 0). '35 (+global)': a local "
+             "field of 35 pixels, and the position also depends on the whole image (a "
+             "squeeze-excitation gate, global attention); 'global': it sees the image only "
+             "through a global pooling; '>=224': wider than the input shows; '<=52': cells see "
+             "different windows (windowed attention), each within such a box.")
 
     def __post_init__(self):
         if isinstance(self.layers, (list, tuple)):
@@ -303,10 +331,11 @@ class LayersResult(Result):
 
 
 def text_row(info: LayerInfo) -> dict:
-    """`LayerInfo.row` with the receptive field as display strings (None where unknown)."""
+    """`LayerInfo.row` with the receptive field as display strings (None where unknown): the
+    size as `Field.label` writes it (``35``, ``35 (+global)``, ``global``, ``>=224``, ``<=52``)."""
     r = info.row()
     c = r["rf_center"]
-    r["rf_size"] = None if r["rf_size"] is None else str(r["rf_size"])
+    r["rf_size"] = None if info.field is None else info.field.label()
     r["rf_stride"] = None if r["rf_stride"] is None else str(r["rf_stride"])
     r["rf_center"] = None if c is None else f"({c[0]:g}, {c[1]:g})"
     return r

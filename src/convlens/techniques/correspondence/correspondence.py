@@ -220,26 +220,29 @@ def transfer_sift(sift, grey_a: list[np.ndarray], grey_b: list[np.ndarray], poin
 # the technique
 # ------------------------------------------------------------------------------------------
 def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
-    """`LayerInfo` of each layer asked for (default: every ReLU with a spatial map whose
-    receptive field is known), checked: an unknown name, a layer without a spatial map or an
-    unknown field is a one-line error. The default leaves out, with a warning, the layers whose
-    cells cannot be placed in the image (after a squeeze-excitation gate, say: the field is
-    global or unknown)."""
+    """`LayerInfo` of each layer asked for (default: every ReLU with a spatial map whose cells
+    can be placed in the image), checked: an unknown name, a layer without a spatial map or
+    without a local receptive field is a one-line error. A cell is placed by its **local**
+    field: after a squeeze-excitation gate or global attention that is the field of the spatial
+    path (`Field.global_context` says the cell also depends on the whole image). The default
+    leaves out the layers that have none: quietly a map pooled to one cell (a squeeze-excitation
+    gate's), with a warning any other."""
     from ...lens import default_layers
 
     infos = {i.name: i for i in lens.layers()}
     if layers is None:
         names = default_layers(lens, spatial_only=True)
-        placed = [n for n in names if infos.get(n) is not None and infos[n].field is not None
-                  and not infos[n].field.is_global and infos[n].field.stride is not None]
+        placed = [n for n in names if infos.get(n) is not None and _placeable(infos[n].field)]
         if names and not placed:
-            raise ConvlensError(f"none of the {len(names)} default layers has a known receptive "
-                                "field (`convlens layers` shows '?'), so no cell can be placed "
-                                "in the image: name layers with layers=[...] / --layers")
-        if len(placed) < len(names):
-            warnings.warn(f"correspondence: {len(names) - len(placed)} of the {len(names)} "
-                          "default layers have no known receptive field (`convlens layers` "
-                          f"shows '?') and are left out; scoring {', '.join(placed[:4])}"
+            raise ConvlensError(f"none of the {len(names)} default layers has a local receptive "
+                                "field (`convlens layers` shows 'global' or '?'), so no cell can "
+                                "be placed in the image: name layers with layers=[...] / --layers")
+        odd = [n for n in names if n not in placed and not _pooled(infos.get(n))]
+        if odd:
+            warnings.warn(f"correspondence: {len(odd)} of the {len(names)} default layers have "
+                          f"no local receptive field (`convlens layers` shows 'global' or '?': "
+                          f"{', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}) and are left "
+                          f"out; scoring {', '.join(placed[:4])}"
                           + (" ..." if len(placed) > 4 else ""), RuntimeWarning, stacklevel=3)
         names = placed
     else:
@@ -253,13 +256,26 @@ def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
                                 f"{'?' if info is None else info.shape}): correspondence needs "
                                 "a (C, H, W) layer, or tokens on the image's grid")
         f = info.field
-        if f is None or f.is_global or f.stride is None:
-            raise ConvlensError(f"layer {name!r} has no known receptive field (`convlens layers` "
-                                "shows '?'), so its cells cannot be placed in the image")
+        if not _placeable(f):
+            shown = "global" if f is not None and f.is_global else "?"
+            raise ConvlensError(f"layer {name!r} has no local receptive field (`convlens layers` "
+                                f"shows {shown!r}: it sees the image only through a global "
+                                "pooling), so its cells cannot be placed in the image")
         out.append(info)
     if not out:
         raise ConvlensError("no spatial layer to score: name some with layers=[...]")
     return out
+
+
+def _placeable(f: Field | None) -> bool:
+    """Whether cells with field `f` have a place in the image: a local field with a stride."""
+    return f is not None and not f.is_global and f.stride is not None and f.center is not None
+
+
+def _pooled(info) -> bool:
+    """A map of one cell that sees the image only through a global pooling (an SE gate's)."""
+    return (info is not None and info.field is not None and info.field.is_global
+            and info.grid is not None and info.grid[1] * info.grid[2] == 1)
 
 
 def _pad_points(pairs: list[Pair]) -> tuple[torch.Tensor, np.ndarray]:

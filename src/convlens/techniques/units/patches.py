@@ -5,7 +5,10 @@ input under that position's receptive field (`Field.box`, from ``lens.layers()``
 the image border. Where the field hangs over the border the network saw its zero padding, i.e.
 the mean colour after normalisation, so the patch is padded with that colour to the field's size
 (or the image's, whichever is smaller): patches of one layer line up in a grid. The whole image
-with the field's box drawn on it shows where the patch came from.
+with the field's box drawn on it shows where the patch came from. The field is the layer's
+local one: after a squeeze-excitation gate or global attention, the field of the spatial path
+(the unit also depends on the whole image through the gate: `Field.global_context`); a layer
+with no local field at all (a map pooled to 1x1) gives the whole image.
 
 `unit_patches` does the cutting (numpy; it needs the dataset, so torch to read it); the
 `UnitsResult` (`results`) draws grids (`figures`, `convlens.draw`, no torch).
@@ -25,11 +28,15 @@ from .results import UnitsResult
 
 
 def field_from_info(d: dict[str, Any] | None) -> Field | None:
-    """A `Field` from its manifest form (``size, stride, center, is_global``)."""
+    """A `Field` from its manifest form (``size, stride, center, is_global``, and in scans
+    since issue 24 ``global_context, clipped, envelope, source``)."""
     if d is None:
         return None
     return Field(tuple(d["size"]), None if d["stride"] is None else tuple(d["stride"]),
-                 None if d["center"] is None else tuple(d["center"]), bool(d["is_global"]))
+                 None if d["center"] is None else tuple(d["center"]), bool(d["is_global"]),
+                 global_context=bool(d.get("global_context", False)),
+                 clipped=bool(d.get("clipped", False)), envelope=bool(d.get("envelope", False)),
+                 source=d.get("source", "structure"))
 
 
 def cut_patch(image: np.ndarray, fld: Field | None, pos: tuple[int, int],

@@ -70,9 +70,11 @@ def _field_info(lens, layers: Sequence[str]) -> tuple[dict, dict]:
         shape = None if info is None else (info.grid or info.shape)  # tokens: on the grid
         shapes[n] = None if shape is None else list(shape)
         f = None if info is None else info.field
-        fields[n] = None if f is None else {
+        fields[n] = None if f is None else {  # the local field, and what is known besides
             "size": list(f.size), "stride": None if f.stride is None else list(f.stride),
-            "center": None if f.center is None else list(f.center), "is_global": f.is_global}
+            "center": None if f.center is None else list(f.center), "is_global": f.is_global,
+            "global_context": f.global_context, "clipped": f.clipped, "envelope": f.envelope,
+            "source": f.source}
     return fields, shapes
 
 

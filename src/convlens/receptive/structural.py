@@ -22,93 +22,27 @@ Where several tensors meet (``a + b``, ``torch.cat`` on channels) the field is t
 of their fields: the smallest window that holds every path's field, which for the nested
 fields of a ResNet block is the largest field over the paths. Pointwise operations (ReLU,
 batch norm, dropout, ...) keep the field. Anything that mixes all positions (``flatten``,
-``linear``, a global pooling) gives a *global* field: every output sees the whole image. An
+``linear``, a global pooling) gives a *global* field: every output sees the whole image, and
+there is no local field. Where such a tensor meets a local one (``x * gate``: the gate of a
+squeeze-excitation block, computed from a global pooling, multiplies the map), the result keeps
+the local field of the spatial path and is marked ``global_context``: it also depends on the
+whole image. Normalisations that take statistics over positions (group, instance and layer
+norm over the spatial axes, batch norm with batch statistics) mark it likewise. An
 operation we cannot reason about that changes the spatial size (interpolation, transposed
 convolution, ...) gives an unknown field (``None``) from there on, never a wrong one.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .grids import grid_layout
-from .hooks import forward_hooks
-
-Pair = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Field:
-    """Receptive field of one layer: per axis (y, x); ``is_global`` when it is the whole image."""
-
-    size: tuple[int, int]
-    stride: tuple[int, int] | None
-    center: Pair | None
-    is_global: bool = False
-
-    def box(self, y: int, x: int) -> tuple[float, float, float, float]:
-        """Input-pixel box ``(x0, y0, x1, y1)`` (inclusive pixel centres) of output (y, x)."""
-        if self.is_global or self.stride is None or self.center is None:
-            raise ValueError("a global field has no per-position box")
-        cy = self.center[0] + y * self.stride[0]
-        cx = self.center[1] + x * self.stride[1]
-        hy, hx = (self.size[0] - 1) / 2, (self.size[1] - 1) / 2
-        return (cx - hx, cy - hy, cx + hx, cy + hy)
-
-    def describe(self) -> dict[str, Any]:
-        """Flat values for a table: square fields as single numbers."""
-        def one(p):
-            if p is None:
-                return None
-            return p[0] if p[0] == p[1] else f"{p[0]}x{p[1]}"
-        return {"rf_size": one(self.size),
-                "rf_stride": None if self.is_global else one(self.stride),
-                "rf_center": (None if self.is_global or self.center is None
-                              else tuple(self.center))}
-
-
-IDENTITY = lambda: Field((1, 1), (1, 1), (0.0, 0.0))  # noqa: E731  the input image
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        return (int(v[0]), int(v[-1])) if len(v) >= 1 else (1, 1)
-    return (int(v), int(v))
-
-
-def through_window(f: Field, kernel, stride, padding, dilation=1) -> Field:
-    """The field after a conv/pool window with these (per-axis) parameters."""
-    if f.is_global:
-        return f
-    k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
-    size, jump, center = [], [], []
-    for a in range(2):
-        keff = d[a] * (k[a] - 1) + 1
-        size.append(f.size[a] + (keff - 1) * f.stride[a])
-        center.append(f.center[a] + ((keff - 1) / 2 - p[a]) * f.stride[a])
-        jump.append(f.stride[a] * s[a])
-    return Field(tuple(size), tuple(jump), tuple(center))
-
-
-def union(fields: list[Field]) -> Field | None:
-    """The smallest field holding all of `fields` (they must share their stride)."""
-    if any(f.is_global for f in fields):
-        return next(f for f in fields if f.is_global)
-    if len({f.stride for f in fields}) != 1:
-        return None  # different grids meet: no single answer
-    size, center = [], []
-    for a in range(2):
-        lo = min(f.center[a] - (f.size[a] - 1) / 2 for f in fields)
-        hi = max(f.center[a] + (f.size[a] - 1) / 2 for f in fields)
-        size.append(int(round(hi - lo + 1)))
-        center.append((lo + hi) / 2)
-    return Field(tuple(size), fields[0].stride, tuple(center))
-
+from ..grids import grid_layout
+from ..hooks import forward_hooks
+from .field import IDENTITY, Field, _pair, through_window, union
 
 # Positional argument order of the functional ops we read parameters from.
 _SIGNATURES = {
@@ -121,6 +55,8 @@ _SIGNATURES = {
     "adaptive_max_pool2d": ("input", "output_size"),
     "pad": ("input", "pad", "mode", "value"),
 }
+# Normalisations whose statistics may be taken over the image (a global context).
+_STATISTICS = ("group_norm", "instance_norm", "layer_norm", "batch_norm")
 _GLOBAL_OPS = {"linear", "flatten", "matmul", "mm", "bmm", "addmm", "view", "reshape",
                "mean", "sum", "amax", "max", "einsum"}
 
@@ -200,17 +136,35 @@ class _FieldMode(TorchFunctionMode):
                 if f.is_global:
                     return f
                 left, top = p[0], p[2]
-                return Field(f.size, f.stride,
-                             (f.center[0] - top * f.stride[0], f.center[1] - left * f.stride[1]))
+                return replace(f, center=(f.center[0] - top * f.stride[0],
+                                          f.center[1] - left * f.stride[1]))
+            if name in _STATISTICS and not f.is_global and _mixes_space(name, args, kwargs, x):
+                return replace(f, global_context=True)
         except (KeyError, TypeError, IndexError):
             return None
-        if name in _GLOBAL_OPS and tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
+        grid = tuple(out.shape[-2:])
+        same = any(t.dim() >= 3 and tuple(t.shape[-2:]) == grid for t in inputs)
+        if name in _GLOBAL_OPS and not same:
             return self.global_field()
-        if x.dim() >= 3 and tuple(out.shape[-2:]) == tuple(x.shape[-2:]):
-            return f  # pointwise, or a channel-wise op: same grid, same field
+        if same:
+            return f  # pointwise, a channel-wise op, or a gate broadcast: same grid, same field
         if f.is_global:
             return f
         return None  # changes the grid in a way we do not know
+
+
+def _mixes_space(name: str, args, kwargs, x: torch.Tensor) -> bool:
+    """Whether a normalisation of `x` (whose last two axes are the spatial ones: it has a field)
+    takes its statistics over more than one position: group and instance norm always, layer
+    norm always (its normalised axes are the last ones), batch norm with batch statistics (in
+    training, or without running statistics)."""
+    if x.dim() < 3 or x.shape[-1] * x.shape[-2] == 1:
+        return False
+    if name != "batch_norm":
+        return True
+    a = dict(zip(("input", "running_mean", "running_var", "weight", "bias", "training"), args))
+    a.update(kwargs)
+    return bool(a.get("training")) or a.get("running_mean") is None
 
 
 def _tensors(args, kwargs):
@@ -252,16 +206,3 @@ def dry_run(model: nn.Module, x: torch.Tensor, names: list[str]
     with forward_hooks(model, names, record), mode, torch.no_grad():
         model(x)
     return result
-
-
-def field_at(field: Field, shape_hw: tuple[int, int], y: int, x: int,
-             image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Integer box ``(x0, y0, x1, y1)``, end exclusive, of output (y, x), clipped to the image."""
-    if field.is_global:
-        return (0, 0, image_hw[1], image_hw[0])
-    bx0, by0, bx1, by1 = field.box(y, x)
-    x0 = max(0, math.floor(bx0 + 1e-6))
-    y0 = max(0, math.floor(by0 + 1e-6))
-    x1 = min(image_hw[1], math.floor(bx1 + 1e-6) + 1)
-    y1 = min(image_hw[0], math.floor(by1 + 1e-6) + 1)
-    return (x0, y0, x1, y1)
