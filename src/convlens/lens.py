@@ -357,7 +357,8 @@ def format_layers(infos: list[LayerInfo]) -> str:
 def default_layers(lens, spatial_only: bool = False) -> list[str]:
     """Every ReLU module (post-ReLU maps), or every conv if the model has no ReLU modules; only
     modules the eval forward pass runs (not an auxiliary head) and whose output is one map per
-    image (not a table shared by the batch), with `spatial_only` only ``(C, H, W)`` maps."""
+    image (not a table shared by the batch), with `spatial_only` only maps of more than one
+    cell on the image grid (not a squeeze-excitation gate's pooled 1 x 1)."""
     mods = list(model_of(lens).named_modules())
     infos = {i.name: i for i in lens.layers()} if hasattr(lens, "layers") else None
     if infos is not None and all(i.shape is None for i in infos.values()):
@@ -368,7 +369,8 @@ def default_layers(lens, spatial_only: bool = False) -> list[str]:
             return True
         info = infos.get(name)
         return (info is not None and info.shape is not None and info.per_image
-                and (not spatial_only or info.grid is not None))
+                and (not spatial_only
+                     or (info.grid is not None and info.grid[1] * info.grid[2] > 1)))
 
     relus = [n for n, m in mods if isinstance(m, nn.ReLU) and usable(n)]
     return relus or [n for n, m in mods if isinstance(m, nn.Conv2d) and usable(n)]
