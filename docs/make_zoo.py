@@ -4,9 +4,9 @@
         [--out docs/zoo.md] [--json zoo.json] [--data builtin:shapes:test:8] [--train]
         [--timeout 300]
 
-Each model is a torchvision architecture with random weights
-(``torchvision.models.get_model(name, weights=None)`` after ``torch.manual_seed(0)``; nothing is
-downloaded), wrapped as a `convlens.Lens` with ImageNet's mean and std at a small input: 64 px,
+Each model is a torchvision architecture (or a timm one, ``timm:NAME``) with random weights,
+``convlens.load_model(spec, input_size=..., seed=0)`` (nothing is downloaded; a head its
+architecture initialises to zeros gets small random weights), at a small input: 64 px,
 except where a family needs more (Inception v3: 75, its minimum; ViT, Swin and MaxViT: 224).
 Every view record (`convlens.techniques.all_views()`) whose function takes images, the model,
 data, a scan or codes is called through the Python API as the API tests call it
@@ -370,10 +370,11 @@ def markdown(results: list[dict], view_names: list[str], meta: dict) -> str:
     keyed = sorted(messages.items(), key=lambda kv: (order[kv[0][0]], -len(kv[1]), kv[0][1]))
     ref = {key: f"{key[0][0].upper()}{i + 1}" for i, (key, _) in enumerate(keyed)}
 
-    lines = ["# The zoo: every view on torchvision architectures", "",
+    lines = ["# The zoo: every view on torchvision and timm architectures", "",
              "Written by `docs/make_zoo.py` (issue 24): each torchvision classification "
-             "architecture with random seeded weights, through every view of the Python API "
-             f"with its record's quick settings, on {N_IMAGES} random images, the data "
+             "architecture (and timm CNNs) with random seeded weights, through every view of "
+             "the Python API with its record's quick settings (less where they still cost "
+             "minutes: `minimal`), on {N_IMAGES} random images, the data "
              f"`{meta['data']}` and a scan of it (n={SCAN['n']}, topk={SCAN['topk']}). Layer "
              "names in the quick settings (written for the tests' tiny net) are dropped so the "
              "views pick their default layers; where a view has no default (`invert`'s layers, "
