@@ -264,7 +264,7 @@ def test_run_demo_summary(monkeypatch, tmp_path):
     lines = text.splitlines()
     assert lines[0].startswith("1 views ran in")
     assert lines[1] == ("torchvision:wide runs on the CPU at 224 px, so the demo cut its "
-                        "longest views to about 10 s each:")
+                        "longest views (to about 10 s each on a 2-core CPU):")
     assert lines[2].startswith("  Feature visualisation ran ") and "of 24 units." in lines[2]
     assert lines[3].startswith("Run with --full for all of it (those views alone would take ")
     assert lines[4:] == [

@@ -269,8 +269,8 @@ class Budget:
                     "it for more, or with --full for the full settings."]
         if not self.cuts:
             return []
-        lines = [f"{model} runs {self.where}, so the demo cut its longest views to about "
-                 f"{duration(LONG_VIEW_S)} each:"]
+        lines = [f"{model} runs {self.where}, so the demo cut its longest views (to about "
+                 f"{duration(LONG_VIEW_S)} each on a 2-core CPU):"]
         for view, parts in self.cuts.items():
             lines.append(f"  {view[:1].upper() + view[1:]} ran {' '.join(parts)}.")
         more = sum(self.full_seconds.values())
