@@ -271,7 +271,8 @@ def test_functional_relu_and_max_pool_do_not_cut_paths():
 ZOO = [("resnet18", 64), ("vgg11", 64), ("alexnet", 64), ("densenet121", 64),
        ("googlenet", 64), ("inception_v3", 96), ("mobilenet_v2", 64), ("squeezenet1_0", 64),
        ("shufflenet_v2_x0_5", 64), ("efficientnet_b0", 64), ("regnet_y_400mf", 64),
-       ("convnext_tiny", 64), ("mnasnet0_5", 64), ("mobilenet_v3_small", 64), ("swin_t", 64)]
+       ("convnext_tiny", 64), ("mnasnet0_5", 64), ("mobilenet_v3_small", 64), ("swin_t", 64),
+       ("vit_b_16", 224)]
 
 
 @pytest.mark.slow

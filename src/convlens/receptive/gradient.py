@@ -173,11 +173,19 @@ def _plan(twin: nn.Module, names: list[str], channels: int, hw: tuple[int, int],
         if not is_image(t) or t.dim() < 3 or t.shape[0] != 1:
             continue
         lay = grid_layout(tuple(t.shape[1:]), hw)
-        if lay is None:
-            continue
-        grid_hw = tuple(t.shape[-2:]) if lay[0] == "map" else tuple(lay[2])
+        grid_hw = None if lay is None else tuple(t.shape[-2:]) if lay[0] == "map" else lay[2]
+        if grid_hw is None or not _image_like(grid_hw, hw):
+            continue  # no map of the image (a window partition read as (C, h, w), say)
         layers[name] = _Layer(name, lay, grid_hw, order, calls, key, bool(ctx), bool(dead))
     return layers, sum(saved.values()) + 4 * mode.largest
+
+
+def _image_like(grid_hw: tuple[int, int], hw: tuple[int, int]) -> bool:
+    """Whether an ``h x w`` grid can be a map of an image of `hw`: of its aspect within 15%
+    (MaxViT's window partitions, 64 windows x 49 tokens x 64 channels, read as a (C, h, w) map
+    of 49 x 64 cells by `grid_layout`, are not)."""
+    (h, w), (H, W) = grid_hw, hw
+    return h >= 1 and w >= 1 and abs(H / h - W / w) <= 0.15 * max(H / h, W / w)
 
 
 def _axis_cells(n: int, level: int) -> list[int]:
@@ -296,7 +304,8 @@ def _fit(boxes: list, layer: _Layer, hw: tuple[int, int], level: int,
         return Field(hw, None, None, is_global=True, source="gradient")
     axes = [_fit_axis([(b[a], *b[2 + a]) for b in full], layer.hw[a], hw[a]) for a in range(2)]
     (sy, jy, cy, ky, ey), (sx, jx, cx, kx, ex) = axes
-    if more and ((ey or ex) or (level == 0 and (ky or kx))):
+    alike = all(len({b[2 + a] for b in full}) == 1 for a in range(2))  # more cells: the same
+    if more and not alike and ((ey or ex) or (level == 0 and (ky or kx))):
         return None
     return Field((sy, sx), (jy, jx), (cy, cx), global_context=layer.context,
                  clipped=ky or kx, envelope=ey or ex, source="gradient")
