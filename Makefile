@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # On machines where these wheels lie on disk, installing the pair first stops pip looking further.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test check lint venv install clean data
+.PHONY: demo test check lint venv install clean data zoo
 
 # Fashion-MNIST and Tux Paint's photo stamps (builtin:stamps) from Debian's packages, where apt
 # exists and we may use it; otherwise a hint.
@@ -49,6 +49,11 @@ test: lint data
 # The inner loop: every family, without the tests marked slow (a second or more) or peer.
 check: lint data
 	$(PY) -m pytest -q -m "not slow and not peer"
+
+# Every torchvision classifier up to 150 M parameters and 8 timm CNNs through every view
+# (tests/test_zoo.py); over an hour on 2 cores, so not part of `make test`.
+zoo: lint data
+	CONVLENS_ZOO=1 $(PY) -m pytest -q tests/test_zoo.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -5,11 +5,13 @@ undefined for that model (`UNDEFINED`, each with its reason), and the model's pa
 buffers, gradients, training flags and hooks as they were. The sweep's machinery is
 docs/make_zoo.py, which writes the same sweep as the table in docs/zoo.md.
 
-The slow tier (`make test`, not `make check`): about 80 models, see README for the time.
+Too long for CI as it stands (83 models took 1 h 43 min inside `make test` on a busy 2-core
+machine, 2026-12-06): it runs only with ``CONVLENS_ZOO=1`` (`make zoo`), skipped otherwise.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -51,6 +53,8 @@ def _views():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CONVLENS_ZOO"),
+                    reason="the zoo sweep runs with CONVLENS_ZOO=1 (make zoo): too long for CI")
 @pytest.mark.parametrize("name", _models())
 def test_every_view_runs_on(name, tmp_path):
     if name.startswith("timm:"):
