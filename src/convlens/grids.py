@@ -23,7 +23,6 @@ def _on_grid(h: int, w: int, image_hw: tuple[int, int]) -> bool:
     H, W = image_hw
     if not (1 <= h <= H and 1 <= w <= W):
         return False
-
     return any((h, w) in ((H // s, W // s), (-(-H // s), -(-W // s)))
                for s in range(max(1, H // (h + 1)), H // h + 2))
 
@@ -63,9 +62,16 @@ def to_grid(t: torch.Tensor, layout: tuple[str, int, tuple[int, int]] | None) ->
     return t[:, k:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
 
 
+def layout_of(t: torch.Tensor, image: tuple[int, int, int] | None
+              ) -> tuple[str, int, tuple[int, int]] | None:
+    """`grid_layout` of a batch `t`, given the model input's ``(N, H, W)``; None when its batch
+    is not the input's (a table shared by the batch) or it has no spatial axes."""
+    if image is None or t.dim() < 3 or t.shape[0] != image[0]:
+        return None
+    return grid_layout(t.shape[1:], image[1:])
+
+
 def grid_of(t: torch.Tensor, image: tuple[int, int, int] | None) -> torch.Tensor:
     """`t` (a batch) on the image grid, given the model input's ``(N, H, W)``; as it is when
     its batch is not the input's or it is no map of the image."""
-    if image is None or t.dim() < 3 or t.shape[0] != image[0]:
-        return t
-    return to_grid(t, grid_layout(t.shape[1:], image[1:]))
+    return to_grid(t, layout_of(t, image))

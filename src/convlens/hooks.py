@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .errors import ConvlensError, unknown
-from .grids import grid_layout, grid_of, to_grid
+from .grids import grid_of, layout_of, to_grid
 
 
 def model_of(lens_or_model: nn.Module) -> nn.Module:
@@ -98,39 +98,32 @@ def forward_hooks(model: nn.Module, names: Sequence[str],
     for ``"input of NAME"``, ``fn(name, module, input_tensor)`` before each call of NAME.
     With `grid`, token-shaped outputs reach `fn` as ``(N, C, h, w)`` maps (`grid_of`)."""
     modules = [(n, find_layer(model, n)) for n in names]
-    with contextlib.ExitStack() as stack:
-        image = stack.enter_context(watch_input(model)) if grid else [None]
-        shaped = (lambda t: grid_of(t, image[0])) if grid else (lambda t: t)
-        yield from _hooked(modules, fn, shaped)
-
-
-def _hooked(modules, fn, shaped):
     handles = []
-    try:
-        for name, module in modules:
-            pool = pooled_of(name) is not None
-            base = pooled_of(name) or name
+    with watch_input(model) if grid else contextlib.nullcontext([None]) as image:
+        def emit(name, mod, t):
+            if t is not None:
+                t = grid_of(t, image[0])  # as it is without `grid`: no input was watched
+                fn(name, mod, _pooled(t) if pooled_of(name) else t)
+        try:
+            for name, module in modules:
+                def hook(mod, args, output, _name=name):
+                    emit(_name, mod, first_tensor(output))
 
-            def hook(mod, args, output, _name=name, _pool=pool):
-                t = first_tensor(output)
-                if t is not None:
-                    fn(_name, mod, _pooled(shaped(t)) if _pool else shaped(t))
-
-            def pre_hook(mod, args, _name=name, _pool=pool):
-                t = first_tensor(args)
-                if t is not None:
-                    fn(_name, mod, _pooled(shaped(t)) if _pool else shaped(t))
-            try:
-                handles.append(module.register_forward_pre_hook(pre_hook) if input_of(base)
-                               else module.register_forward_hook(hook))
-            except RuntimeError as e:  # TorchScript modules refuse Python hooks
-                raise ConvlensError(f"layer {name!r} ({type(module).__name__}) takes no hooks: "
-                                    f"{str(e).splitlines()[0]}; load the model as Python code "
-                                    "(package.module:factory) to look inside it") from None
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+                def pre_hook(mod, args, _name=name):
+                    emit(_name, mod, first_tensor(args))
+                try:
+                    reads_input = input_of(pooled_of(name) or name) is not None
+                    handles.append(module.register_forward_pre_hook(pre_hook) if reads_input
+                                   else module.register_forward_hook(hook))
+                except RuntimeError as e:  # TorchScript modules refuse Python hooks
+                    raise ConvlensError(
+                        f"layer {name!r} ({type(module).__name__}) takes no hooks: "
+                        f"{str(e).splitlines()[0]}; load the model as Python code "
+                        "(package.module:factory) to look inside it") from None
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
 
 def _pooled(t: torch.Tensor) -> torch.Tensor:
@@ -211,9 +204,7 @@ class Capture:
     # -- filled by the hooks ------------------------------------------------------------
     def _record(self, name: str, grads: bool, module: nn.Module, out: torch.Tensor) -> None:
         call = len(self._acts[name])
-        image = self._image[0]
-        layout = (grid_layout(out.shape[1:], image[1:])
-                  if image is not None and out.dim() >= 3 and out.shape[0] == image[0] else None)
+        layout = layout_of(out, self._image[0])
         act = to_grid(out.detach(), layout)
         if self._reduce is not None:  # summarise the live tensor now: no copy is kept
             self._acts[name].append(self._reduce(name, act))

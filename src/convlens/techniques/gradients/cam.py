@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConvlensError
-from ...grids import grid_layout, to_grid
+from ...grids import grid_layout, layout_of, to_grid
 from ...hooks import forward_hooks, model_of, preserved
 from ...lens import as_lens
 from .gradients import (
@@ -85,7 +85,7 @@ def _last_reaching_layer(lens, model: nn.Module, x: torch.Tensor) -> str:
     image_hw = tuple(x.shape[-2:])
 
     def record(name, module, out):
-        layout = grid_layout(out.shape[1:], image_hw) if out.shape[0] == len(x) else None
+        layout = layout_of(out, (len(x), *image_hw))
         if layout is None or layout[2][0] * layout[2][1] < 2 or not out.requires_grad:
             return
         fired.append((name, (out.data_ptr(), out.numel(), out._version)))
