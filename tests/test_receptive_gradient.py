@@ -9,6 +9,7 @@ from conftest import assert_unchanged, snapshot
 from convlens import Lens
 from convlens.lens import format_layers
 from convlens.receptive import Field, field_at, gradient_fields
+from convlens.receptive.gradient import WORK
 
 
 def lens_of(model, size):
@@ -287,7 +288,7 @@ def test_zoo_gradient_equals_structure(arch, side):
     maps = [i for i in lens.layers() if i.shape is not None and i.per_image and i.grid]
     assert maps and all(i.field is not None for i in maps), [i.name for i in maps if not i.field]
     structural = {i.name: i.field for i in maps if i.field.source == "structure"}
-    got = gradient_fields(lens.model, lens.example_input(1), list(structural))
+    got = gradient_fields(lens.model, lens.example_input(1), list(structural), work=8 * WORK)
     compared = clipped = 0
     for name, s in structural.items():
         g = got[name]
