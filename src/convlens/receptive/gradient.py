@@ -103,7 +103,7 @@ def gradient_fields(model: nn.Module, example: torch.Tensor, names: Sequence[str
     device = next((p.device for p in twin.parameters()), example.device)
     best: dict[str, Field] = {}
     pending = list(dict.fromkeys(names))
-    with torch.inference_mode(False), torch.enable_grad(), _threads(example.device):
+    with torch.inference_mode(False), torch.enable_grad(), _threads(device):
         for scale in scales:
             hw = (h * scale, w * scale)
             try:

@@ -23,13 +23,15 @@ of their fields: the smallest window that holds every path's field, which for th
 fields of a ResNet block is the largest field over the paths. Pointwise operations (ReLU,
 batch norm, dropout, ...) keep the field. Anything that mixes all positions (``flatten``,
 ``linear``, a global pooling) gives a *global* field: every output sees the whole image, and
-there is no local field. Where such a tensor meets a local one (``x * gate``: the gate of a
-squeeze-excitation block, computed from a global pooling, multiplies the map), the result keeps
-the local field of the spatial path and is marked ``global_context``: it also depends on the
-whole image. Normalisations that take statistics over positions (group, instance and layer
-norm over the spatial axes, batch norm with batch statistics) mark it likewise. An
-operation we cannot reason about that changes the spatial size (interpolation, transposed
-convolution, ...) gives an unknown field (``None``) from there on, never a wrong one.
+there is no local field; so does any vector of a map, whether that map's field is known or
+not. Where such a tensor meets a local one (``x * gate``: the gate of a squeeze-excitation
+block, computed from a global pooling, multiplies the map), the result keeps the local field of
+the spatial path and is marked ``global_context``: it also depends on the whole image.
+Normalisations that take statistics over positions (group, instance and layer norm over the
+spatial axes, batch norm with batch statistics) mark it likewise. An operation we cannot reason
+about that changes the spatial size (interpolation, transposed convolution, ...) gives an
+unknown field (``None``) from there on, never a wrong one; `Lens.layers` then asks
+`convlens.receptive.gradient`.
 """
 from __future__ import annotations
 
@@ -96,14 +98,14 @@ class _FieldMode(TorchFunctionMode):
         return out
 
     def _rule(self, name, args, kwargs, inputs, out) -> Field | None:
+        if out.dim() < 3:  # no spatial axes left: a vector of the whole map, known or not
+            return self.global_field()
         in_fields = [self.fields[id(t)] for t in inputs]
         if any(f is None for f in in_fields):
             return None
         f = in_fields[0] if len(in_fields) == 1 else union(in_fields)
         if f is None:
             return None
-        if out.dim() < 3:
-            return self.global_field()  # no spatial axes left
         name = name.rstrip("_") if name.endswith("_") and not name.endswith("__") else name
         x = inputs[0]
         try:
