@@ -50,10 +50,10 @@ test: lint data
 check: lint data
 	$(PY) -m pytest -q -m "not slow and not peer"
 
-# Every torchvision classifier up to 150 M parameters and 8 timm CNNs through every view
-# (tests/test_zoo.py); over an hour on 2 cores, so not part of `make test`.
+# The zoo sweep alone (also part of `make test`): every torchvision classifier up to 150 M
+# parameters and 8 timm CNNs through every view (tests/test_zoo.py).
 zoo: lint data
-	CONVLENS_ZOO=1 $(PY) -m pytest -q tests/test_zoo.py
+	$(PY) -m pytest -q tests/test_zoo.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -179,6 +179,21 @@ def test_vit_tokens_local_patch_plus_global_context():
         assert f.label() == "8 (+global)"
 
 
+def test_gradient_fields_are_found_only_where_asked():
+    """Shapes alone (`fields=False`: default layers, codes) cost no gradient pass; a list of
+    names finds those fields only; what was found is kept."""
+    lens = lens_of(TinyViT(), (3, 32, 32))
+    infos = {i.name: i for i in lens.layers(fields=False)}
+    assert infos["ln1"].grid == (16, 4, 4) and infos["ln1"].field is None
+    assert infos["patch"].field.size == (8, 8)  # the arithmetic's answer costs nothing
+    assert lens._fields == {}
+    infos = {i.name: i for i in lens.layers(fields=["ln2"])}
+    assert set(lens._fields) == {"ln2"} and infos["ln2"].field.global_context
+    assert infos["ln1"].field is None
+    assert by_name(lens)["ln1"].field.size == (8, 8)
+    assert {"ln1", "ln2", "mlp.0"} <= set(lens._fields)
+
+
 class Upsampled(nn.Module):
     """conv 3x3 stride 2 pad 1 (cell j sees [2j-1, 2j+1]), then nearest upsampling x2: cells 2k
     and 2k+1 see the same window, so no one window shifts by a stride. The envelope, by hand:

@@ -94,7 +94,8 @@ class Lens(nn.Module):
         self.name = name or type(model).__name__
         #: where the weights came from, for people: "random weights, seed 0", a file, ...
         self.weights = weights
-        self._layers: list[LayerInfo] | None = None
+        self._dry: dict | None = None     # name -> (shape, arithmetic field, per_image, grid)
+        self._fields: dict = {}           # name -> field from input gradients (found on demand)
 
     # -- the network -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,36 +109,41 @@ class Lens(nn.Module):
     def layer_names(self) -> list[str]:
         return [n for n, _ in self.model.named_modules() if n]
 
-    def layers(self) -> list[LayerInfo]:
+    def layers(self, fields: bool | Sequence[str] = True) -> list[LayerInfo]:
         """Every named module: name, type, output shape and receptive field (one dry run), kept
         for the lens's life. The field comes from the conv/pool arithmetic, and where that has
         no answer for a map of the image (tokens, permutes, upsampling, ...) from the support
-        of input gradients (`convlens.receptive.gradient`, on a copy of the model)."""
-        if self._layers is None:
-            names = self.layer_names()
+        of input gradients (`convlens.receptive.gradient`, on a copy of the model).
+
+        The gradient fields cost seconds to a minute on a large transformer, so they are found
+        only where asked: `fields` True (every layer), a list of layer names (those), or False
+        (none: shapes only; a field the arithmetic leaves unknown is then None). What was
+        found is kept."""
+        if self._dry is None:
             try:
                 with preserved(self.model):
                     self.model.eval()
-                    found = dry_run(self.model, self.example_input(2), names)
+                    self._dry = dry_run(self.model, self.example_input(2), self.layer_names())
             except ConvlensError as e:  # scripted modules take no hooks: names and types only
                 if "hooks" not in str(e):
                     raise
-                found = {}
-            found.update(self._gradient_fields(found))
-            self._layers = [
-                LayerInfo(n, getattr(m, "original_name", type(m).__name__),
+                self._dry = {}
+        wanted = None if fields is True else set(fields or ())
+        need = [n for n, (shape, f, per_image, grid) in self._dry.items()
+                if per_image and grid is not None and n not in self._fields
+                and (f is None or (f.is_global and grid[1] * grid[2] > 1))
+                and (wanted is None or n in wanted)]
+        if need:
+            self._fields.update(self._gradient_fields(need))
+        found = {n: (v[0], self._fields.get(n, v[1]), *v[2:]) for n, v in self._dry.items()}
+        return [LayerInfo(n, getattr(m, "original_name", type(m).__name__),
                           *found.get(n, (None, None, True, None)))
                 for n, m in self.model.named_modules() if n]
-        return self._layers
 
-    def _gradient_fields(self, found: dict) -> dict:
-        """`found`'s entries for maps of the image whose field the arithmetic left unknown, or
-        global on a grid of more than one cell, with the field from input gradients."""
-        need = [n for n, (shape, f, per_image, grid) in found.items()
-                if per_image and grid is not None
-                and (f is None or (f.is_global and grid[1] * grid[2] > 1))]
-        if not need:
-            return {}
+    def _gradient_fields(self, need: list[str]) -> dict:
+        """The field from input gradients of each layer in `need` (maps of the image whose
+        field the arithmetic left unknown, or global on a grid of more than one cell); None
+        for each where the gradient method fails (warned once)."""
         try:
             fields = gradient_fields(self.model, self.example_input(1), need)
         except Exception as e:  # noqa: BLE001  a model the surrogate cannot copy or run
@@ -145,8 +151,8 @@ class Lens(nn.Module):
                           f"{str(e).splitlines()[0][:160] if str(e) else ''}); "
                           f"{len(need)} layers keep an unknown field", RuntimeWarning,
                           stacklevel=3)
-            return {}
-        return {n: (*found[n][:1], fields[n], *found[n][2:]) for n in need if n in fields}
+            return {n: self._dry[n][1] for n in need}
+        return {n: fields.get(n, self._dry[n][1]) for n in need}
 
     def example_input(self, n: int = 1) -> torch.Tensor:
         """A batch of mean images (zeros after normalisation) of the model's input size."""
@@ -360,7 +366,8 @@ def default_layers(lens, spatial_only: bool = False) -> list[str]:
     image (not a table shared by the batch), with `spatial_only` only maps of more than one
     cell on the image grid (not a squeeze-excitation gate's pooled 1 x 1)."""
     mods = list(model_of(lens).named_modules())
-    infos = {i.name: i for i in lens.layers()} if hasattr(lens, "layers") else None
+    infos = ({i.name: i for i in lens.layers(fields=False)}
+             if hasattr(lens, "layers") else None)
     if infos is not None and all(i.shape is None for i in infos.values()):
         infos = None  # no dry run (a TorchScript model takes no hooks): nothing to tell
 

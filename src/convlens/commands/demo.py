@@ -283,7 +283,7 @@ def multiply_adds(lens) -> tuple[int, int]:
 
     modules = dict(lens.model.named_modules())
     macs = values = 0
-    for info in lens.layers():
+    for info in lens.layers(fields=False):
         m = modules.get(info.name)
         if info.shape is None or not info.per_image or m is None:
             continue

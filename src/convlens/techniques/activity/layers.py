@@ -16,10 +16,11 @@ def layers(lens, names: str | Sequence[str] | None = None) -> LayersResult:
         res.layers            # name, type, shape, rf_size, rf_stride, rf_center
     """
     lens = as_lens(lens, None)
-    infos = lens.layers()
-    if names is not None:
+    if names is None:
+        infos = lens.layers()
+    else:
         names = [names] if isinstance(names, str) else list(names)
         for name in names:
             lens.layer(name)  # an unknown name: error naming the close matches
-        infos = [i for i in infos if i.name in names]
+        infos = [i for i in lens.layers(fields=names) if i.name in names]
     return LayersResult(infos)

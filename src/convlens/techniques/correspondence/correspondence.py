@@ -229,9 +229,9 @@ def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
     gate's), with a warning any other."""
     from ...lens import default_layers
 
-    infos = {i.name: i for i in lens.layers()}
     if layers is None:
         names = default_layers(lens, spatial_only=True)
+        infos = {i.name: i for i in lens.layers(fields=names)}
         placed = [n for n in names if infos.get(n) is not None and _placeable(infos[n].field)]
         if names and not placed:
             raise ConvlensError(f"none of the {len(names)} default layers has a local receptive "
@@ -247,6 +247,7 @@ def spatial_layers(lens, layers: str | Sequence[str] | None) -> list:
         names = placed
     else:
         names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
+        infos = {i.name: i for i in lens.layers(fields=names)}
     out = []
     for name in names:
         lens.layer(name)  # unknown name: error naming the close matches

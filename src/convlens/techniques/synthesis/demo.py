@@ -14,7 +14,7 @@ from .inversion import invert
 def _spatial_layers(lens) -> list[str]:
     """The demo's layers with a spatial map (those whose units the scan shows)."""
     return [n for n in default_layers(lens, spatial_only=True)
-            if next(i.grid for i in lens.layers() if i.name == n) is not None]
+            if next(i.grid for i in lens.layers(fields=False) if i.name == n) is not None]
 
 
 def step_invert(ctx: DemoContext):

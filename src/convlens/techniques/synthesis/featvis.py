@@ -73,7 +73,7 @@ def _lens(model, input_size):
 def _layer_channels(lens, layer: str) -> int:
     """Number of channels of `layer`'s output (one dry run, cached by the lens)."""
     lens.layer(layer)
-    info = next((i for i in lens.layers() if i.name == layer), None)
+    info = next((i for i in lens.layers(fields=False) if i.name == layer), None)
     if info is None or info.shape is None:
         raise ConvlensError(f"the output shape of layer {layer!r} is unknown; give the "
                             "channels as a list")

@@ -55,7 +55,7 @@ def code_layer(lens) -> str:
     if not linear:
         return _conv_code(lens, mods)
     last_name, last = mods[linear[-1]]
-    shapes = {i.name: i.shape for i in lens.layers()}
+    shapes = {i.name: i.shape for i in lens.layers(fields=False)}
     passthrough = (nn.Dropout, nn.Identity, nn.Flatten)
     fallback = None
     for name, m in reversed(mods[:linear[-1]]):
@@ -77,7 +77,7 @@ def code_layer(lens) -> str:
 def _conv_code(lens, mods) -> str:
     """No linear layer (SqueezeNet): the classifier is the last convolution that runs, and the
     code is its input averaged over positions, one value per channel it reads."""
-    ran = {i.name for i in lens.layers() if i.shape is not None}
+    ran = {i.name for i in lens.layers(fields=False) if i.shape is not None}
     convs = [n for n, m in mods if isinstance(m, nn.Conv2d) and n in ran]
     if not convs:
         raise ConvlensError("the model has neither a linear layer nor a convolution, so no "

@@ -9,7 +9,7 @@ def _spatial_layers(lens) -> list[str]:
     from ...lens import default_layers
 
     return [n for n in default_layers(lens, spatial_only=True)
-            if next(i.grid for i in lens.layers() if i.name == n) is not None]
+            if next(i.grid for i in lens.layers(fields=False) if i.name == n) is not None]
 
 
 def scan(ctx: DemoContext):

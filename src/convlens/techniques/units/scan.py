@@ -63,7 +63,7 @@ def _resolve_layers(lens, layers) -> list[str]:
 
 
 def _field_info(lens, layers: Sequence[str]) -> tuple[dict, dict]:
-    infos = {i.name: i for i in lens.layers()}
+    infos = {i.name: i for i in lens.layers(fields=layers)}
     fields, shapes = {}, {}
     for n in layers:
         info = infos.get(n)
