@@ -31,19 +31,22 @@ def guided_grad_cam_step(ctx: DemoContext) -> DemoOutput:
 
 
 def smoothgrad_step(ctx: DemoContext) -> DemoOutput:
-    """SmoothGrad of the saliency map: 32 noisy copies (quick: 8; the budget may cut them).
+    """SmoothGrad of the saliency map: 32 noisy copies (quick: 8; the budget may cut them,
+    and on a large input the images, to 2).
     Its work: about 1.5 passes per image and copy (measured on resnet18 at 224 px)."""
     from .smoothing import smoothgrad
     x = ctx.images()
-    got = ctx.budget.fit(per=1.5 * len(x), samples=(32, 8))
-    yield "smoothgrad", smoothgrad(ctx.lens, x, target="auto", samples=got["samples"])
+    got = ctx.budget.fit(per=1.5, images=(len(x), len(x), min(len(x), 2)), samples=(32, 8))
+    yield "smoothgrad", smoothgrad(ctx.lens, x[:got["images"]], target="auto",
+                                   samples=got["samples"])
 
 
 def integrated_gradients_step(ctx: DemoContext) -> DemoOutput:
     """Integrated gradients from the mean image: 64 points (quick: 32; the budget may cut
-    them). Its work: about 1.5 passes per image and point (measured on resnet18 at 224 px)."""
+    them, and on a large input the images, to 2). Its work: about 1.5 passes per image and
+    point (measured on resnet18 at 224 px)."""
     from .smoothing import integrated_gradients
     x = ctx.images()
-    got = ctx.budget.fit(per=1.5 * len(x), steps=(64, 32))
-    yield "integrated_gradients", integrated_gradients(ctx.lens, x, target="auto",
-                                                       steps=got["steps"])
+    got = ctx.budget.fit(per=1.5, images=(len(x), len(x), min(len(x), 2)), steps=(64, 32))
+    yield "integrated_gradients", integrated_gradients(ctx.lens, x[:got["images"]],
+                                                       target="auto", steps=got["steps"])
