@@ -120,7 +120,7 @@ def ablation_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str 
         suffix, why = (Suffix.build(lens, layer) if all(isinstance(s, int) for s in specs)
                        else (None, "a unit target is read inside the network"))
         if suffix is not None:
-            why = check(suffix, lens, xb[:1], model)
+            why = check(suffix, lens, xb[:1], act[:1])
             suffix = suffix if not why else None
         for i in range(n):
             if suffix is not None:

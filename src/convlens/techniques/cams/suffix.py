@@ -12,7 +12,6 @@ substituting the layer's output with a hook (which still runs the prefix).
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ...lens import select_output
 
@@ -38,10 +37,14 @@ class Suffix:
         except Exception as e:  # data-dependent control flow, unsupported ops, ...
             return None, f"torch.fx cannot trace {type(model).__name__} ({type(e).__name__})"
         nodes = list(gm.graph.nodes)
-        cuts = [n for n in nodes if n.op == "call_module" and n.target == layer]
+        # the nodes computed inside module `layer` (a leaf's call, or a block's or a
+        # Sequential's inlined nodes, as fx records them); the last one is its output, of
+        # its last call where it is called several times (as `capture` takes it)
+        cuts = [n for n in nodes if (n.op == "call_module" and n.target == layer) or any(
+            v[0] == layer for v in (n.meta.get("nn_module_stack") or {}).values())]
         if not cuts:
-            return None, f"layer {layer!r} is not a module call of the traced graph"
-        cut = cuts[-1]  # a module called several times: its last call, as `capture` takes
+            return None, f"layer {layer!r} is not found in the traced graph"
+        cut = cuts[-1]
         after: set = set()
         for n in nodes[nodes.index(cut) + 1:]:
             if any(a is cut or a in after for a in n.all_input_nodes):
@@ -91,10 +94,14 @@ class Suffix:
         return select_output(self.suffix_gm(acts, *wide), self.output)
 
 
-def check(suffix: Suffix, lens, x1: torch.Tensor, model: nn.Module) -> str:
-    """'' when the cut graph gives the model's scores on the one image `x1`, else why not."""
+def check(suffix: Suffix, lens, x1: torch.Tensor, act1: torch.Tensor) -> str:
+    """'' when the prefix gives the layer's activations `act1` (as captured) on the one image
+    `x1` and the cut graph gives the model's scores from them, else why not."""
     try:
         acts, extras = suffix.prefix(x1)
+        if acts.shape != act1.shape or not torch.allclose(
+                acts, act1, rtol=1e-5, atol=1e-6 * float(act1.abs().max()) + 1e-12):
+            return "the traced graph's value at the layer is not the layer's output"
         got = suffix(acts.repeat(2, *[1] * (acts.dim() - 1)), extras)  # broadcast, as used
         want = lens(x1).expand(2, -1)
     except Exception as e:  # a graph that runs differently once cut
