@@ -242,3 +242,26 @@ def test_cli_score_cam_and_ablation_cam(tmp_path, capsys):
     assert main(["score-cam", "--model", "builtin:shapes-net", "--image", str(png),
                  "--batch-size", "0", "--out", str(tmp_path / "x")]) == 2
     assert "error: argument --batch-size: expected a positive integer" in capsys.readouterr().err
+
+
+def test_score_cam_dead_channel_scores_the_black_image():
+    """A constant channel masks the image to 0 (its score, f_c(0), is computed once): the
+    map equals Score-CAM written out channel by channel."""
+    lens = small()
+    net = lens.model
+    with torch.no_grad():
+        net.conv2.bias[0] = -100.0  # channel 0 of act2: dead everywhere
+    r = score_cam(lens, X, target=[0, 1, 2], batch_size=5)
+    with torch.no_grad():
+        a = net.act2(net.conv2(net.pool(net.act1(net.conv1(X.clone())))))
+        assert (a[:, 0] == 0).all()
+        w = torch.zeros(3, 6)
+        for i in range(3):
+            for k in range(6):
+                m = F.interpolate(a[i, k][None, None], size=(8, 8), mode="bilinear",
+                                  align_corners=False)
+                span = m.max() - m.min()
+                m = (m - m.min()) / span if span > 0 else torch.zeros_like(m)
+                w[i, k] = net(X[i:i + 1] * m)[0, i]
+        w = w.double().softmax(1).float()
+    assert torch.allclose(r.cam, F.relu((w[:, :, None, None] * a).sum(1)), atol=1e-6)

@@ -4,6 +4,7 @@ Layer-CAM), by the scores of perturbed inputs (Score-CAM, Ablation-CAM) or by th
 principal direction (Eigen-CAM). Same targets, layer rule, result type and command as
 Grad-CAM (the gradient family's `grad_cam`), which this family composes."""
 from ...views import Option, View, register
+from .. import gradients as _gradients  # noqa: F401  (declared first: the CAMs follow Grad-CAM)
 
 _MAPS = "techniques.cams.results:CamMaps"
 #: the options of every CAM (as Grad-CAM's: techniques/gradients/__init__.py)

@@ -58,8 +58,9 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
     ``H^k = s(up(A^k))``, masks the image; ``S_k = f_c(x * H^k) - f_c(x_b)`` (the target before
     softmax, from a baseline ``x_b``) and ``w = softmax_k(S_k)``; ``L = ReLU(sum_k w_k A^k)``.
     The baseline's score is the same for every ``k``, so it cancels in the softmax and is not
-    computed. A constant channel (nothing to scale) masks the image to 0. The ``N * C`` masked
-    images run `batch_size` at a time. ``x: (N, C, H, W)``.
+    computed. A constant channel (nothing to scale: a dead unit) masks the image to 0; the
+    score of that black image is computed once per image. The other masked images run
+    `batch_size` at a time. ``x: (N, C, H, W)``.
 
     Example::
 
@@ -71,18 +72,24 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
     bs = _batch_size(batch_size)
     specs, p, act, _ = _forward(lens, xb, target, layer, "Score-CAM")
     n, c = act.shape[:2]
-    rows = torch.arange(n).repeat_interleave(c)
-    chans = torch.arange(c).repeat(n)
+    flat = act.flatten(2)
+    constant = (flat.amax(2) == flat.amin(2)).flatten()  # (n * c,): masks the image to 0
+    rows = torch.arange(n).repeat_interleave(c)[~constant]
+    chans = torch.arange(c).repeat(n)[~constant]
     scores = torch.empty(n * c, dtype=torch.float64)
-    with torch.no_grad():
-        for s in range(0, n * c, bs):
+    with torch.inference_mode():
+        if constant.any():  # every constant channel of image i scores f_c(0): one pass
+            zero = _scores(lens, torch.zeros_like(xb), specs).double().cpu()
+            scores[constant] = zero.repeat_interleave(c)[constant]
+        live = (~constant).nonzero()[:, 0]
+        for s in range(0, len(rows), bs):
             r, k = rows[s:s + bs], chans[s:s + bs]
             m = upsample(act[r, k], xb.shape[-2:])
             lo = m.amin((1, 2), keepdim=True)
             span = m.amax((1, 2), keepdim=True) - lo
             m = torch.where(span > 0, (m - lo) / torch.where(span > 0, span, 1), 0)
-            scores[s:s + bs] = _scores(lens, xb[r] * m[:, None].to(xb),
-                                       [specs[i] for i in r.tolist()]).double().cpu()
+            scores[live[s:s + bs]] = _scores(lens, xb[r] * m[:, None].to(xb),
+                                             [specs[i] for i in r.tolist()]).double().cpu()
     weights = scores.view(n, c).softmax(1)
     cam = _combine(weights.to(act.device), act)
     return cam_result("score_cam", lens, xb, p, cam,
