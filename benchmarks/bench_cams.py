@@ -1,7 +1,7 @@
 """Throughput of the CAM family (issue 25) against pytorch-grad-cam and torch-cam, in one run.
 
     .venv/bin/python benchmarks/bench_cams.py [--images 2] [--batch 8] [--size 224]
-                                              [--rounds 2] [--threads 1] [--only score,ablation,gradient]
+        [--rounds 2] [--threads 1] [--only gradient,ablation,score]
 
 torchvision resnet18 with random weights on the CPU, Grad-CAM's layer (``layer4``, the last
 block's output), each image's own class target.
