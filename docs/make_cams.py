@@ -74,13 +74,14 @@ def figures(n: int = 4) -> None:
     lens = convlens.load_model("torchvision:resnet18", seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         from PIL import Image
+        from convlens.data.stamps import CLASSES
         src = convlens.load_data(f"builtin:stamps:test:{n}")
         for i in range(n):
             item = src[i]
-            folder = Path(tmp) / str(src.classes[item.label] if hasattr(src, "classes")
-                                     else item.label)
+            folder = Path(tmp) / CLASSES[int(item.label)]
             folder.mkdir(exist_ok=True)
-            Image.fromarray(np.asarray(item.image)).resize((224, 224)).save(
+            pixels = (item.image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            Image.fromarray(pixels).resize((224, 224), Image.BICUBIC).save(
                 folder / f"photo{i}.jpg", quality=92)
         ds = convlens.load_data(tmp, lens=lens)
         batch = next(iter(Loader(ds, batch_size=n)))
