@@ -74,6 +74,7 @@ def figures(n: int = 4) -> None:
     lens = convlens.load_model("torchvision:resnet18", seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         from PIL import Image
+
         from convlens.data.stamps import CLASSES
         src = convlens.load_data(f"builtin:stamps:test:{n}")
         for i in range(n):

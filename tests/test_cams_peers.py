@@ -35,7 +35,11 @@ def one_thread():
 NETS = {"resnet18": ("torchvision:resnet18", 64, "layer4", [1, 7]),
         "vgg16": ("torchvision:vgg16", 64, "features.29", [1, 7]),
         "shapes-net": ("builtin:shapes-net", 64, "features.11", [1, 2]),
-        "fashion-net": ("builtin:fashion-net", None, None, [1, 2])}
+        "fashion-net": ("builtin:fashion-net", None, None, [1, 2]),
+        "stamps-net": ("builtin:stamps-net", None, None, [1, 2])}
+#: the nets of the gradient CAMs' comparisons (VGG-16 takes over a second: slow)
+ALL = ["resnet18", pytest.param("vgg16", marks=pytest.mark.slow), "shapes-net", "fashion-net",
+       "stamps-net"]
 _LENSES: dict = {}
 
 
@@ -101,7 +105,7 @@ PEERS = {"xgrad_cam": (pgc.XGradCAM, tcm.XGradCAM), "hires_cam": (pgc.HiResCAM, 
          "layer_cam": (pgc.LayerCAM, tcm.LayerCAM)}
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg16", "shapes-net", "fashion-net"])
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("method", PEERS)
 def test_gradient_cams_equal_the_peers(method, name):
     lens, x, layer, t = net(name)
@@ -113,7 +117,7 @@ def test_gradient_cams_equal_the_peers(method, name):
         assert rel(ours, tc_raw(t_cls, lens.model, layer, x, t)) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg16", "shapes-net", "fashion-net"])
+@pytest.mark.parametrize("name", ALL)
 def test_grad_cam_plus_plus_is_the_paper_and_how_the_peers_differ(name):
     """Eq. 19: ``alpha = g^2 / (2 g^2 + sum(A) g^3)``, ``w = sum alpha ReLU(g)``.
     pytorch-grad-cam adds 1e-6 to the denominator, which matters where gradients are small
@@ -134,7 +138,7 @@ def test_grad_cam_plus_plus_is_the_paper_and_how_the_peers_differ(name):
                combine((g ** 2 * F.relu(g)).sum((2, 3)), a)) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg16", "shapes-net", "fashion-net"])
+@pytest.mark.parametrize("name", ALL)
 def test_eigen_cam_is_the_paper_and_how_pytorch_grad_cam_differs(name):
     """``L = O V_1`` (Muhammad & Yeasin, eq. 3-4) with the sign that makes it sum >= 0.
     pytorch-grad-cam centres ``O`` (the channel means subtracted) before the SVD and keeps
@@ -180,7 +184,7 @@ def score_reference(lens, x, layer, t, align_corners=False, normalise_first=Fals
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "shapes-net"])
+@pytest.mark.parametrize("name", ["resnet18", "shapes-net", "stamps-net"])
 def test_score_cam_is_the_paper_and_how_the_peers_differ(name):
     """Algorithm 1: upsample (bilinear), then scale to [0, 1], then mask; weights the softmax
     over channels of the masked scores (the baseline's score cancels in it).
@@ -201,7 +205,8 @@ def test_score_cam_is_the_paper_and_how_the_peers_differ(name):
 
 # -- Ablation-CAM -------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet18", "vgg16", "shapes-net", "fashion-net"])
+@pytest.mark.parametrize("name", ["resnet18", "vgg16", "shapes-net", "fashion-net",
+                                  "stamps-net"])
 def test_ablation_cam_equals_pytorch_grad_cam_in_float64(name):
     """Same definition (the channel set to 0 at a rectified layer, ``(y - y_k) / y``);
     torch-cam has no Ablation-CAM. The weights are relative differences of nearly equal
