@@ -104,9 +104,10 @@ def ablation_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str 
     ``w_k = (y_c - y_c^k) / y_c`` with ``y_c`` the target (before softmax) and ``y_c^k`` the
     target with channel ``A^k`` set to zero; ``L = ReLU(sum_k w_k A^k)`` (``w = 0`` where
     ``y_c = 0``). The ablated copies run `batch_size` at a time through only the network after
-    the layer (cut from a torch.fx trace, fed the captured activations); where the network
-    cannot be cut there (no trace, a layer called twice, a unit target read inside the
-    network), a forward hook substitutes the layer's output in full passes instead, and
+    the layer (cut from a torch.fx trace at the layer's last call, fed the activations);
+    where the network cannot be cut there (no trace; a cut graph that does not give the
+    layer's activations or the model's scores; a unit target, read inside the network), a
+    forward hook substitutes the layer's output (its last call) in full passes instead, and
     ``notes`` says so. ``x: (N, C, H, W)``.
 
     Example::
