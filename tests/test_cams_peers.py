@@ -19,7 +19,10 @@ from convlens.hooks import capture
 
 pytestmark = pytest.mark.peer
 pgc = pytest.importorskip("pytorch_grad_cam")
-tcm = pytest.importorskip("torchcam.methods")
+try:
+    import torchcam.methods as tcm
+except ImportError:  # torch-cam 0.5.0 needs Python 3.11: its comparisons are left out
+    tcm = None
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 
@@ -101,8 +104,8 @@ def combine(w, a):
 
 
 # -- gradient CAMs on which both peers agree with the papers --------------------------------
-PEERS = {"xgrad_cam": (pgc.XGradCAM, tcm.XGradCAM), "hires_cam": (pgc.HiResCAM, None),
-         "layer_cam": (pgc.LayerCAM, tcm.LayerCAM)}
+PEERS = {"xgrad_cam": (pgc.XGradCAM, tcm and tcm.XGradCAM), "hires_cam": (pgc.HiResCAM, None),
+         "layer_cam": (pgc.LayerCAM, tcm and tcm.LayerCAM)}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -134,8 +137,9 @@ def test_grad_cam_plus_plus_is_the_paper_and_how_the_peers_differ(name):
     assert rel(ours, paper(0.0)) < 1e-5
     assert rel(pgc_raw(pgc.GradCAMPlusPlus, lens.model, lens.layer(layer), x, t),
                paper(1e-6)) < 1e-5
-    assert rel(tc_raw(tcm.GradCAMpp, lens.model, layer, x, t),
-               combine((g ** 2 * F.relu(g)).sum((2, 3)), a)) < 1e-5
+    if tcm is not None:
+        assert rel(tc_raw(tcm.GradCAMpp, lens.model, layer, x, t),
+                   combine((g ** 2 * F.relu(g)).sum((2, 3)), a)) < 1e-5
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -197,6 +201,8 @@ def test_score_cam_is_the_paper_and_how_the_peers_differ(name):
     assert rel(ours, score_reference(lens, x, layer, t)) < 1e-5
     peer = pgc_raw(pgc.ScoreCAM, lens.model, lens.layer(layer), x, t, batch_size=64)
     assert rel(peer, score_reference(lens, x, layer, t, align_corners=True)) < 1e-5
+    if tcm is None:
+        return
     torchcam = tc_raw(tcm.ScoreCAM, lens.model, layer, x, t, batch_size=64)
     assert rel(torchcam, score_reference(lens, x, layer, t, normalise_first=True)) < 1e-5
     if name == "resnet18":
