@@ -118,7 +118,8 @@ def test_demo_writes_every_view(demo_site):
                      "guided_backprop", "grad_cam", "guided_grad_cam", "smoothgrad",
                      "integrated_gradients", "occlusion", "scan", f"units_{last[model]}",
                      f"units_dirs_{last[model]}", "tsne", "attributes", "inversion",
-                     "class_model", "featvis", "correspondence", "fool", "robustness"):
+                     "class_model", "featvis", "correspondence", "fool", "robustness",
+                     *CAMS):
             assert (root / model / view / "manifest.json").is_file(), (model, view)
 
 
@@ -158,6 +159,8 @@ PICTURE_WIDTHS = ("() => Array.from(document.images).filter(i => i.naturalWidth 
                   " + '/' + i.naturalWidth)")
 
 
+CAMS = ("grad_cam_plus_plus", "xgrad_cam", "hires_cam", "layer_cam", "score_cam",
+        "ablation_cam", "eigen_cam")
 METHODS = ("occlusion", "saliency", "deconvnet", "guided_backprop", "grad_cam",
            "guided_grad_cam", "smoothgrad", "integrated_gradients")
 
@@ -168,7 +171,7 @@ def check_promises(page, p) -> None:
     assert page.evaluate(PICTURE_WIDTHS) == [], p
     if p.name == "index.html" and p.parent.parent.name == "runs":
         assert page.locator("p.about").count() == 1, f"{p}: no line on what it shows"
-    if p.parent.name.split("_", 1)[-1] in METHODS:
+    if p.parent.name.split("_", 1)[-1] in METHODS + CAMS:
         maps = page.locator("figure.panel.map")
         assert maps.count() > 0, p
         for i in range(maps.count()):
@@ -194,6 +197,10 @@ def test_images_pages_have_every_method(demo_site):
                 "els => els.map(e => e.dataset.method)"))
             assert ({k if not k.startswith("smoothgrad") else "smoothgrad" for k in kinds}
                     >= set(METHODS))
+            # the CAM line: Grad-CAM first, then its successors (issue 25)
+            cams = rows.first.locator(".cam-row figure[data-method]").evaluate_all(
+                "els => els.map(e => e.dataset.method)")
+            assert cams == ["grad_cam", *CAMS]
             page.close()
 
 

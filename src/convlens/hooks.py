@@ -126,6 +126,31 @@ def forward_hooks(model: nn.Module, names: Sequence[str],
                 h.remove()
 
 
+@contextlib.contextmanager
+def substituted(model: nn.Module, name: str, fn: Callable[[torch.Tensor], torch.Tensor],
+                call: int | None = None) -> Iterator[None]:
+    """Replace the output of module `name` by ``fn(output)`` (a forward hook that returns a
+    value) in every call inside the block, or only in its `call`-th call (0-based: a module
+    called several times in a forward pass); removed on exit, also after an error.
+    Ablation-CAM feeds ablated copies of a layer's activations to the rest of the network so."""
+    module = find_layer(model, name)
+    calls = [0]
+
+    def hook(mod, args, output):
+        k = calls[0]
+        calls[0] += 1
+        return fn(output) if call is None or k == call else None
+    try:
+        handle = module.register_forward_hook(hook)
+    except RuntimeError as e:  # TorchScript modules refuse Python hooks
+        raise ConvlensError(f"layer {name!r} ({type(module).__name__}) takes no hooks: "
+                            f"{str(e).splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def _pooled(t: torch.Tensor) -> torch.Tensor:
     return t.mean(dim=(-2, -1)) if t.dim() == 4 else t
 

@@ -178,8 +178,10 @@ def _input_pixels(run: Run, name: str) -> np.ndarray:
 
 def image_pages(runs: list[Run], site: Path) -> list[Page]:
     """Per model: one page, a row per input image (identified by its pixels), with the picture
-    of every run that explained it, runs in the seed's order. Each result says which pictures
-    belong to which input (`Result.per_image`: the input first, then what this page shows)."""
+    of every run that explained it, runs in the seed's order; the class activation maps
+    (Grad-CAM and the CAM family) on a line of their own under it, the CAM row. Each result
+    says which pictures belong to which input (`Result.per_image`: the input first, then what
+    this page shows)."""
     by_model: dict[str, list[Run]] = {}
     for r in runs:
         if any(len(p) >= 2 for p in r.result.per_image):
@@ -206,7 +208,8 @@ def image_pages(runs: list[Run], site: Path) -> list[Page]:
                     save_png(src, image)
                     h, w = image.shape[:2]
                     s = 1 if w >= 192 else int(np.ceil(192 / w))
-                    rows[key] = {"title": f"image {len(rows) + 1}", "cells": [], "runs": set(),
+                    rows[key] = {"title": f"image {len(rows) + 1}", "cells": [], "cams": [],
+                                 "runs": set(),
                                  "input": {"src": src.name, "width": w * s, "height": h * s,
                                            "pixelated": s > 1, "name": "input"},
                                  "caption": _prediction(r, i, labels)}
@@ -223,7 +226,11 @@ def image_pages(runs: list[Run], site: Path) -> list[Page]:
                 # the run's own figure panel for this picture gives its colour bar
                 scale = next((p.get("scale") for f in r.result.figures for p in f.get("panels", [])
                               if p.get("picture") == pic_name), None)
-                rows[key]["cells"].append({
+                # class activation maps (a map at a layer, no signal at the pixels: Grad-CAM
+                # and the CAM family) go to the row's CAM line, side by side
+                arrays = r.result.manifest.get("arrays", {})
+                line = "cams" if "cam" in arrays and "attribution" not in arrays else "cells"
+                rows[key][line].append({
                     "kind": r.kind, "title": r.title, "href": f"../../{r.href}", "pic": pic,
                     "colorbar": colorbar(scale, pic["width"]) if scale else None,
                     "settings": _settings(r) if per_kind[r.kind] > 1 else ""})

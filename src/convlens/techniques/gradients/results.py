@@ -88,6 +88,11 @@ class GradientMaps(Result):
             "keeps what is stable and washes out the rest." if self.kind.startswith("smoothgrad")
             else "")
 
+    @property
+    def units(self) -> str:
+        """What the map holds (the colour bar's label)."""
+        return MAP_UNITS.get(self.kind.removeprefix("smoothgrad_"), "|signal|")
+
     def arrays(self) -> dict[str, Any]:
         out = {"map": self.map, "images": self.images, "classes": self.classes,
                "predicted": self.predicted, "scores": self.scores}
@@ -136,7 +141,7 @@ class GradientMaps(Result):
     def figures(self) -> list[dict[str, Any]]:
         out = []
         maps = as_numpy(self.map)
-        what = MAP_UNITS.get(self.kind.removeprefix("smoothgrad_"), "|signal|")
+        what = self.units
         for i in range(self._shown()):
             hi = float(maps[i].max())
             panels = [panel(f"input_{i}", "input", self.caption(i), kind="image"),
