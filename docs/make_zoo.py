@@ -62,6 +62,19 @@ from convlens.techniques import all_views
 
 HERE = Path(__file__).resolve().parent
 ARGUMENTS = ("images", "model", "data", "scan", "codes")
+#: view families not swept yet, each with why (issue 25's CAM family is new: on the large
+#: transformers Score-CAM's one forward pass per channel (768-1024 at 224 px) runs past the
+#: sweep's 5 minutes per call, and Ablation-CAM refuses token and channels-last layers)
+NOT_SWEPT = {"techniques.cams.": "the CAM family (issue 25): Score-CAM has no setting cheap "
+                                 "enough for the large transformers yet, and Ablation-CAM does "
+                                 "not yet substitute token or channels-last layers"}
+
+
+def swept_views() -> list:
+    """The view records the sweep calls: those taking images, the model, data, a scan or codes,
+    outside `NOT_SWEPT`."""
+    return [v for v in all_views() if v.argument in ARGUMENTS
+            and not any(v.function.startswith(f) for f in NOT_SWEPT)]
 DEFAULT_MODELS = ["resnet18", "vgg11", "alexnet", "densenet121", "shufflenet_v2_x0_5",
                   "squeezenet1_0", "googlenet", "inception_v3", "mobilenet_v3_small",
                   "efficientnet_b0", "regnet_y_400mf", "convnext_tiny", "vit_b_16", "swin_t"]
@@ -374,7 +387,7 @@ def markdown(results: list[dict], view_names: list[str], meta: dict) -> str:
              "Written by `docs/make_zoo.py` (issue 24): each torchvision classification "
              "architecture (and timm CNNs) with random seeded weights, through every view of "
              "the Python API with its record's quick settings (less where they still cost "
-             "minutes: `minimal`), on {N_IMAGES} random images, the data "
+             f"minutes: `minimal`), on {N_IMAGES} random images, the data "
              f"`{meta['data']}` and a scan of it (n={SCAN['n']}, topk={SCAN['topk']}). Layer "
              "names in the quick settings (written for the tests' tiny net) are dropped so the "
              "views pick their default layers; where a view has no default (`invert`'s layers, "
@@ -382,7 +395,8 @@ def markdown(results: list[dict], view_names: list[str], meta: dict) -> str:
              f"{'train' if meta['train'] else 'eval'} mode. Each cell: the outcome and the "
              "seconds the call took; refusals and crashes are keyed to the messages below. "
              "`state` says whether every view left the model's parameters, buffers, gradients, "
-             "training flags and hooks as they were.", "",
+             "training flags and hooks as they were. Not swept yet: "
+             + "; ".join(NOT_SWEPT.values()) + ".", "",
              f"Regenerate: `{meta['command']}`", "",
              f"**{sum(counts.values())} calls: {counts['ok']} ok, {counts['refused']} refused, "
              f"{counts['crash']} crashed"
@@ -492,7 +506,7 @@ def main(argv=None) -> None:
     ap.add_argument("--train", action="store_true", help="models in train mode")
     args = ap.parse_args(argv)
 
-    views = [v for v in all_views() if v.argument in ARGUMENTS]
+    views = swept_views()
     if args.views:
         wanted = args.views.split(",")
         unknown = [w for w in wanted if w not in {v.name for v in views}]

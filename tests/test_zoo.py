@@ -49,9 +49,7 @@ UNDEFINED: dict[str, str] = {
 
 
 def _views():
-    from convlens.techniques import all_views
-
-    return [v for v in all_views() if v.argument in zoo.ARGUMENTS]
+    return zoo.swept_views()
 
 
 @pytest.fixture
