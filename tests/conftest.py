@@ -142,3 +142,14 @@ def assert_loads_back(res, folder: Path):
     for name in ma["tables"]:
         pd.testing.assert_frame_equal(sa.table(name), sb.table(name))
     return back
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures(
+    "one_thread")``): tiny nets and a shared 2-core machine, where a second OpenMP thread waits
+    at barriers (measured: a backward pass 100x slower) and one thread keeps times steady."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,17 +19,11 @@ from convlens.techniques.cams.gradcams import grad_cam_plus_plus, hires_cam, lay
 from convlens.techniques.cams.perturb import ablation_cam, eigen_cam, score_cam
 from convlens.techniques.cams.results import CamMaps
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 METHODS = {"grad_cam_plus_plus": grad_cam_plus_plus, "xgrad_cam": xgrad_cam,
            "hires_cam": hires_cam, "layer_cam": layer_cam, "score_cam": score_cam,
            "ablation_cam": ablation_cam, "eigen_cam": eigen_cam}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class TwoChannel(nn.Module):

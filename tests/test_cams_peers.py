@@ -17,22 +17,13 @@ import torch.nn.functional as F
 import convlens
 from convlens.hooks import capture
 
-pytestmark = pytest.mark.peer
+pytestmark = [pytest.mark.peer, pytest.mark.usefixtures("one_thread")]
 pgc = pytest.importorskip("pytorch_grad_cam")
 try:
     import torchcam.methods as tcm
 except ImportError:  # torch-cam 0.5.0 needs Python 3.11: its comparisons are left out
     tcm = None
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # name -> (model spec, input size, layer, targets); the layer is each net's Grad-CAM layer
 NETS = {"resnet18": ("torchvision:resnet18", 64, "layer4", [1, 7]),

@@ -22,19 +22,11 @@ from convlens.techniques.gradients.localisation import energy_in_mask, pointing_
 from convlens.techniques.gradients.sanity import cascading_randomization
 from convlens.techniques.gradients.smoothing import METHODS, integrated_gradients, smoothgrad
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MAP_METHODS = ["saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam",
                "integrated_gradients", "smoothgrad"]
 FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets: with a second OpenMP thread on a busy 2-core machine each backward pass
-    waits ~0.1 s at a barrier (measured: 100x slower); one thread is also fast for the rest."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def lens_of(model, size=(3, 8, 8), k=None):

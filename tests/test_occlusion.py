@@ -17,14 +17,7 @@ from convlens import ConvlensError, Lens
 from convlens.cli import main
 from convlens.techniques.occlusion.occlusion import occlusion
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test machines share their cores: one thread is faster than two fighting for them.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -52,16 +52,6 @@ def _views():
     return zoo.swept_views()
 
 
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _models())
 def test_every_view_runs_on(name, tmp_path, one_thread):
