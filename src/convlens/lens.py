@@ -96,6 +96,7 @@ class Lens(nn.Module):
         self.weights = weights
         self._dry: dict | None = None     # name -> (shape, arithmetic field, per_image, grid)
         self._fields: dict = {}           # name -> field from input gradients (found on demand)
+        self._infos: list[LayerInfo] | None = None  # the table as last built
 
     # -- the network -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,10 +136,12 @@ class Lens(nn.Module):
                 and (wanted is None or n in wanted)]
         if need:
             self._fields.update(self._gradient_fields(need))
-        found = {n: (v[0], self._fields.get(n, v[1]), *v[2:]) for n, v in self._dry.items()}
-        return [LayerInfo(n, getattr(m, "original_name", type(m).__name__),
-                          *found.get(n, (None, None, True, None)))
-                for n, m in self.model.named_modules() if n]
+        if need or self._infos is None:  # the table changes only when fields were found
+            found = {n: (v[0], self._fields.get(n, v[1]), *v[2:]) for n, v in self._dry.items()}
+            self._infos = [LayerInfo(n, getattr(m, "original_name", type(m).__name__),
+                                     *found.get(n, (None, None, True, None)))
+                           for n, m in self.model.named_modules() if n]
+        return self._infos
 
     def _gradient_fields(self, need: list[str]) -> dict:
         """The field from input gradients of each layer in `need` (maps of the image whose
