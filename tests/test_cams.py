@@ -261,3 +261,78 @@ def test_score_cam_dead_channel_scores_the_black_image():
                 w[i, k] = net(X[i:i + 1] * m)[0, i]
         w = w.double().softmax(1).float()
     assert torch.allclose(r.cam, F.relu((w[:, :, None, None] * a).sum(1)), atol=1e-6)
+
+
+class ViewsItsMap(Small):
+    """`Small` with a ``.view`` of its feature map: it refuses channels-last input."""
+
+    def forward(self, x):
+        a = self.act2(self.conv2(self.pool(self.act1(self.conv1(x)))))
+        return self.fc(a.view(len(a), -1))
+
+
+def test_score_cam_runs_channels_last_and_falls_back_where_the_model_refuses():
+    lens = small()
+    r = score_cam(lens, X, target=[0, 1, 2], batch_size=2)
+    assert r.notes == []  # channels-last went through
+    torch.manual_seed(0)
+    refusing = Lens(ViewsItsMap().eval(), mean=(0.0,), std=(1.0,), input_size=(3, 8, 8))
+    refusing.model.load_state_dict(lens.model.state_dict())
+    with pytest.raises(RuntimeError, match="view"):
+        refusing.model(X.contiguous(memory_format=torch.channels_last))
+    got = score_cam(refusing, X, target=[0, 1, 2], batch_size=2)
+    assert len(got.notes) == 1 and "default memory layout" in got.notes[0]
+    assert torch.allclose(got.cam, r.cam, rtol=1e-5, atol=1e-6)
+    assert all_hooks(refusing.model) == 0
+
+
+class _Laid(nn.Module):
+    """A ReLU whose maps come out in another layout: ``(N, h, w, C)`` (a Swin block's) or
+    ``(N, 1 + h*w, C)`` tokens after a class token (a ViT's)."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, a):
+        a = F.relu(a)
+        if self.kind == "channels_last":
+            return a.permute(0, 2, 3, 1)
+        t = a.flatten(2).transpose(1, 2)
+        return torch.cat([torch.full_like(t[:, :1], 7.0), t], 1)
+
+
+class LaidOut(Small):
+    """`Small` with act2's maps in another layout, put back before the classifier."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.act2 = _Laid(kind)
+
+    def forward(self, x):
+        a = self.act2(self.conv2(self.pool(self.act1(self.conv1(x)))))
+        if self.act2.kind == "channels_last":
+            a = a.permute(0, 3, 1, 2)
+        else:
+            a = a[:, 1:].transpose(1, 2).reshape(a.shape[0], -1, 4, 4)
+        return self.fc(torch.flatten(a, 1))
+
+
+@pytest.mark.parametrize("kind", ["channels_last", "tokens"])
+def test_ablation_cam_on_channels_last_and_token_layers(kind, monkeypatch):
+    """Channel k is ablated in the layer's own layout (a class token kept): the same map as on
+    the conv-layout net with the same weights, by the cut network and by the hook fallback."""
+    lens = small()
+    want = ablation_cam(lens, X, target=[0, 1, 2], layer="act2")
+    torch.manual_seed(0)
+    laid = Lens(LaidOut(kind).eval(), mean=(0.0,), std=(1.0,), input_size=(3, 8, 8))
+    laid.model.load_state_dict(lens.model.state_dict())
+    got = ablation_cam(laid, X, target=[0, 1, 2], layer="act2")
+    assert "network after act2 only" in got.notes[0]
+    assert torch.allclose(got.cam, want.cam, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(perturb.Suffix, "build", classmethod(lambda cls, lens, layer:
+                                                             (None, "switched off")))
+    hook = ablation_cam(laid, X, target=[0, 1, 2], layer="act2")
+    assert "fallback: switched off" in hook.notes[0]
+    assert torch.allclose(hook.cam, want.cam, rtol=1e-5, atol=1e-6)
+    assert all_hooks(laid.model) == 0

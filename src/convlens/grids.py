@@ -62,6 +62,19 @@ def to_grid(t: torch.Tensor, layout: tuple[str, int, tuple[int, int]] | None) ->
     return t[:, k:].reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
 
 
+def from_grid(maps: torch.Tensor, native: torch.Tensor,
+              layout: tuple[str, int, tuple[int, int]] | None) -> torch.Tensor:
+    """The inverse of `to_grid`: maps ``(N, C, h, w)`` in the layout of `native` (an output of
+    that `layout`, batch 1 or N), whose prefix tokens are kept as they are."""
+    if layout is None or layout[0] == "map":
+        return maps
+    kind, k, _ = layout
+    if kind == "channels_last":
+        return maps.permute(0, 2, 3, 1)
+    grid = maps.flatten(2).transpose(1, 2)
+    return torch.cat([native[:, :k].expand(len(maps), -1, -1).to(grid), grid], 1)
+
+
 def layout_of(t: torch.Tensor, image: tuple[int, int, int] | None
               ) -> tuple[str, int, tuple[int, int]] | None:
     """`grid_layout` of a batch `t`, given the model input's ``(N, H, W)``; None when its batch

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import torch
 
+from ...grids import grid_layout, to_grid
 from ...lens import select_output
 
 
 class Suffix:
-    """``suffix(acts, extras)``: the model's class scores from activations ``acts`` ``(B, C, h,
-    w)`` of the cut layer; ``extras`` are the prefix values the suffix reads besides them
+    """``suffix(acts, extras)``: the model's class scores from activations ``acts`` of the cut
+    layer, in its own layout (``(B, C, h, w)``, a Swin block's ``(B, h, w, C)``, tokens); ``extras`` are the prefix values the suffix reads besides them
     (`prefix`, for one image), broadcast over ``B``."""
 
     def __init__(self, prefix_gm, suffix_gm, output):
@@ -95,14 +96,16 @@ class Suffix:
 
 
 def check(suffix: Suffix, lens, x1: torch.Tensor, act1: torch.Tensor) -> str:
-    """'' when the prefix gives the layer's activations `act1` (as captured) on the one image
-    `x1` and the cut graph gives the model's scores from them, else why not."""
+    """'' when the prefix gives the layer's activations `act1` (as captured, on the image's
+    grid: `convlens.grids`) on the one image `x1` and the cut graph gives the model's scores from them, else why not."""
     try:
         acts, extras = suffix.prefix(x1)
+        acts = to_grid(acts, grid_layout(acts.shape[1:], tuple(x1.shape[-2:])))
         if acts.shape != act1.shape or not torch.allclose(
                 acts, act1, rtol=1e-5, atol=1e-6 * float(act1.abs().max()) + 1e-12):
             return "the traced graph's value at the layer is not the layer's output"
-        got = suffix(acts.repeat(2, *[1] * (acts.dim() - 1)), extras)  # broadcast, as used
+        native, _ = suffix.prefix(x1)
+        got = suffix(native.repeat(2, *[1] * (native.dim() - 1)), extras)  # broadcast, as used
         want = lens(x1).expand(2, -1)
     except Exception as e:  # a graph that runs differently once cut
         return f"the cut graph does not run ({type(e).__name__})"
