@@ -227,13 +227,16 @@ def test_cli_score_cam_and_ablation_cam(tmp_path, capsys):
     from convlens.data import shapes
     png = tmp_path / "star.png"
     Image.fromarray(shapes.render(shapes.TEST_SEED, 3).image).save(png)
-    for cmd in ("ablation-cam", "grad-cam-plus-plus"):
+    extra = {"ablation-cam": ["--batch-size", "16"], "score-cam": ["--max-channels", "8"],
+             "grad-cam-plus-plus": []}
+    for cmd in extra:
         out = tmp_path / cmd
         assert main([cmd, "--model", "builtin:shapes-net", "--image", str(png),
-                     "--target", "star", "--out", str(out)]
-                    + (["--batch-size", "16"] if cmd == "ablation-cam" else [])) == 0
+                     "--target", "star", "--out", str(out)] + extra[cmd]) == 0
         m = json.loads((out / "manifest.json").read_text())
         assert m["kind"] == cmd.replace("-", "_") and (out / "overlay_0.png").is_file()
+        if cmd == "score-cam":
+            assert m["info"]["params"]["max_channels"] == 8
     assert "class 3 (star)" in capsys.readouterr().out
     assert main(["score-cam", "--model", "builtin:shapes-net", "--image", str(png),
                  "--batch-size", "0", "--out", str(tmp_path / "x")]) == 2
@@ -336,3 +339,30 @@ def test_ablation_cam_on_channels_last_and_token_layers(kind, monkeypatch):
     assert "fallback: switched off" in hook.notes[0]
     assert torch.allclose(hook.cam, want.cam, rtol=1e-5, atol=1e-6)
     assert all_hooks(laid.model) == 0
+
+
+def test_faster_score_cam_keeps_each_images_most_varying_channels():
+    lens = small()
+    full = score_cam(lens, X, target=[0, 1, 2])
+    assert torch.allclose(score_cam(lens, X, target=[0, 1, 2], max_channels=6).cam, full.cam,
+                          atol=1e-6)
+    fast = score_cam(lens, X, target=[0, 1, 2], max_channels=2, batch_size=3)
+    assert fast.params["max_channels"] == 2 and "Faster-Score-CAM" in fast.notes[-1]
+    net = lens.model
+    with torch.no_grad():  # by hand: softmax over the two channels of largest std
+        a = net.act2(net.conv2(net.pool(net.act1(net.conv1(X.clone())))))
+        want = []
+        for i in range(3):
+            top = a[i].flatten(1).std(1, correction=0).topk(2).indices
+            s = []
+            for k in top.tolist():
+                m = F.interpolate(a[i, k][None, None], size=(8, 8), mode="bilinear",
+                                  align_corners=False)
+                m = (m - m.min()) / (m.max() - m.min())
+                s.append(net(X[i:i + 1] * m)[0, i])
+            w = torch.stack(s).double().softmax(0).float()
+            want.append(F.relu((w[:, None, None] * a[i, top]).sum(0)))
+    assert torch.allclose(fast.cam, torch.stack(want), atol=1e-6)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConvlensError, match="max_channels"):
+            score_cam(lens, X, max_channels=bad)

@@ -16,6 +16,9 @@ LAYER = Option("--layer", metavar="NAME",
                help="conv layer (default: the last conv block's output, as Grad-CAM)")
 BATCH = Option("--batch-size", type="positive_int", default=32, metavar="B",
                help="masked or ablated copies per forward pass (default 32)")
+MAX_CHANNELS = Option("--max-channels", type="positive_int", metavar="N",
+                      help="Faster-Score-CAM: mask with only each image's N most varying "
+                           "channels (default: all of them, the paper's Score-CAM)")
 
 
 def _cam(name: str, title: str, line: str, module: str, options=(TARGET, LAYER), **kw) -> View:
@@ -34,7 +37,8 @@ VIEWS = register(
     _cam("layer_cam", "Layer-CAM", "each position weighted by its own positive gradient",
          "gradcams"),
     _cam("score_cam", "Score-CAM", "channels weighted by the score of the image they mask",
-         "perturb", options=(TARGET, LAYER, BATCH), quick={"batch_size": 64}),
+         "perturb", options=(TARGET, LAYER, BATCH, MAX_CHANNELS),
+         quick={"batch_size": 64}),
     _cam("ablation_cam", "Ablation-CAM", "channels weighted by the score drop when removed",
          "perturb", options=(TARGET, LAYER, BATCH), quick={"batch_size": 64}),
     _cam("eigen_cam", "Eigen-CAM", "the layer's first principal direction, no gradient, no class",

@@ -52,7 +52,7 @@ def _scores(lens, inputs: torch.Tensor, specs: list) -> torch.Tensor:
 
 
 def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | None = None,
-              batch_size: int = 32) -> CamMaps:
+              batch_size: int = 32, max_channels: int | None = None) -> CamMaps:
     """Score-CAM (Wang et al. 2020, Algorithm 1, https://arxiv.org/abs/1910.01279).
 
     Each channel's map, upsampled bilinearly to the input and scaled to [0, 1],
@@ -64,9 +64,16 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
     `batch_size` at a time, channels-last on the CPU (faster there; a model that refuses that
     layout gets the default one, and ``notes`` says so). ``x: (N, C, H, W)``.
 
+    ``max_channels=N`` is Faster-Score-CAM (Tabayashi's Score-CAM implementation,
+    https://github.com/tabayashi0117/Score-CAM): only each image's ``N`` channels whose maps
+    vary most (standard deviation at the layer) mask the image, the softmax runs over them and
+    the other channels weigh 0; about ``C / N`` times fewer forward passes, an approximation
+    of the paper's map (None, the default: every channel, the paper's).
+
     Example::
 
         res = score_cam(lens, x, batch_size=64)
+        fast = score_cam(lens, x, max_channels=64)   # Faster-Score-CAM
     """
     lens = as_lens(lens, x)
     xb = as_batch(lens, x)
@@ -75,16 +82,18 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
     specs, p, act, _ = _forward(lens, xb, target, layer, "Score-CAM")
     n, c = act.shape[:2]
     flat = act.flatten(2)
-    constant = (flat.amax(2) == flat.amin(2)).flatten()  # (n * c,): masks the image to 0
-    rows = torch.arange(n).repeat_interleave(c)[~constant]
-    chans = torch.arange(c).repeat(n)[~constant]
-    scores = torch.empty(n * c, dtype=torch.float64)
+    kept = _top_varying(flat, max_channels).flatten()  # (n * c,)
+    constant = (flat.amax(2) == flat.amin(2)).flatten() & kept  # masks the image to 0
+    live = ~constant & kept
+    rows = torch.arange(n).repeat_interleave(c)[live]
+    chans = torch.arange(c).repeat(n)[live]
+    scores = torch.full((n * c,), -torch.inf, dtype=torch.float64)  # weight 0 if not kept
     layout = _Layout(xb)
     with torch.inference_mode():
         if constant.any():  # every constant channel of image i scores f_c(0): one pass
             zero = _scores(lens, torch.zeros_like(xb), specs).double().cpu()
             scores[constant] = zero.repeat_interleave(c)[constant]
-        live = (~constant).nonzero()[:, 0]
+        live = live.nonzero()[:, 0]
         for s in range(0, len(rows), bs):
             r, k = rows[s:s + bs], chans[s:s + bs]
             m = upsample(act[r, k], xb.shape[-2:])
@@ -95,9 +104,26 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
                                                    [specs[i] for i in r.tolist()])
     weights = scores.view(n, c).softmax(1)
     cam = _combine(weights.to(act.device), act)
-    return cam_result("score_cam", lens, xb, p, cam,
-                      {"target": target_param(target), "layer": layer, "batch_size": bs},
-                      notes=layout.notes())
+    params = {"target": target_param(target), "layer": layer, "batch_size": bs}
+    notes = layout.notes()
+    if max_channels is not None:
+        params["max_channels"] = max_channels
+        notes.append(f"Faster-Score-CAM: the {min(max_channels, c)} most varying of {c} "
+                     "channels per image")
+    return cam_result("score_cam", lens, xb, p, cam, params, notes=notes)
+
+
+def _top_varying(flat: torch.Tensor, max_channels: int | None) -> torch.Tensor:
+    """``(N, C)``: True for each image's `max_channels` channels of largest standard
+    deviation over the positions of `flat` ``(N, C, hw)`` (all of them for None)."""
+    n, c = flat.shape[:2]
+    if max_channels is None:
+        return torch.ones(n, c, dtype=torch.bool)
+    if isinstance(max_channels, bool) or not isinstance(max_channels, int) or max_channels < 1:
+        raise ConvlensError(f"max_channels must be a positive integer or None, got "
+                            f"{max_channels!r}")
+    top = flat.double().std(2, correction=0).topk(min(max_channels, c), 1).indices.cpu()
+    return torch.zeros(n, c, dtype=torch.bool).scatter_(1, top, True)
 
 
 class _Layout:
