@@ -19,8 +19,9 @@ from ...lens import select_output
 
 class Suffix:
     """``suffix(acts, extras)``: the model's class scores from activations ``acts`` of the cut
-    layer, in its own layout (``(B, C, h, w)``, a Swin block's ``(B, h, w, C)``, tokens); ``extras`` are the prefix values the suffix reads besides them
-    (`prefix`, for one image), broadcast over ``B``."""
+    layer, in its own layout (``(B, C, h, w)``, a Swin block's ``(B, h, w, C)``, tokens);
+    ``extras`` are the prefix values the suffix reads besides them (`prefix`, for one image),
+    broadcast over ``B``."""
 
     def __init__(self, prefix_gm, suffix_gm, output):
         self.prefix_gm = prefix_gm
@@ -97,7 +98,8 @@ class Suffix:
 
 def check(suffix: Suffix, lens, x1: torch.Tensor, act1: torch.Tensor) -> str:
     """'' when the prefix gives the layer's activations `act1` (as captured, on the image's
-    grid: `convlens.grids`) on the one image `x1` and the cut graph gives the model's scores from them, else why not."""
+    grid: `convlens.grids`) on the one image `x1` and the cut graph gives the model's scores
+    from them, else why not."""
     try:
         acts, extras = suffix.prefix(x1)
         acts = to_grid(acts, grid_layout(acts.shape[1:], tuple(x1.shape[-2:])))
