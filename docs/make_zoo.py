@@ -62,12 +62,10 @@ from convlens.techniques import all_views
 
 HERE = Path(__file__).resolve().parent
 ARGUMENTS = ("images", "model", "data", "scan", "codes")
-#: view families not swept yet, each with why (issue 25's CAM family is new: on the large
-#: transformers Score-CAM's one forward pass per channel (768-1024 at 224 px) runs past the
-#: sweep's 5 minutes per call, and Ablation-CAM refuses token and channels-last layers)
-NOT_SWEPT = {"techniques.cams.": "the CAM family (issue 25): Score-CAM has no setting cheap "
-                                 "enough for the large transformers yet, and Ablation-CAM does "
-                                 "not yet substitute token or channels-last layers"}
+#: view families not swept, each with why (none now: the CAM family, left out until Score-CAM
+#: had a setting cheap enough for the large transformers and Ablation-CAM took their token and
+#: channels-last layers, is swept since issue 25)
+NOT_SWEPT: dict[str, str] = {}
 
 
 def swept_views() -> list:
@@ -399,8 +397,9 @@ def markdown(results: list[dict], view_names: list[str], meta: dict) -> str:
              f"{'train' if meta['train'] else 'eval'} mode. Each cell: the outcome and the "
              "seconds the call took; refusals and crashes are keyed to the messages below. "
              "`state` says whether every view left the model's parameters, buffers, gradients, "
-             "training flags and hooks as they were. Not swept yet: "
-             + "; ".join(NOT_SWEPT.values()) + ".", "",
+             "training flags and hooks as they were."
+             + (" Not swept yet: " + "; ".join(NOT_SWEPT.values()) + "." if NOT_SWEPT
+                else ""), "",
              f"Regenerate: `{meta['command']}`", "",
              f"**{sum(counts.values())} calls: {counts['ok']} ok, {counts['refused']} refused, "
              f"{counts['crash']} crashed"

@@ -103,8 +103,11 @@ def check(suffix: Suffix, lens, x1: torch.Tensor, act1: torch.Tensor) -> str:
     try:
         acts, extras = suffix.prefix(x1)
         acts = to_grid(acts, grid_layout(acts.shape[1:], tuple(x1.shape[-2:])))
+        # one image against the batch it was captured in: the kernels round differently
+        # (efficientnet_v2_l's last layer: 2.5e-6 of its range), so the tolerance is relative
+        # to the range, not to each value
         if acts.shape != act1.shape or not torch.allclose(
-                acts, act1, rtol=1e-5, atol=1e-6 * float(act1.abs().max()) + 1e-12):
+                acts, act1, rtol=1e-5, atol=1e-5 * float(act1.abs().max()) + 1e-12):
             return "the traced graph's value at the layer is not the layer's output"
         native, _ = suffix.prefix(x1)
         got = suffix(native.repeat(2, *[1] * (native.dim() - 1)), extras)  # broadcast, as used
