@@ -151,7 +151,9 @@ def _targets(lens, x: torch.Tensor, targets) -> torch.Tensor:
     if t.numel() != n:
         raise ConvlensError(f"targets must give one class per image ({n}), got {t.numel()}")
     k = getattr(lens, "num_classes", None)
-    if k is not None and (t.min() < 0 or t.max() >= k):
+    if k is None:  # a bare module: its output says
+        k = lens(x[:1]).shape[1]
+    if t.min() < 0 or t.max() >= k:
         raise ConvlensError(f"targets must be classes 0..{k - 1}, got {t.tolist()}")
     return t.clone()
 
