@@ -181,6 +181,15 @@ def literal_game(net, x, maps, targets, steps, start, finish):
     return out
 
 
+#: the paper's weights written out: 1/6 for the 4 direct, 1/12 for the 4 diagonal neighbours
+WEIGHTS = [(dy, dx, 1 / 6 if dy == 0 or dx == 0 else 1 / 12)
+           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def test_neighbour_weights_are_the_papers():
+    assert sorted(NEIGHBOURS) == sorted(WEIGHTS)
+
+
 def literal_impute(img: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     """Dense, pixel by pixel: row j of the system says removed pixel j equals the weighted mean
     of its in-image neighbours (removed ones unknown)."""
@@ -190,7 +199,7 @@ def literal_impute(img: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     a = np.zeros((len(pos), len(pos)))
     b = np.zeros((len(pos), c))
     for j, (y, x) in enumerate(pos):
-        for dy, dx, wt in NEIGHBOURS:
+        for dy, dx, wt in WEIGHTS:
             ny, nx = y + dy, x + dx
             if 0 <= ny < h and 0 <= nx < w:
                 a[j, j] += wt
@@ -294,7 +303,7 @@ def test_removed_pixels_satisfy_the_system_and_noise_zero_is_deterministic():
     out = linear_imputation(img, gone)
     for y, x in gone.nonzero().tolist():
         num, den = torch.zeros(2, dtype=torch.float64), 0.0
-        for dy, dx, wt in NEIGHBOURS:
+        for dy, dx, wt in WEIGHTS:
             if 0 <= y + dy < 6 and 0 <= x + dx < 7:
                 num += wt * out[:, y + dy, x + dx]
                 den += wt
