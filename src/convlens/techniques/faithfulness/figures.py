@@ -1,0 +1,2 @@
+"""Placeholder: the faithfulness family has no figures yet (issue 26, part two; see
+`metrics` and `robustness` for the compute core)."""
