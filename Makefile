@@ -27,6 +27,7 @@ $(VENV)/bin/python:
 $(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q -e '.[test,ray]'
 	$(PIP) install -q --no-deps "torchattacks==3.5.1"  # the attacks' peer; see pyproject.toml
+	$(PIP) install -q --no-deps "quantus==0.6.0"  # faithfulness's peer; see pyproject.toml
 	touch $@
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml

@@ -274,6 +274,39 @@ def lens_and_data(model, data, max_pixels: int | None = None):
     return lens, ds
 
 
+class ChannelsLast:
+    """Runs the many perturbed copies of a batch (masked, ablated, deleted pixels) channels-
+    last on the CPU, where oneDNN's convolutions are faster on that layout (one thread:
+    resnet18 at 224 px 1.25x, stamps-net at 96 px 1.5x); the outputs agree to float rounding.
+    A model that refuses the layout (a ``.view`` of a feature map) gets the default one from
+    then on, and `notes` says so.
+
+    Example::
+
+        layout = ChannelsLast(x)
+        scores = layout.run(lambda inp: lens(inp), perturbed)
+    """
+
+    def __init__(self, x: torch.Tensor):
+        self.on = x.dim() == 4 and x.device.type == "cpu"
+        self.why: str | None = None
+
+    def run(self, fn, inputs: torch.Tensor):
+        """``fn(inputs)``, the inputs channels-last where that is on."""
+        if self.on and inputs.dim() == 4:
+            try:
+                return fn(inputs.contiguous(memory_format=torch.channels_last))
+            except RuntimeError as e:
+                self.on, self.why = False, str(e).splitlines()[0][:200]
+        return fn(inputs)
+
+    def notes(self) -> list[str]:
+        if self.why is None:
+            return []
+        return ["the perturbed images ran in the default memory layout: the model refused "
+                f"channels-last input ({self.why})"]
+
+
 def as_batch(lens: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`x` checked and made ready for the model: ``(N, C, H, W)`` (a single ``(C, H, W)`` image
     gets a batch axis), on the model's device and float dtype, detached from any graph."""

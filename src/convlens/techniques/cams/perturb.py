@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ...errors import ConvlensError
 from ...grids import from_grid, grid_layout, to_grid
 from ...hooks import capture, model_of, preserved, substituted
-from ...lens import as_batch, as_lens
+from ...lens import ChannelsLast, as_batch, as_lens
 from ..gradients.cam import default_cam_layer
 from ..gradients.gradients import target_pass
 from ..gradients.targets import TargetLike, Unit, image_targets, target_param
@@ -88,7 +88,7 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
     rows = torch.arange(n).repeat_interleave(c)[live]
     chans = torch.arange(c).repeat(n)[live]
     scores = torch.full((n * c,), -torch.inf, dtype=torch.float64)  # weight 0 if not kept
-    layout = _Layout(xb)
+    layout = ChannelsLast(xb)
     with torch.inference_mode():
         if constant.any():  # every constant channel of image i scores f_c(0): one pass
             zero = _scores(lens, torch.zeros_like(xb), specs).double().cpu()
@@ -100,8 +100,9 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
             lo = m.amin((1, 2), keepdim=True)
             span = m.amax((1, 2), keepdim=True) - lo
             m = torch.where(span > 0, (m - lo) / torch.where(span > 0, span, 1), 0)
-            scores[live[s:s + bs]] = layout.scores(lens, xb[r] * m[:, None].to(xb),
-                                                   [specs[i] for i in r.tolist()])
+            scores[live[s:s + bs]] = layout.run(
+                lambda inp: _scores(lens, inp, [specs[i] for i in r.tolist()]).double().cpu(),
+                xb[r] * m[:, None].to(xb))
     weights = scores.view(n, c).softmax(1)
     cam = _combine(weights.to(act.device), act)
     params = {"target": target_param(target), "layer": layer, "batch_size": bs}
@@ -111,6 +112,19 @@ def score_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | N
         notes.append(f"Faster-Score-CAM: the {min(max_channels, c)} most varying of {c} "
                      "channels per image")
     return cam_result("score_cam", lens, xb, p, cam, params, notes=notes)
+
+
+def _top_varying(flat: torch.Tensor, max_channels: int | None) -> torch.Tensor:
+    """``(N, C)``: True for each image's `max_channels` channels of largest standard
+    deviation over the positions of `flat` ``(N, C, hw)`` (all of them for None)."""
+    n, c = flat.shape[:2]
+    if max_channels is None:
+        return torch.ones(n, c, dtype=torch.bool)
+    if isinstance(max_channels, bool) or not isinstance(max_channels, int) or max_channels < 1:
+        raise ConvlensError(f"max_channels must be a positive integer or None, got "
+                            f"{max_channels!r}")
+    top = flat.double().std(2, correction=0).topk(min(max_channels, c), 1).indices.cpu()
+    return torch.zeros(n, c, dtype=torch.bool).scatter_(1, top, True)
 
 
 def _top_varying(flat: torch.Tensor, max_channels: int | None) -> torch.Tensor:

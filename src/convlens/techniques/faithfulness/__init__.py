@@ -1,13 +1,24 @@
-"""Faithfulness: do the maps point at what the model uses? (METHODS.md, "Faithfulness"; issue
-26.) Scores that perturb the image in a map's order or at random and watch the model:
-deletion and insertion (RISE), ROAD (MoRF and LeRF, noisy linear imputation), average drop
-and increase in confidence (Grad-CAM++), infidelity and max-sensitivity (Yeh et al. 2019),
-with a bootstrap interval over images.
+"""Faithfulness: which map can I trust? (METHODS.md, "Faithfulness"; issue 26.) Every
+attribution method's maps scored over a dataset by perturbing the image in the map's order or
+at random and watching the model: deletion and insertion (RISE), ROAD (MoRF and LeRF, noisy
+linear imputation), average drop and increase in confidence (Grad-CAM++), infidelity and
+max-sensitivity (Yeh et al. 2019), the pointing game and energy in the mask, and the
+randomisation check (Adebayo et al. 2018), each with a bootstrap interval over images.
 
-The compute core is in place (`metrics`, `robustness`, `substrates`); the view records, the
-command, results, figures and demo step are not declared yet, so this family has no views.
+`metrics`, `robustness` and `substrates` are the compute core (tensors in, scores out);
+`faithfulness` is the view: the dataset pass and its reducer.
 """
-from ...views import register
+from ...views import View, register
 
-#: no views yet: the records come with the result type and the command (issue 26, part two)
-VIEWS = register()
+_RESULT = "techniques.faithfulness.results:FaithfulnessResult"
+
+VIEWS = register(
+    View(name="faithfulness", section=5, title="faithfulness",
+         line="which map can I trust: every method scored by deletion, insertion, ROAD, ...",
+         function="techniques.faithfulness.faithfulness:faithfulness", result=_RESULT,
+         inputs=None, takes="data",
+         quick={"n": 2, "methods": ["saliency", "grad_cam", "random"], "steps": 2,
+                "fractions": [0.5], "samples": 2, "sensitivity_samples": 1, "n_boot": 20},
+         demo="techniques.faithfulness.demo:step_faithfulness",
+         exports={"FaithfulnessResult": _RESULT}),
+)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -53,7 +54,7 @@ import torch
 
 from ...errors import ConvlensError
 from ...hooks import model_of, preserved
-from ...lens import as_batch, as_lens
+from ...lens import ChannelsLast, as_batch, as_lens
 from .substrates import noisy_linear_imputation, rise_blur
 
 
@@ -161,17 +162,23 @@ def _targets(lens, x: torch.Tensor, targets) -> torch.Tensor:
 def _probabilities(lens, rows: Callable[[int, int], torch.Tensor], n_rows: int,
                    targets: torch.Tensor, batch_size: int, logit: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run `rows(a, b)` (the perturbed images of rows a..b) through the model in chunks:
+    """Run `rows(a, b)` (the perturbed images of rows a..b) through the model in chunks
+    (channels-last on the CPU: `convlens.lens.ChannelsLast`):
     ``(probability of each row's target, whether it is the predicted class)``, on the CPU
     (with `logit`: the target's class score instead of its probability)."""
     probs, hits = [], []
+    layout = None
     for a in range(0, n_rows, batch_size):
         b = min(n_rows, a + batch_size)
-        scores = lens(rows(a, b))
+        inputs = rows(a, b)
+        layout = layout or ChannelsLast(inputs)  # faster convolutions on the CPU
+        scores = layout.run(lens, inputs)
         t = targets[a:b].to(scores.device)
         value = scores if logit else scores.float().softmax(1)
         probs.append(value.gather(1, t[:, None])[:, 0].cpu())
         hits.append((scores.argmax(1) == t).cpu())
+    if layout is not None and layout.why:
+        warnings.warn(layout.notes()[0], stacklevel=3)
     return torch.cat(probs), torch.cat(hits)
 
 
