@@ -4,13 +4,18 @@ last with intervals apart from it; the pass leaves the model as found, does not 
 batch size, checkpoints its state, saves and loads back, runs from the command line."""
 from __future__ import annotations
 
+import os
+import signal
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from conftest import all_hooks, assert_loads_back, assert_unchanged, snapshot
+from conftest import all_hooks, assert_loads_back, assert_unchanged, kill_after_checkpoint, snapshot
 from convlens import ConvlensError, Lens, RunSettings
 from convlens.data import ImageDataset
 from convlens.techniques.faithfulness.faithfulness import Faithfulness, faithfulness
@@ -53,6 +58,8 @@ class Noise(ImageDataset):
         return self.n
 
     def load(self, i):
+        if os.environ.get("CONVLENS_TEST_SLOW"):
+            time.sleep(0.03)
         return np.random.default_rng(i).integers(0, 256, (8, 8)).astype(np.uint8), 0, {}
 
 
@@ -158,3 +165,33 @@ def test_saves_loads_back_and_runs_from_the_command_line(tmp_path, capsys):
                  "builtin:shapes:test", "--n", "2", "--methods", "nope",
                  "--out", str(tmp_path / "x")]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+SCRIPT = """
+import os, sys, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {tests!r})
+os.environ["CONVLENS_TEST_SLOW"] = "1"
+from test_faithfulness_view import linear_lens, Noise, KW
+from convlens import RunSettings
+from convlens.techniques.faithfulness.faithfulness import faithfulness
+faithfulness(linear_lens(), Noise(60), out={out!r},
+             run=RunSettings(batch_size=4, checkpoint_every=1, progress=False), **KW)
+"""
+KW = dict(methods=["input_x_gradient", "random"], metrics=["deletion", "road_morf",
+                                                           "infidelity"],
+          steps=4, fractions=[0.5], samples=3, n_boot=100)
+
+
+@pytest.mark.slow
+def test_resumes_after_sigkill(tmp_path):
+    out = tmp_path / "faith"
+    code = kill_after_checkpoint(SCRIPT.format(tests=str(Path(__file__).parent), out=str(out)),
+                                 out / ".convlens-faithfulness" / "checkpoint.pt")
+    assert code == -signal.SIGKILL
+    assert not (out / "manifest.json").exists()
+    resumed = faithfulness(linear_lens(), Noise(60), out=out, run=QUIET.but(batch_size=7), **KW)
+    assert 0 < resumed.params["resumed_from"] < 60
+    whole = faithfulness(linear_lens(), Noise(60), run=QUIET.but(batch_size=60), **KW)
+    pd.testing.assert_frame_equal(resumed.table, whole.table, rtol=1e-5, atol=1e-7)
+    assert (out / "manifest.json").is_file() and not (out / ".convlens-faithfulness").exists()
