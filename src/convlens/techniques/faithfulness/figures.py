@@ -50,7 +50,7 @@ def ranking_figure(table: pd.DataFrame, titles: dict, path: str, title: str) -> 
     col = _colours(methods)
     cols = min(4, max(1, len(metrics)))
     rows = int(np.ceil(len(metrics) / cols)) or 1
-    fig = _figure(figsize=(3.3 * cols, 0.22 * len(methods) * rows + 1.2 * rows + 0.4), dpi=100)
+    fig = _figure(figsize=(3.0 * cols, 0.22 * len(methods) * rows + 1.2 * rows + 0.4), dpi=100)
     for j, k in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, j + 1)
         t = table[table.metric == k].sort_values(["rank", "method"], ascending=[False, False])
