@@ -61,7 +61,7 @@ def ranking_figure(table: pd.DataFrame, titles: dict, path: str, title: str) -> 
         ax.set_yticks(y)
         ax.set_yticklabels(t.method, fontsize=7)
         better = t.better.iloc[0] if len(t) else ""
-        ax.set_title(f"{titles.get(k, k)} ({better} is better)", fontsize=8)
+        ax.set_title(f"{titles.get(k, k)} ({better} is better)", fontsize=7.5)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle(title, fontsize=9)
