@@ -114,7 +114,9 @@ def render() -> None:
              "optimally scaled: the maps' units differ), max-sensitivity from 4 uniform draws "
              "(radius 0.02), randomisation: the Spearman correlation with the same method's "
              "map on the model with every weight layer re-initialised. `random` is a map of "
-             "uniform noise: the floor.", ""]
+             "uniform noise: the floor. Each table scores the methods it lists (the command and "
+             "the API score all 16 by default; these runs, on one core, took 7: "
+             "`docs/make_faithfulness.py --methods ...`).", ""]
     for name in SETS:
         folder = HERE / "faithfulness" / name
         if not (folder / "manifest.json").is_file():
