@@ -63,6 +63,7 @@ class Noise(ImageDataset):
         return np.random.default_rng(i).integers(0, 256, (8, 8)).astype(np.uint8), 0, {}
 
 
+@pytest.mark.slow
 def test_gradient_times_input_ranks_first_and_noise_last_on_a_linear_model():
     res = faithfulness(linear_lens(), Noise(40),
                        methods=["input_x_gradient", "saliency", "random"],
@@ -145,6 +146,7 @@ def test_reducer_state_round_trip_and_merge():
         Faithfulness(**kw).update(next(iter(Loader(data, batch_size=2))), {}, torch.zeros(2, 2))
 
 
+@pytest.mark.slow
 def test_saves_loads_back_and_runs_from_the_command_line(tmp_path, capsys):
     from convlens import load_model
     from convlens.cli import main
