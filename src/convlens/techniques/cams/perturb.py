@@ -127,45 +127,6 @@ def _top_varying(flat: torch.Tensor, max_channels: int | None) -> torch.Tensor:
     return torch.zeros(n, c, dtype=torch.bool).scatter_(1, top, True)
 
 
-def _top_varying(flat: torch.Tensor, max_channels: int | None) -> torch.Tensor:
-    """``(N, C)``: True for each image's `max_channels` channels of largest standard
-    deviation over the positions of `flat` ``(N, C, hw)`` (all of them for None)."""
-    n, c = flat.shape[:2]
-    if max_channels is None:
-        return torch.ones(n, c, dtype=torch.bool)
-    if isinstance(max_channels, bool) or not isinstance(max_channels, int) or max_channels < 1:
-        raise ConvlensError(f"max_channels must be a positive integer or None, got "
-                            f"{max_channels!r}")
-    top = flat.double().std(2, correction=0).topk(min(max_channels, c), 1).indices.cpu()
-    return torch.zeros(n, c, dtype=torch.bool).scatter_(1, top, True)
-
-
-class _Layout:
-    """Runs the many masked images of a perturbation CAM channels-last on the CPU, where
-    oneDNN's convolutions are faster on that layout (resnet18 at 224 px, one thread: 1.25x);
-    the outputs agree to float rounding. A model that refuses the layout (a ``.view`` of a
-    feature map) gets the images in the default layout from then on, and the notes say so."""
-
-    def __init__(self, x: torch.Tensor):
-        self.on = x.dim() == 4 and x.device.type == "cpu"
-        self.why: str | None = None
-
-    def scores(self, lens, inputs: torch.Tensor, specs: list) -> torch.Tensor:
-        if self.on:
-            try:
-                return _scores(lens, inputs.contiguous(memory_format=torch.channels_last),
-                               specs).double().cpu()
-            except RuntimeError as e:
-                self.on, self.why = False, str(e).splitlines()[0][:200]
-        return _scores(lens, inputs, specs).double().cpu()
-
-    def notes(self) -> list[str]:
-        if self.why is None:
-            return []
-        return [f"the masked images ran in the default memory layout: the model refused "
-                f"channels-last input ({self.why})"]
-
-
 def ablation_cam(lens, x: torch.Tensor, target: TargetLike = "auto", layer: str | None = None,
                  batch_size: int = 32) -> CamMaps:
     """Ablation-CAM (Desai & Ramaswamy 2020, eq. 2-3, https://openaccess.thecvf.com/
