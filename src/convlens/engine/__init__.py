@@ -6,9 +6,11 @@ top-k images, codes, predictions, robustness) and hands them to `run_local` or `
 """
 from .checkpoint import Checkpoint, PassInfo, fingerprint_model, fingerprint_order
 from .local import feed, local_pass, model_device, progress_bar, run_local
+from .passes import item_order, pass_checkpoint, run_pass
 from .reducer import Reducer, Slots, channel_maps, shared
 from .settings import RunSettings, as_run
 
 __all__ = ["Reducer", "Slots", "channel_maps", "shared", "Checkpoint", "PassInfo",
            "fingerprint_model", "fingerprint_order", "feed", "local_pass", "model_device",
-           "progress_bar", "run_local", "RunSettings", "as_run"]
+           "progress_bar", "run_local", "RunSettings", "as_run", "item_order", "pass_checkpoint",
+           "run_pass"]

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ...data.labels import LabelMap, align_labels, warn_if_differ
-from ...engine import Checkpoint, Reducer, fingerprint_model, fingerprint_order, run_local
+from ...engine import Reducer, item_order, pass_checkpoint, run_pass
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
 from ...lens import lens_and_data
@@ -222,40 +222,18 @@ def robustness(lens, data, eps: Sequence[float] = (0.0, 0.01, 0.03, 0.1), attack
         raise ConvlensError(f"steps must be at least 1, got {steps}")
     lens, data = lens_and_data(lens, data)
     spec = getattr(data, "spec", None)
-    if indices is not None:
-        order = np.asarray(list(indices), dtype=np.int64)
-    else:
-        order = np.arange(len(data) if n is None else min(int(n), len(data)),
-                          dtype=np.int64)
-    if len(order) and (order.min() < 0 or order.max() >= len(data)):
-        raise ConvlensError(f"indices must lie in 0..{len(data) - 1}")
+    order = item_order(data, n, indices)
 
     label_map = align_labels(getattr(data, "classes", None), getattr(lens, "labels", None))
     if not label_map.comparable:
         raise ConvlensError(f"robustness measures accuracy, but {label_map.note()}")
     warn_if_differ(label_map)
     reducer = Robustness(eps, attack, steps, alpha, random_start, norm, seed, label_map)
-    folder = None
-    if out is not None:
-        folder = Path(out)
-        work = folder / WORK
-        if not run.resume and work.exists():
-            shutil.rmtree(work)
-        fingerprint = {"model": fingerprint_model(lens), "data": spec or type(data).__name__,
-                       "data_len": len(data), "order": fingerprint_order(order),
-                       **reducer.config()}
-        checkpoint = Checkpoint(work / "checkpoint.pt", fingerprint)
-    else:
-        checkpoint = None
-    desc = f"robustness {attack} {getattr(lens, 'name', 'model')}"
-    if engine == "local":
-        info = run_local(lens, data, [reducer], order, run.batch_size, run.workers,
-                         run.progress, desc, checkpoint, run.checkpoint_every)
-    else:
-        from ...engine.ray import run_ray
-        info = run_ray(lens, data, [reducer], order, run.batch_size, run.workers, run.progress,
-                       desc, checkpoint, run.shard_size, run.ray_address,
-                       run.ray_options or None)
+    folder = Path(out) if out is not None else None
+    checkpoint = (pass_checkpoint(lens, data, order, folder / WORK, run, reducer.config())
+                  if folder is not None else None)
+    info = run_pass(lens, data, [reducer], order, run,
+                    f"robustness {attack} {getattr(lens, 'name', 'model')}", checkpoint)
     if reducer.n == 0:
         raise ConvlensError(f"none of the {info.images} items read has a label the model knows: "
                             "robustness measures accuracy, so it needs labelled data")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...engine import Checkpoint, Reducer, fingerprint_model, fingerprint_order, run_local
+from ...engine import Reducer, item_order, pass_checkpoint, run_pass
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
 from ...lens import lens_and_data
@@ -368,33 +368,14 @@ def faithfulness(lens, data, methods: Sequence[str] | None = None,
             raise ConvlensError(f"{name} must be a positive integer, got {v!r}")
     lens, data = lens_and_data(lens, data)
     spec = getattr(data, "spec", None)
-    if indices is not None:
-        order = np.asarray(list(indices), dtype=np.int64)
-    else:
-        order = np.arange(len(data) if n is None else min(int(n), len(data)), dtype=np.int64)
-    if len(order) and (order.min() < 0 or order.max() >= len(data)):
-        raise ConvlensError(f"indices must lie in 0..{len(data) - 1}")
+    order = item_order(data, n, indices)
     reducer = Faithfulness(methods, metrics, steps, fractions, samples, sensitivity_samples,
                            seed, batch_size=max(8, run.batch_size))
-    folder = checkpoint = None
-    if out is not None:
-        folder = Path(out)
-        work = folder / WORK
-        if not run.resume and work.exists():
-            shutil.rmtree(work)
-        fingerprint = {"model": fingerprint_model(lens), "data": spec or type(data).__name__,
-                       "data_len": len(data), "order": fingerprint_order(order),
-                       **reducer.config()}
-        checkpoint = Checkpoint(work / "checkpoint.pt", fingerprint)
-    desc = f"faithfulness {getattr(lens, 'name', 'model')}"
-    if run.engine == "local":
-        info = run_local(lens, data, [reducer], order, run.batch_size, run.workers,
-                         run.progress, desc, checkpoint, run.checkpoint_every)
-    else:
-        from ...engine.ray import run_ray
-        info = run_ray(lens, data, [reducer], order, run.batch_size, run.workers, run.progress,
-                       desc, checkpoint, run.shard_size, run.ray_address,
-                       run.ray_options or None)
+    folder = Path(out) if out is not None else None
+    checkpoint = (pass_checkpoint(lens, data, order, folder / WORK, run, reducer.config())
+                  if folder is not None else None)
+    info = run_pass(lens, data, [reducer], order, run,
+                    f"faithfulness {getattr(lens, 'name', 'model')}", checkpoint)
     if reducer.n == 0:
         raise ConvlensError("no image could be read: nothing to score")
     table, per_image, curves = reducer.finalize(n_boot)
