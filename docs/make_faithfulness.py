@@ -1,7 +1,7 @@
 """Regenerate docs/faithfulness.md and its figures: which map can I trust, on the seed models.
 
     .venv/bin/python docs/make_faithfulness.py [--n 1000] [--sets shapes,stamps]
-        [--methods M1,M2,...] [--render-only]
+        [--methods M1,M2,...] [--render-only] [--zero-only]
 
 For each built-in model on its own test data (builtin:shapes-net on builtin:shapes:test,
 builtin:stamps-net on builtin:stamps:test), `convlens.faithfulness` over the first `--n` items
@@ -10,6 +10,11 @@ docs/faithfulness/<set>/ (tables as CSV, the curves and ranking figures as PNG),
 faithfulness.md gets each model's table (mean and 95 % bootstrap interval, rank), its figures
 and its verdict. `--render-only` rewrites the page from the saved folders. Checkpoints as it
 goes: run the same command again after a kill and it resumes.
+
+ROAD's zero-filling control (``road_zero_morf`` / ``road_zero_lerf``, for ROAD's rank
+consistency claim) is scored in the same run; `--zero-only` scores only it, into
+docs/faithfulness/<set>-zero/, for a set whose main run predates it (the maps and images are
+the same: every map and every noise draw is seeded by the image's dataset index).
 """
 from __future__ import annotations
 
@@ -37,12 +42,18 @@ METHODS = ["saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_
            "ablation_cam", "eigen_cam", "input_x_gradient", "random"]
 
 
-def run(name: str, n: int, methods: list[str]) -> None:
+ZERO = ["road_zero_morf", "road_zero_lerf"]
+
+
+def run(name: str, n: int, methods: list[str], zero_only: bool = False) -> None:
+    from convlens.techniques.faithfulness.faithfulness import DEFAULT_METRICS
+
     model, data = SETS[name]
-    out = HERE / "faithfulness" / name
+    out = HERE / "faithfulness" / (f"{name}-zero" if zero_only else name)
+    metrics = ZERO if zero_only else list(DEFAULT_METRICS) + ZERO
     t0 = time.time()
     res = convlens.faithfulness(convlens.load_model(model), data, methods=methods, n=n,
-                                out=out, run=convlens.RunSettings(resume=True,
+                                metrics=metrics, out=out, run=convlens.RunSettings(resume=True,
                                                                   checkpoint_every=2))
     res.save(out, lens=convlens.load_model(model))
     (out / "by_image.csv").unlink(missing_ok=True)  # 1.3 MB at 1,000 images: the parquet stays
@@ -52,7 +63,7 @@ def run(name: str, n: int, methods: list[str]) -> None:
 def table_md(t: pd.DataFrame) -> list[str]:
     from convlens.techniques.faithfulness.results import TITLES
 
-    metrics = list(dict.fromkeys(t.metric))
+    metrics = [k for k in dict.fromkeys(t.metric) if k not in ZERO]  # in the findings
     methods = list(dict.fromkeys(t.method))
     head = "| method | " + " | ".join(f"{TITLES[k]} ({t[t.metric == k].better.iloc[0]})"
                                       for k in metrics) + " |"
@@ -95,9 +106,25 @@ def findings(t: pd.DataFrame) -> list[str]:
                    f"{inf['mean'].max():.3g} over the methods, the noise map included: with "
                    "Gaussian noise of 0.1 on every pixel the score change is dominated by what "
                    "no map predicts linearly, so this metric does not tell these maps apart.")
-    out.append("- ROAD's claim (most- and least-relevant-first orders agree better under noisy "
-               "linear imputation than under zero filling) is not measured yet: the view has "
-               "no zero-filling variant of ROAD (issue 26's note).")
+    from convlens.techniques.faithfulness.results import FaithfulnessResult
+
+    rho = FaithfulnessResult(t, pd.DataFrame(), pd.DataFrame(), {}).road_consistency()
+    if len(rho) == 2:
+        zm, zl = (t[t.metric == k].set_index("method")["mean"] for k in ZERO)
+        out.append(
+            "- ROAD's claim (Rong et al. 2022: removing the most and the least relevant pixels "
+            "first rank the methods consistently under noisy linear imputation, not under a "
+            "fixed value): Spearman correlation of the two orders' rankings over the methods "
+            f"{rho['noisy linear']:.2f} with noisy linear imputation, {rho['zero']:.2f} with "
+            "the removed pixels set to the data mean (zero in the normalised space). " + (
+                "It holds here." if rho["noisy linear"] > rho["zero"] else
+                "It does not hold here: the orders agree as well or better without the "
+                "imputation.") + " Zero-filled means, most / least relevant first: "
+            + "; ".join(f"{m} {zm[m]:.3g} / {zl[m]:.3g}" for m in zm.index) + ".")
+    else:
+        out.append("- ROAD's claim (most- and least-relevant-first orders agree better under "
+                   "noisy linear imputation than under zero filling): not scored for this "
+                   "model (run `docs/make_faithfulness.py --zero-only`).")
     return out
 
 
@@ -123,12 +150,17 @@ def render() -> None:
             continue
         res = load_result(folder)
         p = res.params
+        table = res.table
+        if (HERE / "faithfulness" / f"{name}-zero" / "manifest.json").is_file():
+            extra = load_result(HERE / "faithfulness" / f"{name}-zero")
+            if extra.params["images"] == p["images"]:
+                table = pd.concat([table, extra.table], ignore_index=True)
         parts += [f"## {p['model']} on {p['data']} ({p['images']} images)", "",
                   f"{p['seconds']:.0f} s, {p['images_per_s']} images per second "
                   f"({len(p['methods'])} methods, every metric).", ""]
         parts += table_md(res.table) + [""]
         parts += [f"- {line}" for line in res.verdict()] + [""]
-        parts += findings(res.table) + [""]
+        parts += findings(table) + [""]
         for pic in ("ranking", "curve_deletion", "curve_insertion", "curve_road_morf",
                     "curve_road_lerf"):
             if (folder / f"{pic}.png").is_file():
@@ -145,10 +177,12 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", default="shapes,stamps")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--zero-only", action="store_true",
+                    help="score only ROAD's zero-filling control, into <set>-zero/")
     args = ap.parse_args(argv)
     if not args.render_only:
         for name in args.sets.split(","):
-            run(name, args.n, args.methods.split(","))
+            run(name, args.n, args.methods.split(","), args.zero_only)
     render()
     return 0
 

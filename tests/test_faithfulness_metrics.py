@@ -264,6 +264,25 @@ def test_road_equals_the_literal_loop(tiny):
             assert r.score.tolist() == pytest.approx(r.probability.double().mean(1).tolist())
 
 
+def test_road_zero_filling_is_the_mean_image_without_noise(tiny):
+    """ROAD's fixed-value control: removed positions are 0 in the normalised space, no noise
+    (the seed does not matter), the same removed sets as the imputed variant."""
+    net, x, maps = tiny
+    fr = [0.25, 0.75]
+    for order in ("morf", "lerf"):
+        r = road(net, x, maps, targets=[2, 0, 1], fractions=fr, order=order, noise=0.5,
+                 imputation="zero", seed=3, batch_size=4)
+        gone = road_removed(maps, fr, order)
+        with torch.no_grad():
+            net.eval()
+            ref = torch.stack([net(torch.where(gone[:, f, None], 0.0, x)).softmax(1)
+                               [torch.arange(3), torch.tensor([2, 0, 1])] for f in range(2)], 1)
+        assert torch.allclose(r.probability, ref, atol=1e-6), order
+        again = road(net, x, maps, targets=[2, 0, 1], fractions=fr, order=order,
+                     imputation="zero", seed=4)
+        assert torch.equal(r.probability, again.probability)
+
+
 def test_batch_size_does_not_change_the_curves(tiny):
     net, x, maps = tiny
     for f in (deletion, insertion):
@@ -476,6 +495,7 @@ def test_the_model_is_left_as_found_after_an_error(tiny):
     (lambda n, x, m: road(n, x, m, fractions=[0.0]), "between 0 and 1"),
     (lambda n, x, m: road(n, x, m, order="up"), "morf"),
     (lambda n, x, m: road(n, x, m, noise=-1), "noise"),
+    (lambda n, x, m: road(n, x, m, imputation="mean"), "imputation"),
     (lambda n, x, m: average_drop_increase(n, x, m, space="raw"), "space"),
     (lambda n, x, m: infidelity(n, x, m[:, :3]), "attributions"),
     (lambda n, x, m: infidelity(n, x, m, output="softmax"), "output"),

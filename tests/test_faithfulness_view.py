@@ -197,3 +197,52 @@ def test_resumes_after_sigkill(tmp_path):
     whole = faithfulness(linear_lens(), Noise(60), run=QUIET.but(batch_size=60), **KW)
     pd.testing.assert_frame_equal(resumed.table, whole.table, rtol=1e-5, atol=1e-7)
     assert (out / "manifest.json").is_file() and not (out / ".convlens-faithfulness").exists()
+
+
+def test_road_consistency_by_hand():
+    """ROAD's rank consistency: Spearman over methods of the MoRF ranks (lower better) and
+    the LeRF ranks (higher better), per filling; the verdict says whether imputation agrees
+    better. By hand: with imputation the orders agree exactly (rho 1); zero filling reverses
+    them (rho -1)."""
+    from convlens.techniques.faithfulness.results import FaithfulnessResult
+
+    rows = []
+    for m, morf, lerf, zm, zl in (("a", 0.1, 0.9, 0.3, 0.6), ("b", 0.2, 0.8, 0.2, 0.5),
+                                  ("c", 0.3, 0.7, 0.1, 0.4)):
+        for k, v, better in (("road_morf", morf, "lower"), ("road_lerf", lerf, "higher"),
+                             ("road_zero_morf", zm, "lower"), ("road_zero_lerf", zl, "higher")):
+            rows.append({"method": m, "metric": k, "mean": v, "low": v, "high": v,
+                         "images": 1, "better": better, "rank": 1.0})
+    res = FaithfulnessResult(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame(
+        columns=["curve", "method", "x", "mean", "low", "high"]), {})
+    rho = res.road_consistency()
+    assert rho["noisy linear"] == pytest.approx(1.0)
+    assert rho["zero"] == pytest.approx(-1.0)
+    assert any("agree better with imputation, as Rong" in line for line in res.verdict())
+    only = FaithfulnessResult(pd.DataFrame(rows[:2]), pd.DataFrame(), res.curves, {})
+    assert only.road_consistency() == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_on_ray_matches_local():
+    """The engine's Ray dispatch gives the local pass's table: the per-image noise is seeded by
+    the dataset index, not by the shard an image lands in."""
+    import sys
+
+    ray = pytest.importorskip("ray")
+    kw = dict(methods=["input_x_gradient", "random"],
+              metrics=["deletion", "road_morf", "road_zero_lerf", "infidelity"], steps=4,
+              fractions=[0.3, 0.6], samples=3, n_boot=100)
+    local = faithfulness(linear_lens(), Noise(12), run=QUIET.but(batch_size=4), **kw)
+    tests = str(Path(__file__).resolve().parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
+    try:
+        remote = faithfulness(linear_lens(), Noise(12),
+                              run=QUIET.but(batch_size=4, engine="ray", shard_size=6), **kw)
+    finally:
+        ray.shutdown()
+    assert remote.params["engine"] == "ray"
+    pd.testing.assert_frame_equal(local.table, remote.table, rtol=1e-6, atol=1e-9)
+    pd.testing.assert_frame_equal(local.curves, remote.curves, rtol=1e-6, atol=1e-9)

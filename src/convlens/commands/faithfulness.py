@@ -38,7 +38,7 @@ def _fractions(s: str) -> list[float]:
 
 
 def _opts(p: argparse.ArgumentParser) -> None:
-    from ..techniques.faithfulness.faithfulness import METHODS, METRICS
+    from ..techniques.faithfulness.faithfulness import DEFAULT_METRICS, METHODS, METRICS
 
     model_options(p)
     data_options(p)
@@ -46,7 +46,8 @@ def _opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--methods", type=_names, default=None, metavar="M1,M2,...",
                    help="maps to score (default all: " + ", ".join(METHODS) + ")")
     g.add_argument("--metrics", type=_names, default=None, metavar="K1,K2,...",
-                   help="metrics (default all: " + ", ".join(METRICS) + ")")
+                   help="metrics (default: " + ", ".join(DEFAULT_METRICS) + "; also: "
+                   + ", ".join(k for k in METRICS if k not in DEFAULT_METRICS) + ")")
     g.add_argument("--steps", type=positive_int, default=28,
                    help="deletion and insertion steps (default 28)")
     g.add_argument("--fractions", type=_fractions, default=None, metavar="P1,P2,...",

@@ -49,6 +49,10 @@ METRICS: dict[str, tuple[str, int]] = {
     "road_morf": ("ROAD, most relevant removed first (noisy linear imputation): mean "
                   "probability over the fractions", -1),
     "road_lerf": ("ROAD, least relevant removed first: mean probability", +1),
+    "road_zero_morf": ("ROAD's fixed-value control, most relevant first: removed pixels "
+                       "set to the data mean, no imputation (not in the default set)", -1),
+    "road_zero_lerf": ("ROAD's fixed-value control, least relevant first (not in the "
+                       "default set)", +1),
     "average_drop": ("average drop in confidence on the image times the map, %", -1),
     "increase_in_confidence": ("share of images whose confidence rises on the image times "
                                "the map, %", +1),
@@ -61,7 +65,9 @@ METRICS: dict[str, tuple[str, int]] = {
     "randomisation": ("rank correlation with the map of the weight-randomised model (a "
                       "faithful map changes: lower)", -1),
 }
-CURVES = ("deletion", "insertion", "road_morf", "road_lerf")
+CURVES = ("deletion", "insertion", "road_morf", "road_lerf", "road_zero_morf", "road_zero_lerf")
+#: what `faithfulness` scores when no metrics are named: all but ROAD's zero-filling control
+DEFAULT_METRICS = tuple(k for k in METRICS if not k.startswith("road_zero"))
 
 
 def input_x_gradient(lens, x: torch.Tensor, target) -> torch.Tensor:
@@ -203,12 +209,15 @@ class Faithfulness(Reducer):
                     c = fn()
                     put(key, c.score)
                     curves[key].append(c.probability.float())
-            for key, order in (("road_morf", "morf"), ("road_lerf", "lerf")):
+            for key, order, how in (("road_morf", "morf", "linear"),
+                                    ("road_lerf", "lerf", "linear"),
+                                    ("road_zero_morf", "morf", "zero"),
+                                    ("road_zero_lerf", "lerf", "zero")):
                 if key in vals:
                     got = self._each(lambda i, s: road(
                         lens, x[i:i + 1], maps[i:i + 1], targets=t[i:i + 1],
                         fractions=self.fractions, order=order, seed=s,
-                        batch_size=self.batch_size))
+                        batch_size=self.batch_size, imputation=how))
                     put(key, torch.cat([c.score for c in got]))
                     curves[key].append(torch.cat([c.probability for c in got]).float())
             if "average_drop" in vals or "increase_in_confidence" in vals:
@@ -325,7 +334,9 @@ def faithfulness(lens, data, methods: Sequence[str] | None = None,
 
     Each image's map of its predicted class, by each of `methods` (default `METHODS`: every
     attribution method convlens has, the CAM family, gradient times input, and a map of
-    uniform noise as the floor), is scored by each of `metrics` (default all of `METRICS`):
+    uniform noise as the floor), is scored by each of `metrics` (default `DEFAULT_METRICS`:
+    every one of `METRICS` but ROAD's zero-filling control ``road_zero_morf`` /
+    ``road_zero_lerf``, which `FaithfulnessResult.road_consistency` compares with ROAD):
     deletion and insertion (Petsiuk et al. 2018, `steps` steps), ROAD most- and least-
     relevant first with noisy linear imputation (Rong et al. 2022, at `fractions`), average
     drop and increase in confidence (Chattopadhay et al. 2018), infidelity (`samples` noise
@@ -351,7 +362,7 @@ def faithfulness(lens, data, methods: Sequence[str] | None = None,
     """
     run = as_run(run)
     methods = list(METHODS if methods is None else methods)
-    metrics = list(METRICS if metrics is None else metrics)
+    metrics = list(DEFAULT_METRICS if metrics is None else metrics)
     if not methods or not metrics:
         raise ConvlensError("give at least one method and one metric")
     for m in methods:

@@ -314,8 +314,8 @@ def road_removed(maps: torch.Tensor, fractions: Sequence[float], order: str = "m
 
 def road(lens, x: torch.Tensor, maps: torch.Tensor, targets=None,
          fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-         order: str = "morf", noise: float = 0.01, seed: int = 0, batch_size: int = 64
-         ) -> Curves:
+         order: str = "morf", noise: float = 0.01, seed: int = 0, batch_size: int = 64,
+         imputation: str = "linear") -> Curves:
     """ROAD, RemOve And Debias (Rong, Leemann, Borisov, Kasneci & Kasneci 2022, "A Consistent
     and Efficient Evaluation Strategy for Attribution Methods", ICML,
     https://arxiv.org/abs/2202.00449): remove a share `p` of the positions, most relevant
@@ -334,6 +334,11 @@ def road(lens, x: torch.Tensor, maps: torch.Tensor, targets=None,
     own; ``noise=0`` is deterministic). Also returned: ``correct``, whether the target is
     still the predicted class: the paper's accuracy curves are ``result.accuracy``.
 
+    ``imputation="zero"`` is the fixed-value imputation the paper compares against (its §3):
+    removed positions become 0 in the normalised space (the data mean), without noise; the
+    paper's claim is that MoRF and LeRF rank methods consistently under noisy linear
+    imputation and not under such filling (`FaithfulnessResult.road_consistency`).
+
     Example::
 
         morf = road(lens, x, maps, order="morf")
@@ -344,6 +349,8 @@ def road(lens, x: torch.Tensor, maps: torch.Tensor, targets=None,
     batch_size = _check_batch(batch_size)
     if not noise >= 0:
         raise ConvlensError(f"noise must be 0 or more, got {noise!r}")
+    if imputation not in ("linear", "zero"):
+        raise ConvlensError(f"imputation must be 'linear' or 'zero', got {imputation!r}")
     f = _check_fractions(fractions)
     gone = road_removed(maps, f, order)
     n, nf = gone.shape[:2]
@@ -353,6 +360,10 @@ def road(lens, x: torch.Tensor, maps: torch.Tensor, targets=None,
         t = _targets(lens, x, targets)
 
         def rows(a: int, b: int) -> torch.Tensor:
+            if imputation == "zero":
+                r = torch.arange(a, b)
+                return torch.where(gone[r // nf, r % nf][:, None].to(x.device), 0.0,
+                                   x[r // nf])
             # image-major, fraction-minor: the noise drawn does not depend on batch_size
             return torch.stack([noisy_linear_imputation(x[r // nf], gone[r // nf, r % nf],
                                                         scale, gen) for r in range(a, b)])

