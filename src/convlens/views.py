@@ -337,8 +337,12 @@ def view_for(kind: str) -> View | None:
 
 def view_info(kind: str) -> dict[str, Any]:
     """The manifest's ``view`` entry for a result kind: section, title, line and its order."""
+    # every family declared first (cheap: their __init__ import no torch), so a view's order
+    # does not depend on which families this process happened to import (the same dynamic
+    # lookup as `resolve`)
+    views = importlib.import_module("convlens.techniques").all_views()
     v = view_for(kind)
     if v is None:
         return {"name": kind, "section": 99, "title": kind.replace("_", " "), "line": "",
                 "order": 0, "page": None}
-    return v.info(order=sorted(REGISTRY, key=lambda w: w.section).index(v))
+    return v.info(order=views.index(v))

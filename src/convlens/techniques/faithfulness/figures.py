@@ -32,7 +32,7 @@ def curves_figure(curves: pd.DataFrame, kind: str, label: str, path: str, title:
             continue
         ax.plot(d.x, d["mean"], "--" if m == "random" else "-", color=col[m], lw=1.4, label=m)
         ax.fill_between(d.x, d.low, d.high, color=col[m], alpha=0.15, lw=0)
-    removed = kind in ("deletion", "road_morf", "road_lerf")
+    removed = kind != "insertion"
     ax.set_xlabel("fraction of pixels " + ("removed" if removed else "revealed"))
     ax.set_ylabel("probability of the predicted class")
     ax.set_ylim(-0.02, 1.02)
@@ -50,7 +50,7 @@ def ranking_figure(table: pd.DataFrame, titles: dict, path: str, title: str) -> 
     col = _colours(methods)
     cols = min(4, max(1, len(metrics)))
     rows = int(np.ceil(len(metrics) / cols)) or 1
-    fig = _figure(figsize=(3.0 * cols, 0.22 * len(methods) * rows + 1.2 * rows + 0.4), dpi=100)
+    fig = _figure(figsize=(3.0 * cols, 0.22 * len(methods) * rows + 1.35 * rows + 0.4), dpi=100)
     for j, k in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, j + 1)
         t = table[table.metric == k].sort_values(["rank", "method"], ascending=[False, False])
@@ -61,7 +61,7 @@ def ranking_figure(table: pd.DataFrame, titles: dict, path: str, title: str) -> 
         ax.set_yticks(y)
         ax.set_yticklabels(t.method, fontsize=7)
         better = t.better.iloc[0] if len(t) else ""
-        ax.set_title(f"{titles.get(k, k)} ({better} is better)", fontsize=7.5)
+        ax.set_title(f"{titles.get(k, k)}\n({better} is better)", fontsize=7.5)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle(title, fontsize=9)

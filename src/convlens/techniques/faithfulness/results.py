@@ -153,16 +153,16 @@ class FaithfulnessResult(Result):
 
     def figures(self):
         n = self.params.get("images", 0)
-        out = []
+        # the answer first (which maps to trust, every metric ranked), then the curves
+        out = [figure("each metric, methods best first",
+                      [panel("ranking", "", kind="plot", caption=self.verdict())],
+                      "bars: 95 % bootstrap intervals over images; the best method of "
+                      "each metric on top")]
         kinds = list(dict.fromkeys(self.curves.curve)) if len(self.curves) else []
         if kinds:
             out.append(figure("mean curves", [panel(f"curve_{k}", TITLES[k], kind="plot")
                                               for k in kinds],
                               f"{n} images; bands: 95 % bootstrap intervals of the mean"))
-        out.append(figure("each metric, methods best first",
-                          [panel("ranking", "", kind="plot", caption=self.verdict())],
-                          "bars: 95 % bootstrap intervals over images; the best method of "
-                          "each metric on top"))
         return out
 
     def pictures(self):
