@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # On machines where these wheels lie on disk, installing the pair first stops pip looking further.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test check lint venv install clean data zoo
+.PHONY: demo test check lint venv install clean data zoo bench
 
 # Fashion-MNIST and Tux Paint's photo stamps (builtin:stamps) from Debian's packages, where apt
 # exists and we may use it; otherwise a hint.
@@ -43,9 +43,16 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check src tests benchmarks docs scripts
 
-# Everything: what CI runs (.ci/run).
+# Everything: what CI runs (.ci/run): the tests, then every benchmark row at toy sizes (fails if
+# any row's outputs differ from its peer's beyond the row's tolerance).
 test: lint data
 	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench.py --smoke --out $${TMPDIR:-/tmp}/convlens-bench-smoke
+
+# Every speed claim of BENCHMARKS.md against its baseline or peer, in one run (benchmarks/bench.py):
+# `make bench` on the CPU, `make bench BENCH="--device cuda"` on a GPU; tables in benchmarks/results/.
+bench: $(VENV)/.installed-test data
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench.py $(BENCH)
 
 # The inner loop: every family, without the tests marked slow (a second or more) or peer.
 check: lint data

@@ -45,7 +45,7 @@ import torch  # noqa: E402
 
 import convlens  # noqa: E402
 from convlens import Lens  # noqa: E402
-from convlens.techniques import occluders as occ  # noqa: E402
+from convlens.techniques.occlusion import occluders as occ  # noqa: E402
 from convlens.techniques.occlusion.occlusion import occlusion  # noqa: E402
 
 MODELS = {
