@@ -97,7 +97,8 @@ def main(argv=None) -> int:
         pf = quantus.PixelFlipping(features_in_step=c * per_step, perturb_baseline=0.0,
                                    normalise=False, abs=False, disable_warnings=True)
         return np.asarray(pf(model=model, x_batch=x.numpy(), y_batch=t.numpy(),
-                             a_batch=m[:, None].numpy(), device="cpu", softmax=True))
+                             a_batch=m[:, None].numpy(), device="cpu", softmax=True,
+                             batch_size=len(x)))
 
     def q_insertion(x, t, m):
         orig = x.numpy().reshape(len(x), -1)
@@ -109,8 +110,11 @@ def main(argv=None) -> int:
             return out
         pf = quantus.PixelFlipping(features_in_step=c * per_step, perturb_func=put_back,
                                    normalise=False, abs=False, disable_warnings=True)
+        # one Quantus batch: put_back's rows are the call's (Quantus's default batches of 64
+        # would misalign them)
         return np.asarray(pf(model=model, x_batch=rise_blur(x).numpy(), y_batch=t.numpy(),
-                             a_batch=m[:, None].numpy(), device="cpu", softmax=True))
+                             a_batch=m[:, None].numpy(), device="cpu", softmax=True,
+                             batch_size=len(x)))
 
     fractions = [i / 10 for i in range(1, 10)]
     for name, ours, peer in (

@@ -128,7 +128,8 @@ def rows(ctx: Context) -> list[Row | Skipped]:
                 pf = quantus.PixelFlipping(features_in_step=c * per_step, perturb_baseline=0.0,
                                            normalise=False, abs=False, disable_warnings=True)
                 curves.append(np.asarray(pf(model=model, x_batch=xn, y_batch=yn, a_batch=a,
-                                            device=device, softmax=True)))
+                                            device=device, softmax=True,
+                                            batch_size=len(xn))))
         return np.concatenate(curves)
 
     def q_insertion():
@@ -145,8 +146,11 @@ def rows(ctx: Context) -> list[Row | Skipped]:
             for a in maps:
                 pf = quantus.PixelFlipping(features_in_step=c * per_step, perturb_func=put_back,
                                            normalise=False, abs=False, disable_warnings=True)
+                # one Quantus batch for all: put_back's rows are the call's rows (Quantus
+                # splits x_batch into batches of 64 by default, which would misalign them)
                 curves.append(np.asarray(pf(model=model, x_batch=start, y_batch=yn,
-                                            a_batch=a, device=device, softmax=True)))
+                                            a_batch=a, device=device, softmax=True,
+                                            batch_size=len(xn))))
         return np.concatenate(curves)
 
     # fp32: both run the same images through the same model, in other batches and layouts
