@@ -193,7 +193,9 @@ def render() -> None:
              "map on the model with every weight layer re-initialised. `random` is a map of "
              "uniform noise: the floor. Each table scores the methods it lists (the command and "
              "the API score all 16 by default; these runs, on one core, took 7: "
-             "`docs/make_faithfulness.py --methods ...`).", ""]
+             "`docs/make_faithfulness.py --methods ...`). ROAD's fixed-value control (the same "
+             "removed pixels set to the data mean, no noise) is scored beside ROAD for its "
+             "rank-consistency claim; its means are in the findings, not the table.", ""]
     for name in SETS:
         folder = HERE / "faithfulness" / name
         if not (folder / "manifest.json").is_file():
