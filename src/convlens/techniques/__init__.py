@@ -11,7 +11,6 @@ import pkgutil
 
 from ..views import REGISTRY, View
 
-
 #: the families in the seed's order; within a section, a family before those that compose it
 #: (gradients, then the CAM family, then faithfulness, which scores both)
 ORDER = ("activity", "units", "tsne", "occlusion", "gradients", "cams", "faithfulness",
