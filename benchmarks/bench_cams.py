@@ -33,7 +33,6 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's progress bars
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 try:
@@ -42,32 +41,8 @@ except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convlens
 
-
-def rel(a, b) -> float:
-    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
-    return float((a - b).norm() / b.norm())
-
-
-def pgc_cam(cls, model, layer_module, x, t, **attrs):
-    """pytorch-grad-cam's map before its upsampling and scaling (its `get_cam_image`)."""
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    cam = cls(model=model, target_layers=[layer_module])
-    for k, v in attrs.items():
-        setattr(cam, k, v)
-    got = []
-    inner = cam.get_cam_image
-    cam.get_cam_image = lambda *a, **k: got.append(inner(*a, **k)) or got[-1]
-    try:
-        cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
-    finally:
-        cam.activations_and_grads.release()
-    return torch.from_numpy(np.maximum(got[0], 0))
-
-
-def tc_cam(cls, model, layer, x, t, **kw):
-    with cls(model, target_layer=layer, input_shape=tuple(x.shape[1:]), **kw) as ex:
-        out = model(x)
-        return ex(class_idx=[int(c) for c in t], scores=out, normalized=False)[0].detach()
+# the peers' calls, shared with benchmarks/bench.py's rows (this script's folder is on sys.path)
+from suite.cams import pgc_cam, rel, tc_cam  # noqa: E402
 
 
 def run(methods: dict, rounds: int, reference: str, n: int, title: str,

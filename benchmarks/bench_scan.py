@@ -32,13 +32,14 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 try:
     import convlens  # noqa: F401
 except ImportError:  # a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from suite.scan import Noise  # noqa: E402  (shared with benchmarks/bench.py's rows)
 
 from convlens import Lens, load_model  # noqa: E402
 from convlens.data import Loader, load_data  # noqa: E402
@@ -47,23 +48,6 @@ from convlens.engine.settings import RunSettings  # noqa: E402
 from convlens.errors import ConvlensError  # noqa: E402
 from convlens.lens import default_layers  # noqa: E402
 from convlens.techniques.units.scan import scan  # noqa: E402
-
-
-class Noise(ImageDataset):
-    """`n` random RGB images of `size`×`size` (uint8, seeded per item)."""
-
-    classes = [str(k) for k in range(1000)]
-
-    def __init__(self, n: int, size: int = 224, lens=None):
-        super().__init__(lens)
-        self.n, self.size = n, size
-
-    def __len__(self):
-        return self.n
-
-    def load(self, i):
-        rng = np.random.default_rng(i)
-        return rng.integers(0, 256, (self.size, self.size, 3), dtype=np.uint8), i % 1000, {}
 
 
 def setup(name: str, n: int) -> tuple[Lens, ImageDataset, str]:

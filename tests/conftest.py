@@ -153,3 +153,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def local_ray():
+    """A local Ray of 2 CPUs whose workers can import the tests' modules (to unpickle a test's
+    model and data); shut down afterwards, also after a failure. Skips without ray."""
+    ray = pytest.importorskip("ray")  # CI installs convlens[ray]
+    import os
+
+    tests = str(Path(__file__).resolve().parent)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

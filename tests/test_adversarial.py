@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -447,17 +446,11 @@ def test_robustness_resumes_after_sigkill(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_robustness_on_ray_matches_local():
-    ray = pytest.importorskip("ray")
+def test_robustness_on_ray_matches_local(local_ray):
     kw = {"eps": EPS, "attack": "pgd", "steps": 2}
     local = robustness(double_lens(), Pixels(30), run=QUIET.but(batch_size=6), **kw)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
-    try:
-        remote = robustness(double_lens(), Pixels(30),
-                            run=QUIET.but(batch_size=6, engine="ray", shard_size=12), **kw)
-    finally:
-        ray.shutdown()
+    remote = robustness(double_lens(), Pixels(30),
+                        run=QUIET.but(batch_size=6, engine="ray", shard_size=12), **kw)
     pd.testing.assert_frame_equal(local.table, remote.table, rtol=1e-12)
 
 

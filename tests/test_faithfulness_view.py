@@ -225,24 +225,15 @@ def test_road_consistency_by_hand():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_on_ray_matches_local():
+def test_on_ray_matches_local(local_ray):
     """The engine's Ray dispatch gives the local pass's table: the per-image noise is seeded by
     the dataset index, not by the shard an image lands in."""
-    import sys
-
-    ray = pytest.importorskip("ray")
     kw = dict(methods=["input_x_gradient", "random"],
               metrics=["deletion", "road_morf", "road_zero_lerf", "infidelity"], steps=4,
               fractions=[0.3, 0.6], samples=3, n_boot=100)
     local = faithfulness(linear_lens(), Noise(12), run=QUIET.but(batch_size=4), **kw)
-    tests = str(Path(__file__).resolve().parent)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, *sys.path])}})
-    try:
-        remote = faithfulness(linear_lens(), Noise(12),
-                              run=QUIET.but(batch_size=4, engine="ray", shard_size=6), **kw)
-    finally:
-        ray.shutdown()
+    remote = faithfulness(linear_lens(), Noise(12),
+                          run=QUIET.but(batch_size=4, engine="ray", shard_size=6), **kw)
     assert remote.params["engine"] == "ray"
     pd.testing.assert_frame_equal(local.table, remote.table, rtol=1e-6, atol=1e-9)
     pd.testing.assert_frame_equal(local.curves, remote.curves, rtol=1e-6, atol=1e-9)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -471,17 +470,10 @@ def test_cut_patch_and_unit_patches(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_ray_engine_matches_local():
-    ray = pytest.importorskip("ray")  # CI installs convlens[ray]
+def test_ray_engine_matches_local(local_ray):
     lens = exact_lens()
     local = run(lens, Synthetic(100), batch_size=8)
-    # the workers import this module to unpickle the test's model and data
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS, *sys.path])}})
-    try:
-        remote = run(lens, Synthetic(100), batch_size=8, engine="ray", shard_size=24)
-    finally:
-        ray.shutdown()
+    remote = run(lens, Synthetic(100), batch_size=8, engine="ray", shard_size=24)
     assert remote.params["engine"] == "ray"
     assert_same(local, remote, direction_truth(lens, 100, local))
 

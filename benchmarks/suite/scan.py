@@ -5,30 +5,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from convlens.data.base import ImageDataset
+
 from .base import Context, Row, Skipped
 
 GOAL = 0.9
 
 
-class Noise:
-    """`n` seeded random RGB images of `size` px as an ImageDataset (built lazily: the class
-    needs convlens)."""
+class Noise(ImageDataset):
+    """`n` random RGB images of `size` x `size` (uint8, seeded per item)."""
 
-    @staticmethod
-    def make(n: int, size: int, lens):
-        from convlens.data.base import ImageDataset
+    classes = [str(k) for k in range(1000)]
 
-        class _Noise(ImageDataset):
-            classes = [str(k) for k in range(1000)]
+    def __init__(self, n: int, size: int = 224, lens=None):
+        super().__init__(lens)
+        self.n, self.size = n, size
 
-            def __len__(self):
-                return n
+    def __len__(self):
+        return self.n
 
-            def load(self, i):
-                rng = np.random.default_rng(i)
-                return rng.integers(0, 256, (size, size, 3), dtype=np.uint8), i % 1000, {}
-
-        return _Noise(lens)
+    def load(self, i):
+        rng = np.random.default_rng(i)
+        return rng.integers(0, 256, (self.size, self.size, 3), dtype=np.uint8), i % 1000, {}
 
 
 def _row(ctx: Context, lens, data, n: int, batch: int, what: str) -> Row:
@@ -90,7 +88,7 @@ def rows(ctx: Context) -> list:
     if ctx.mode == "gpu":
         for arch in ("resnet50", "vgg16"):
             lens = convlens.load_model(f"torchvision:{arch}")
-            out.append(_row(ctx, lens, Noise.make(2048, 224, lens), 2048, 256,
+            out.append(_row(ctx, lens, Noise(2048, 224, lens), 2048, 256,
                             f"{arch} 224 px"))
     else:
         lens = convlens.load_model("builtin:fashion-net")
@@ -99,7 +97,7 @@ def rows(ctx: Context) -> list:
         out.append(_row(ctx, lens, data, n, 128, "fashion-net 28 px"))
         r18 = convlens.load_model("torchvision:resnet18")
         n, size = ctx.pick((16, 64), (192, 224))
-        out.append(_row(ctx, r18, Noise.make(n, size, r18), n, ctx.pick(8, 32),
+        out.append(_row(ctx, r18, Noise(n, size, r18), n, ctx.pick(8, 32),
                         f"resnet18 {size} px"))
     if ctx.gpu and torch.cuda.device_count() < 2:
         out.append(Skipped("scan", "scan on several devices",
