@@ -1,0 +1,81 @@
+"""`convlens dissect`: which concept each unit detects (issue 27)."""
+from __future__ import annotations
+
+import argparse
+
+from .common import (
+    command,
+    data_from,
+    data_options,
+    engine_options,
+    item_indices,
+    lens_from,
+    model_options,
+    on_interrupt,
+    options,
+    output_options,
+    run_from,
+    save_result,
+)
+
+
+def _share(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}")
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError("must lie strictly between 0 and 1")
+    return v
+
+
+def _layers(s: str) -> list[str]:
+    vals = [v.strip() for v in s.split(",") if v.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError("give at least one layer")
+    return vals
+
+
+def _opts(p: argparse.ArgumentParser) -> None:
+    model_options(p)
+    data_options(p)
+    g = p.add_argument_group("dissection")
+    g.add_argument("--layers", type=_layers, default=None, metavar="L1,L2,...",
+                   help="layers to dissect (default: every ReLU with a spatial map; "
+                        "`convlens layers` lists them)")
+    g.add_argument("--quantile", type=_share, default=0.005,
+                   help="share of each unit's activations above its threshold (default 0.005, "
+                        "the paper's)")
+    g.add_argument("--rule", type=_share, default=0.04,
+                   help="IoU above which a unit detects its best concept (default 0.04)")
+    g.add_argument("--no-colours", action="store_true",
+                   help="leave out the 11 colour concepts")
+    engine_options(p, checkpoint_every=20)
+    output_options(p, "dissect")
+
+
+@command("dissect", "which concept each unit detects: network dissection over a dataset")
+@options(_opts)
+def cmd_dissect(args) -> int:
+    """Two passes over --data: each unit's threshold (the activation it exceeds on 0.5 % of
+    the data's pixels), then its thresholded map's intersection over union with every concept
+    the data labels per pixel: the object's mask by class and the background around it (items
+    with a ``mask``), and each pixel's colour name. Prints the unique detectors per category
+    and layer. Checkpoints as it goes (run the same command again after a crash)."""
+    from ..techniques.concepts.dissect import dissect
+
+    lens = lens_from(args)
+    data = data_from(args, lens)
+    on_interrupt(args, f"progress is saved in {args.out}/.convlens-dissect every "
+                       f"{args.checkpoint_every} batches: run the same command again to continue")
+    res = dissect(lens, data, layers=args.layers, q=args.quantile, rule=args.rule,
+                  colours=not args.no_colours, out=args.out,
+                  indices=item_indices(args, len(data)), run=run_from(args))
+    m = res.params
+    print(f"{lens.name} on {args.data}: {m['images']} images in {m['seconds']:.1f} s"
+          + (f" ({m['without_masks']} without masks: colours only)" if m["without_masks"]
+             else ""))
+    for line in res.summary():
+        print(line)
+    save_result(res, args, lens)
+    return 0
