@@ -49,3 +49,46 @@ def best_units_figure(units: pd.DataFrame, path: str, title: str, k: int = 15) -
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def tcav_figure(table: pd.DataFrame, path: str, title: str) -> None:
+    """Kim et al.'s bars: per class, each concept's TCAV score at each layer (mean and std
+    over runs); insignificant bars grey and hatched; the random baseline as a dot."""
+    classes = list(dict.fromkeys(zip(table["class"], table["class_name"])))
+    layers = list(dict.fromkeys(table.layer))
+    concepts = list(dict.fromkeys(table.concept))
+    fig = _figure(figsize=(max(4.5, 1.2 * len(concepts) * len(layers) / 2 + 2),
+                           2.6 * max(1, len(classes)) + 0.6), dpi=100)
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
+    width = 0.8 / max(1, len(layers))
+    for i, (k, name) in enumerate(classes):
+        ax = fig.add_subplot(len(classes), 1, i + 1)
+        x = np.arange(len(concepts))
+        for j, lay in enumerate(layers):
+            d = table[(table["class"] == k) & (table.layer == lay)].set_index("concept")
+            for xi, c in zip(x, concepts):
+                if c not in d.index:
+                    continue
+                r = d.loc[c]
+                pos = xi + (j - (len(layers) - 1) / 2) * width
+                ax.bar(pos, r.score, width, yerr=r["std"], capsize=2,
+                       color=palette[j % len(palette)] if r.significant else "0.8",
+                       hatch=None if r.significant else "//", edgecolor="0.4", lw=0.5)
+                ax.plot(pos, r.random_score, "k.", ms=3)
+        ax.set_xticks(x)
+        ax.set_xticklabels(concepts, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"class {name}", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+        if i == 0:
+            from matplotlib.patches import Patch
+
+            handles = [Patch(color=palette[j % len(palette)], label=lay)
+                       for j, lay in enumerate(layers)]
+            handles.append(Patch(facecolor="0.8", hatch="//", edgecolor="0.4",
+                                 label="not significant"))
+            fig.legend(handles=handles, fontsize=7, ncol=min(4, len(handles)),
+                       loc="lower center")
+            ax.set_title(title + ": TCAV score (dots: random CAVs)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path)

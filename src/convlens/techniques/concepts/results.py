@@ -68,3 +68,46 @@ class DissectionResult(Result):
         return {"detectors": lambda path: detectors_figure(self.detectors, self.units, path,
                                                            title),
                 "best": lambda path: best_units_figure(self.units, path, title)}
+
+
+@dataclass
+class TcavResult(Result):
+    """TCAV scores (see `tcav`): ``table`` one row per concept, layer and class: ``score``
+    (mean over runs), ``std``, ``p`` (t-test against random CAVs), ``significant``
+    (Bonferroni), ``random_score``, ``cav_accuracy`` (held-out), ``images``."""
+
+    kind = "tcav"
+    about = ("How much does each class's score depend on a human concept? TCAV (Kim et al. "
+             "2018): a concept's activation vector separates its example images from random "
+             "ones at a layer; the score is the share of the class's images whose class score "
+             "grows along it. Grey bars: not significantly different from random vectors.")
+
+    table: pd.DataFrame
+    params: dict[str, Any]
+
+    def summary(self) -> list[str]:
+        t = self.table
+        lines = []
+        for (cls, name), g in t.groupby(["class", "class_name"], sort=True):
+            sig = g[g.significant].sort_values("score", ascending=False)
+            lines.append(f"  class {name}: " + (", ".join(
+                f"{r.concept}@{r.layer} {r.score:.2f}" for r in sig.itertuples())
+                or "no significant concept"))
+        return lines
+
+    def info(self):
+        return dict(self.params)
+
+    def tables(self):
+        return {"tcav": self.table}
+
+    def figures(self):
+        return [figure("TCAV scores per class", [panel("tcav", "", kind="plot")],
+                       f"{self.params.get('runs', 0)} runs against random sets; grey: not "
+                       f"significant (alpha {self.params.get('alpha', 0.05)}, Bonferroni)")]
+
+    def pictures(self):
+        from .figures import tcav_figure
+
+        title = f"{self.params.get('model', 'model')} on {self.params.get('data', 'data')}"
+        return {"tcav": lambda path: tcav_figure(self.table, path, title)}

@@ -99,6 +99,10 @@ def significance(concept_scores, random_scores, alpha: float = 0.05, tests: int 
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         p = 1.0 if a[0] == b[0] else 0.0
     else:
-        p = float(ttest_ind(a, b).pvalue)
+        import warnings
+
+        with warnings.catch_warnings():  # near-constant scores (all 1.0): scipy's precision
+            warnings.simplefilter("ignore", RuntimeWarning)  # note, not an error
+            p = float(ttest_ind(a, b).pvalue)
     return {"p": p, "significant": bool(p < alpha / max(1, tests)), "mean": float(a.mean()),
             "std": float(a.std(ddof=1)), "random_mean": float(b.mean())}

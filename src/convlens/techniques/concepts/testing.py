@@ -1,0 +1,133 @@
+"""`tcav`: how much each class's score depends on human concepts given as example images
+(Kim et al. 2018; the arithmetic in `tcav`)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ...data import Loader
+from ...engine.settings import RunSettings, as_run
+from ...errors import ConvlensError
+from ...hooks import capture, model_of, preserved
+from ...lens import lens_and_data
+from .dissect import spatial_layers
+from .tcav import fit_cav, layer_gradients, significance, tcav_score
+
+
+def _activations(lens, data, indices, layers, batch_size) -> dict[str, torch.Tensor]:
+    """``layer -> (n, D)`` float32 activations of these items, flattened, on the CPU."""
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    with preserved(model_of(lens)) as model, torch.no_grad():
+        model.eval()
+        for b in Loader(data, batch_size=batch_size, indices=list(indices)):
+            with capture(lens, layers) as cap:
+                lens(b.images)
+            for name in layers:
+                out[name].append(cap[name].float().flatten(1).cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def _labels(data, indices) -> np.ndarray:
+    return np.asarray([int(data.load(int(i))[1]) for i in indices])
+
+
+def tcav(lens, data, concepts, layers: Sequence[str] | None = None,
+         classes: Sequence[int] | None = None, runs: int = 10, n_random: int = 50,
+         n: int = 500, alpha: float = 0.05, seed: int = 0, run: RunSettings | None = None):
+    """TCAV (Kim et al. 2018, https://arxiv.org/abs/1711.11279; METHODS.md, "TCAV").
+
+    `concepts`: a folder of concept folders (each a set of example images; a folder named
+    ``random...`` is the pool of random counterparts) or a dataset whose classes are the
+    concepts. Without a random folder the counterparts are drawn from `data`. For each run
+    ``r < runs``: a random set of `n_random` images, each concept's CAV against it at every
+    layer (`tcav.fit_cav`), and a random-vs-random CAV against the next run's set. The TCAV
+    score of concept C for class k at layer l is the share of class-k images (of the first
+    `n` items of `data`) whose class-k score grows along ``v_C`` (`tcav.tcav_score`); a
+    concept is significant for a class when its scores over the runs differ from the
+    random-vs-random scores (two-sided t-test, ``p < alpha / tests``, Bonferroni over every
+    concept and layer tested for that class).
+
+    Example::
+
+        res = tcav(lens, "builtin:stamps:test", "my-concepts/", classes=[0, 3])
+        res.table[res.table.significant]
+    """
+    import pandas as pd
+
+    from .results import TcavResult
+
+    run = as_run(run)
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 2:
+        raise ConvlensError(f"runs must be an integer of at least 2 (the t-test), got {runs!r}")
+    lens, data = lens_and_data(lens, data)
+    _, cons = lens_and_data(lens, concepts)
+    names = list(getattr(cons, "classes", None) or [])
+    if not names:
+        raise ConvlensError("the concepts must be a folder of concept folders (or a dataset "
+                            "with classes)")
+    layers = list(layers) if layers else spatial_layers(lens)[-3:]
+    c_labels = _labels(cons, range(len(cons)))
+    random_ids = [j for j, nm in enumerate(names) if nm.lower().startswith("random")]
+    concept_ids = [j for j in range(len(names)) if j not in random_ids]
+    if not concept_ids:
+        raise ConvlensError("no concept folder besides the random ones")
+    rng = np.random.default_rng(seed)
+    if random_ids:
+        pool_data, pool = cons, np.flatnonzero(np.isin(c_labels, random_ids))
+    else:
+        pool_data, pool = data, np.arange(len(data))
+    if len(pool) < 2 * n_random:
+        n_random = max(2, len(pool) // 2)
+    sets = [rng.choice(pool, size=n_random, replace=False) for _ in range(runs + 1)]
+    bs = run.batch_size
+    acts_c = {j: _activations(lens, cons, np.flatnonzero(c_labels == j), layers, bs)
+              for j in concept_ids}
+    acts_r = [_activations(lens, pool_data, s, layers, bs) for s in sets]
+    order = np.arange(min(n, len(data)))
+    labels = _labels(data, order)
+    wanted = sorted(set(labels.tolist()) - {-1}) if classes is None else list(classes)
+    class_names = list(getattr(data, "classes", None) or getattr(lens, "labels", None) or [])
+    grads: dict[tuple[int, str], torch.Tensor] = {}
+    for k in wanted:
+        idx = order[labels == k]
+        if len(idx) == 0:
+            continue
+        parts = {name: [] for name in layers}
+        for b in Loader(data, batch_size=bs, indices=list(idx)):
+            for name in layers:
+                parts[name].append(layer_gradients(lens, b.images, name, int(k)))
+        for name in layers:
+            grads[(k, name)] = torch.cat(parts[name])
+    rows = []
+    tests = len(concept_ids) * len(layers)
+    for k in wanted:
+        for name in layers:
+            g = grads.get((k, name))
+            if g is None:
+                continue
+            base = [tcav_score(g, fit_cav(acts_r[r][name], acts_r[r + 1][name], seed=r,
+                                          test_share=0))["sign_count"] for r in range(runs)]
+            for j in concept_ids:
+                scores, accs = [], []
+                for r in range(runs):
+                    cav = fit_cav(acts_c[j][name], acts_r[r][name], seed=r)
+                    scores.append(tcav_score(g, cav)["sign_count"])
+                    accs.append(cav.accuracy)
+                sig = significance(scores, base, alpha, tests)
+                rows.append({"concept": names[j], "layer": name, "class": int(k),
+                             "class_name": class_names[k] if k < len(class_names) else str(k),
+                             "score": sig["mean"], "std": sig["std"], "p": sig["p"],
+                             "significant": sig["significant"],
+                             "random_score": sig["random_mean"],
+                             "cav_accuracy": float(np.nanmean(accs)), "images": len(g)})
+    params: dict[str, Any] = {"model": getattr(lens, "name", None),
+                              "data": getattr(data, "spec", None),
+                              "concepts": [names[j] for j in concept_ids], "layers": layers,
+                              "runs": runs, "n_random": n_random, "alpha": alpha,
+                              "tests": tests, "random_from": "concepts" if random_ids
+                              else "data", "seed": seed}
+    cols = ["concept", "layer", "class", "class_name", "score", "std", "p", "significant",
+            "random_score", "cav_accuracy", "images"]
+    return TcavResult(pd.DataFrame(rows, columns=cols), params)
