@@ -79,3 +79,61 @@ def cmd_dissect(args) -> int:
         print(line)
     save_result(res, args, lens)
     return 0
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        vals = [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class indices separated by commas, got {s!r}")
+    if not vals or min(vals) < 0:
+        raise argparse.ArgumentTypeError("give class indices 0 or more")
+    return vals
+
+
+def _tcav_opts(p: argparse.ArgumentParser) -> None:
+    from .common import positive_int
+
+    model_options(p)
+    data_options(p)
+    g = p.add_argument_group("TCAV")
+    g.add_argument("--concepts", required=True, metavar="DIR|meta:KEY",
+                   help="a folder of concept folders (each a few dozen example images; a "
+                        "folder named random... holds the random counterparts, else they come "
+                        "from --data), or meta:KEY to draw example sets from --data's items by "
+                        "a metadata value (meta:background on the builtin data)")
+    g.add_argument("--layers", type=_layers, default=None, metavar="L1,L2,...",
+                   help="layers (default: the last three ReLUs with a spatial map)")
+    g.add_argument("--classes", type=_ints, default=None, metavar="K1,K2,...",
+                   help="classes to test (default: every class among the first --n items)")
+    g.add_argument("--runs", type=positive_int, default=10,
+                   help="random counterpart sets, one CAV each (default 10; at least 2)")
+    g.add_argument("--n-random", type=positive_int, default=50,
+                   help="images per random set (default 50)")
+    g.add_argument("--alpha", type=_share, default=0.05,
+                   help="significance level before Bonferroni (default 0.05)")
+    p.add_argument("--out", default="convlens-out/tcav", metavar="DIR",
+                   help="folder for the result (default convlens-out/tcav)")
+
+
+@command("tcav", "how much each class depends on concepts given as example images (TCAV)")
+@options(_tcav_opts)
+def cmd_tcav(args) -> int:
+    """Concept activation vectors (Kim et al. 2018): for each concept and layer, the normal of
+    a linear classifier separating the concept's examples from random images, once per random
+    set; the TCAV score of a class is the share of its images (among the first --n of --data)
+    whose score grows along it; a concept counts when its scores differ from random vectors'
+    (two-sided t-test, Bonferroni)."""
+    from ..techniques.concepts.testing import concept_sets, tcav
+
+    lens = lens_from(args)
+    data = data_from(args, lens)
+    concepts = args.concepts
+    if concepts.startswith("meta:"):
+        concepts = concept_sets(data, key=concepts[5:])
+    res = tcav(lens, data, concepts, layers=args.layers, classes=args.classes, runs=args.runs,
+               n_random=args.n_random, n=args.n or 500, alpha=args.alpha, run=run_from(args))
+    for line in res.summary():
+        print(line)
+    save_result(res, args, lens)
+    return 0

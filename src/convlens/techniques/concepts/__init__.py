@@ -16,4 +16,12 @@ VIEWS = register(
          inputs=None, takes="data", quick={"n": 8},
          demo="techniques.concepts.demo:step_dissect",
          exports={"DissectionResult": _RESULT}),
+    View(name="tcav", section=2, title="TCAV",
+         line="how much each class depends on concepts given as example images",
+         function="techniques.concepts.testing:tcav",
+         result="techniques.concepts.results:TcavResult", inputs=None, takes="data",
+         quick={"runs": 2, "n_random": 4, "n": 16, "classes": [0]},
+         demo="techniques.concepts.demo:step_tcav",
+         exports={"TcavResult": "techniques.concepts.results:TcavResult",
+                  "concept_sets": "techniques.concepts.testing:concept_sets"}),
 )

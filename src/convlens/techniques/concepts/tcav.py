@@ -37,7 +37,9 @@ def fit_cav(concept: torch.Tensor, random: torch.Tensor, seed: int = 0, test_sha
             layer: str = "", C: float = 1.0) -> Cav:
     """Logistic regression (scikit-learn, L2, ``C``) on ``concept (n, ...)`` (label 1) against
     ``random (m, ...)`` (label 0), activations flattened; the accuracy on a seeded held-out
-    share `test_share` (the paper keeps CAVs that separate), then refitted on all."""
+    share `test_share` (the paper keeps CAVs that separate), then refitted on all. Where the
+    two sides cannot be told apart at all (identical activations) the vector is 0 (every
+    directional derivative 0: a score of 0 that the t-test will not call significant)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
@@ -55,8 +57,8 @@ def fit_cav(concept: torch.Tensor, random: torch.Tensor, seed: int = 0, test_sha
         acc = float(LogisticRegression(C=C, max_iter=2000).fit(xt, yt).score(xv, yv))
     w = LogisticRegression(C=C, max_iter=2000).fit(x, y).coef_[0]
     norm = np.linalg.norm(w)
-    if norm == 0:
-        raise ConvlensError("the classifier found no direction (identical activations?)")
+    if norm == 0:  # identical activations (a dead layer): no direction, every S is 0
+        return Cav(torch.zeros(len(w), dtype=torch.float64), float("nan"), layer)
     return Cav(torch.from_numpy(w / norm), acc, layer)
 
 

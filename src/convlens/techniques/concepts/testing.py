@@ -33,21 +33,22 @@ def _labels(data, indices) -> np.ndarray:
     return np.asarray([int(data.load(int(i))[1]) for i in indices])
 
 
-def tcav(lens, data, concepts, layers: Sequence[str] | None = None,
+def tcav(lens, data, concepts=None, layers: Sequence[str] | None = None,
          classes: Sequence[int] | None = None, runs: int = 10, n_random: int = 50,
          n: int = 500, alpha: float = 0.05, seed: int = 0, run: RunSettings | None = None):
     """TCAV (Kim et al. 2018, https://arxiv.org/abs/1711.11279; METHODS.md, "TCAV").
 
     `concepts`: a folder of concept folders (each a set of example images; a folder named
     ``random...`` is the pool of random counterparts) or a dataset whose classes are the
-    concepts. Without a random folder the counterparts are drawn from `data`. For each run
-    ``r < runs``: a random set of `n_random` images, each concept's CAV against it at every
-    layer (`tcav.fit_cav`), and a random-vs-random CAV against the next run's set. The TCAV
-    score of concept C for class k at layer l is the share of class-k images (of the first
-    `n` items of `data`) whose class-k score grows along ``v_C`` (`tcav.tcav_score`); a
-    concept is significant for a class when its scores over the runs differ from the
-    random-vs-random scores (two-sided t-test, ``p < alpha / tests``, Bonferroni over every
-    concept and layer tested for that class).
+    concepts; None: example sets of `data`'s own items by their ``background`` (`concept_sets`,
+    the builtin data record it). Without a random folder the counterparts are drawn from `data`.
+    For each run ``r < runs``: a random set of `n_random` images, each concept's CAV against it
+    at every layer (`tcav.fit_cav`), and a random-vs-random CAV against the next run's set. The
+    TCAV score of concept C for class k at layer l is the share of class-k images (of the first
+    `n` items of `data`) whose class-k score grows along ``v_C`` (`tcav.tcav_score`); a concept
+    is significant for a class when its scores over the runs differ from the random-vs-random
+    scores (two-sided t-test, ``p < alpha / tests``, Bonferroni over every concept and layer
+    tested for that class).
 
     Example::
 
@@ -62,6 +63,8 @@ def tcav(lens, data, concepts, layers: Sequence[str] | None = None,
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 2:
         raise ConvlensError(f"runs must be an integer of at least 2 (the t-test), got {runs!r}")
     lens, data = lens_and_data(lens, data)
+    if concepts is None:
+        concepts = concept_sets(data)
     _, cons = lens_and_data(lens, concepts)
     names = list(getattr(cons, "classes", None) or [])
     if not names:
@@ -131,3 +134,45 @@ def tcav(lens, data, concepts, layers: Sequence[str] | None = None,
     cols = ["concept", "layer", "class", "class_name", "score", "std", "p", "significant",
             "random_score", "cav_accuracy", "images"]
     return TcavResult(pd.DataFrame(rows, columns=cols), params)
+
+
+def concept_sets(data, key: str = "background", per: int = 30, scan: int = 2000,
+                 seed: int = 0, random: int = 100):
+    """Concept example sets drawn from a dataset's own items by a metadata value (the
+    builtin data record each item's ``background``): a dataset whose classes are the values
+    (`per` items each, from the first `scan` items, seeded) and a ``random`` class of `random`
+    other items: what `tcav` takes as `concepts`. Does a class's score depend on the grass
+    behind the object?"""
+    from ...data.base import ImageDataset
+
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[int]] = {}
+    for i in range(min(scan, len(data))):
+        v = (data.load(i)[2] or {}).get(key)
+        if v is not None:
+            values.setdefault(str(v), []).append(i)
+    if len(values) < 1:
+        raise ConvlensError(f"no item of the data has a {key!r} in its metadata")
+    chosen = {v: sorted(rng.choice(ids, size=min(per, len(ids)), replace=False).tolist())
+              for v, ids in sorted(values.items()) if len(ids) >= 4}
+    used = {i for ids in chosen.values() for i in ids}
+    rest = [i for i in range(min(scan, len(data))) if i not in used]
+    rand = sorted(rng.choice(rest, size=min(random, len(rest)), replace=False).tolist())
+    names = list(chosen) + ["random"]
+    items = [(i, k) for k, v in enumerate(chosen) for i in chosen[v]] + \
+            [(i, len(chosen)) for i in rand]
+
+    class _Sets(ImageDataset):
+        classes = names
+
+        def __len__(self):
+            return len(items)
+
+        def source(self, index):
+            return data.source(items[index][0])
+
+        def load(self, index):
+            img, _, meta = data.load(items[index][0])
+            return img, items[index][1], meta
+
+    return _Sets(getattr(data, "lens", None))
