@@ -6,12 +6,12 @@ same process, on a CPU or a GPU (issue 28).
     .venv/bin/python benchmarks/bench.py --device cuda    # GPU sizes, fp32 and bf16 autocast
         [--only scan,cams,...] [--rounds N] [--threads N] [--out DIR]
 
-Rows (benchmarks/suite/<family>.py): the scan against a bare forward pass; saliency, guided
-backprop and DeconvNet against plain autograd and Captum; the CAMs against pytorch-grad-cam and
-torch-cam; incremental occlusion against the naive batched loop and Captum; FGSM and PGD
-against torchattacks; a whole layer of feature visualisation in one batch against the per-unit
-loop; batched keypoint transfer against the per-keypoint loop; deletion and insertion against
-Quantus; tsne_grid against raw openTSNE.
+Rows (benchmarks/suite/<family>.py): the scan and network dissection's two passes against a
+bare forward pass; saliency, guided backprop and DeconvNet against plain autograd and Captum;
+the CAMs against pytorch-grad-cam and torch-cam; incremental occlusion against the naive
+batched loop and Captum; FGSM and PGD against torchattacks; a whole layer of feature
+visualisation in one batch against the per-unit loop; batched keypoint transfer against the
+per-keypoint loop; deletion and insertion against Quantus; tsne_grid against raw openTSNE.
 
 Each row: a warm-up call of both sides, whose outputs are compared (the row's `equal`: its
 largest difference, which must stay within the row's tolerance), then `--rounds` timed calls

@@ -126,3 +126,34 @@ def test_iou_closed_form_and_detectors():
     d = detectors(iou, ["square", "corner"], {"square": "shape", "corner": "texture"})
     assert [u["concept"] for u in d["units"]] == ["square", "square"]
     assert d["unique"] == {"shape": 1}
+
+
+def test_top_items_by_max_activation_any_batching_ties_and_nan():
+    """Dissection's figure: each unit's top items by max activation, the same whatever the
+    batches, shards and merge order, ties to the smaller item, NaN last (issue 27)."""
+    from convlens.techniques.concepts.examples import TopItems
+
+    g = torch.Generator().manual_seed(1)
+    score = torch.randint(0, 6, (30, 4), generator=g).float()  # many ties
+    score[3, 2] = float("nan")
+    score[:, 3] = float("nan")                                 # a unit of NaN only: items 0..k-1
+    items = torch.arange(100, 130)
+    s = torch.nan_to_num(score, nan=-float("inf")).t()
+    ref = torch.stack([torch.tensor(sorted(range(30), key=lambda n: (-s[u, n].item(), n))[:5])
+                       for u in range(4)]) + 100
+    whole = TopItems(5)
+    whole.update(score, items)
+    assert torch.equal(whole.item, ref)
+    assert torch.equal(whole.score, s.gather(1, ref - 100))
+    for cuts in ([0, 1, 30], [0, 7, 19, 30], [0, 13, 30]):
+        parts = []
+        for a, b in zip(cuts, cuts[1:]):
+            t = TopItems(5)
+            t.update(score[a:b], items[a:b])
+            parts.append(t)
+        merged = TopItems(5)
+        for t in reversed(parts):
+            merged.merge(t)
+        back = TopItems(5)
+        back.load_state_dict(merged.state_dict())
+        assert torch.equal(back.item, ref) and torch.equal(back.score, whole.score), cuts

@@ -4,5 +4,5 @@ Every row times convlens against its baseline or peer in the same process, on th
 and says how far their outputs are apart (`base.Row`). `bench.py` runs them and writes one
 table in Markdown and JSON.
 """
-FAMILIES = ("scan", "gradients", "cams", "occlusion", "adversarial", "featvis",
+FAMILIES = ("scan", "concepts", "gradients", "cams", "occlusion", "adversarial", "featvis",
             "correspondence", "faithfulness", "tsne")

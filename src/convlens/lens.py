@@ -210,18 +210,15 @@ class Lens(nn.Module):
         are. Alpha is dropped, 16-bit images are scaled to 8 bits, and the image is converted to
         grey or RGB as the model's channel count asks.
         """
-        from .data.images import to_channels  # local: data imports lens for its types
+        from .data.images import fit_geometry, to_channels  # local: data imports lens
 
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
         c, h, w = self.input_size
         image = to_channels(image, c)
-        if image.size != (w, h):
-            scale = max(w / image.width, h / image.height)
-            size = (max(w, round(image.width * scale)), max(h, round(image.height * scale)))
-            image = image.resize(size, Image.BILINEAR)
-            left, top = (image.width - w) // 2, (image.height - h) // 2
-            image = image.crop((left, top, left + w, top + h))
+        if image.size != (w, h):  # masks follow the same geometry: data.preprocess_mask
+            size, box = fit_geometry(image.width, image.height, w, h)
+            image = image.resize(size, Image.BILINEAR).crop(box)
         arr = np.asarray(image, dtype=np.float32) / 255.0
         if arr.ndim == 2:
             arr = arr[:, :, None]

@@ -325,10 +325,12 @@ def images_from(args, lens) -> tuple:
     raise ConvlensError("give --image FILE (repeatable) or --data SPEC")
 
 
-def data_from(args, lens=None):
+def data_from(args, lens=None, spec=None):
+    """The dataset of ``--data`` (or of `spec`), preprocessed for `lens`."""
     from ..data import load_data
-    ds = load_data(args.data, lens=lens, max_pixels=getattr(args, "max_pixels", None))
-    ds.spec = args.data
+    spec = args.data if spec is None else spec
+    ds = load_data(spec, lens=lens, max_pixels=getattr(args, "max_pixels", None))
+    ds.spec = spec
     return ds
 
 

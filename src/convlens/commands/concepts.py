@@ -60,8 +60,18 @@ def cmd_dissect(args) -> int:
     """Two passes over --data: each unit's threshold (the activation it exceeds on 0.5 % of
     the data's pixels), then its thresholded map's intersection over union with every concept
     the data labels per pixel: the object's mask by class and the background around it (items
-    with a ``mask``), and each pixel's colour name. Prints the unique detectors per category
-    and layer. Checkpoints as it goes (run the same command again after a crash)."""
+    with a ``mask``), each pixel's colour name, and your own concepts. Prints the unique
+    detectors per category and layer. Checkpoints as it goes (run the same command again after
+    a crash).
+
+    Your own concepts come as masks beside the images, in a CSV/Parquet manifest given as
+    --data (paths relative to its folder; nonzero mask pixels are the concept): a column
+    `mask`, the object's mask (the concept object:<label>; with a `background` column, the
+    texture:<background> around it), and columns `mask:<category>:<name>` (mask:part:wheel,
+    mask:material:wood), one mask file per row, an empty cell where the concept is absent. A
+    mask has its image's size, or its shape at another scale (resized, nearest), and follows
+    the image's resize and centre crop. A mask file that cannot be used is warned about,
+    counted and taken as absent. See docs/concepts.md, "Your own concepts"."""
     from ..techniques.concepts.dissect import dissect
 
     lens = lens_from(args)
@@ -73,8 +83,9 @@ def cmd_dissect(args) -> int:
                   indices=item_indices(args, len(data)), run=run_from(args))
     m = res.params
     print(f"{lens.name} on {args.data}: {m['images']} images in {m['seconds']:.1f} s"
-          + (f" ({m['without_masks']} without masks: colours only)" if m["without_masks"]
-             else ""))
+          + (f" ({m['without_masks']} without object masks)" if m["without_masks"] else "")
+          + (f"; {m['bad_masks']} mask files could not be used (taken as absent)"
+             if m.get("bad_masks") else ""))
     for line in res.summary():
         print(line)
     save_result(res, args, lens)
@@ -97,11 +108,19 @@ def _tcav_opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
     data_options(p)
     g = p.add_argument_group("TCAV")
-    g.add_argument("--concepts", required=True, metavar="DIR|meta:KEY",
+    g.add_argument("--concepts", required=True, metavar="DIR|meta:KEY[=V1,V2]",
                    help="a folder of concept folders (each a few dozen example images; a "
                         "folder named random... holds the random counterparts, else they come "
-                        "from --data), or meta:KEY to draw example sets from --data's items by "
-                        "a metadata value (meta:background on the builtin data)")
+                        "from --data), or meta:KEY to draw example sets from the items of "
+                        "--concept-data (default --data) by a metadata value "
+                        "(meta:background on the builtin data; meta:background=stripes: that "
+                        "value only, its counterparts drawn from items without it)")
+    g.add_argument("--concept-data", default=None, metavar="SPEC",
+                   help="with --concepts meta:KEY, the data the example sets come from "
+                        "(default --data), e.g. builtin:shapes:test for a model of "
+                        "builtin:shapes-planted")
+    g.add_argument("--per-concept", type=positive_int, default=30, metavar="N",
+                   help="with --concepts meta:KEY, example images per concept (default 30)")
     g.add_argument("--layers", type=_layers, default=None, metavar="L1,L2,...",
                    help="layers (default: the last three ReLUs with a spatial map)")
     g.add_argument("--classes", type=_ints, default=None, metavar="K1,K2,...",
@@ -130,7 +149,10 @@ def cmd_tcav(args) -> int:
     data = data_from(args, lens)
     concepts = args.concepts
     if concepts.startswith("meta:"):
-        concepts = concept_sets(data, key=concepts[5:])
+        key, _, values = concepts[5:].partition("=")
+        source = data_from(args, lens, spec=args.concept_data) if args.concept_data else data
+        concepts = concept_sets(source, key=key, per=args.per_concept,
+                                values=[v for v in values.split(",") if v] or None)
     res = tcav(lens, data, concepts, layers=args.layers, classes=args.classes, runs=args.runs,
                n_random=args.n_random, n=args.n or 500, alpha=args.alpha, run=run_from(args))
     for line in res.summary():

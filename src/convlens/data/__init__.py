@@ -81,6 +81,7 @@ def _register_builtins() -> None:
     from . import fashion, procedural, stamps
     register_data("fashion-mnist")(fashion._factory)
     register_data("shapes")(procedural._factory)
+    register_data("shapes-planted")(procedural._planted_factory)
     register_data("stamps")(stamps._factory)
 
 

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from ..errors import BadImage
+from ..errors import BadImage, ConvlensError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".ppm", ".pgm", ".pbm")
@@ -73,6 +73,47 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     if channels == 3:
         return img if img.mode == "RGB" else img.convert("RGB")
     raise BadImage(f"the model takes {channels} channels; only 1 (grey) and 3 (RGB) are supported")
+
+
+def fit_geometry(width: int, height: int, out_width: int, out_height: int
+                 ) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """The geometry `Lens.preprocess` gives an image of ``width x height`` for a model input of
+    ``out_width x out_height``: the shorter side resized to the input (the aspect ratio kept),
+    then the centre cropped. Returns ``((resized width, resized height), (left, top, right,
+    bottom))``, the crop box in the resized image; an image of the input size is left as it is.
+    """
+    if (width, height) == (out_width, out_height):
+        return (width, height), (0, 0, width, height)
+    scale = max(out_width / width, out_height / height)
+    size = (max(out_width, round(width * scale)), max(out_height, round(height * scale)))
+    left, top = (size[0] - out_width) // 2, (size[1] - out_height) // 2
+    return size, (left, top, left + out_width, top + out_height)
+
+
+def preprocess_mask(mask, size: Sequence[int]) -> np.ndarray:
+    """A per-pixel mask of an image, ``(H, W)`` (array or CPU tensor; nonzero: in the mask), to
+    ``(h, w)`` bool through the same geometry as `Lens.preprocess` takes the image (`fit_geometry`:
+    shorter side resized, centre crop), nearest neighbour, so that it stays on the pixels it
+    marked. A mask of size ``(h, w)`` is returned as it is (as bool)."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ConvlensError(f"a mask must be (H, W), got shape {m.shape}")
+    h, w = (int(v) for v in size[-2:])
+    if m.shape == (h, w):
+        return m != 0
+    (rw, rh), box = fit_geometry(m.shape[1], m.shape[0], w, h)
+    img = Image.fromarray((m != 0).astype(np.uint8) * 255)
+    return np.asarray(img.resize((rw, rh), Image.NEAREST).crop(box)) > 127
+
+
+def open_mask(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """A mask image file as ``(H, W)`` bool: nonzero pixels are in the mask (grey, 1-bit,
+    16-bit, a palette's index, or any of R, G, B; alpha is ignored). A file that cannot be used
+    raises `BadImage`, as `open_image`."""
+    a = np.asarray(open_image(path, max_pixels))
+    if a.ndim == 3:
+        return (a[..., :3] if a.shape[2] >= 3 else a[..., :1]).any(axis=2)
+    return a != 0
 
 
 def image_facts(img) -> tuple[str, str]:

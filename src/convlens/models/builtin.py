@@ -96,6 +96,14 @@ def _shapes_data(recipe):
     return train, test
 
 
+def _planted_data(recipe):
+    from ..data import shapes
+    n = recipe.train_items or 40_000
+    train = shapes.render_batch(shapes.TRAIN_SEED, range(n), planted=True)
+    test = shapes.render_batch(shapes.TEST_SEED, range(4_000), planted=True)
+    return train, test
+
+
 def _stamps_data(recipe):
     from ..data import stamps
     n = recipe.train_items or 12_000
@@ -121,6 +129,15 @@ def _register_trained() -> None:
         extra={"recipe": Recipe(epochs=10, batch_size=128, lr=2e-3, shift=0, flip=True,
                                 train_items=100_000),
                "train_data": _shapes_data}))
+    register_model("shapes-planted-net", BuiltinModel(
+        build=shapes_net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 64, 64),
+        labels=list(shapes.SHAPE_CLASSES), weights="shapes-planted-net.pt",
+        description="shapes-net's architecture trained on builtin:shapes-planted, where every "
+                    "circle stands on stripes and no square does: a known concept for tcav and "
+                    "dissect (docs/models.md)",
+        extra={"recipe": Recipe(epochs=6, batch_size=128, lr=2e-3, shift=0, flip=True,
+                                train_items=40_000),
+               "train_data": _planted_data}))
     register_model("stamps-net", BuiltinModel(
         build=stamps_net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         input_size=(3, stamps.DEFAULT_SIZE, stamps.DEFAULT_SIZE), labels=list(stamps.CLASSES),

@@ -92,9 +92,10 @@ from .geometry import STAR_INNER as STAR_INNER
 from .rendering import FIT_FRACTION as FIT_FRACTION
 from .rendering import MAX_SCALE as MAX_SCALE
 from .rendering import MIN_SCALE as MIN_SCALE
+from .rendering import PLANTED as PLANTED
 from .rendering import SMALL_MAX_OCCLUDED as SMALL_MAX_OCCLUDED
 from .rendering import SMALL_SCALE as SMALL_SCALE
-from .rendering import ShapeItem, _render
+from .rendering import ShapeItem, _render, _render_background
 from .scene import BACKGROUNDS
 
 __all__ = [
@@ -104,6 +105,8 @@ __all__ = [
     "TEST_SEED",
     "ShapeItem",
     "render",
+    "render_background",
+    "PLANTED",
     "render_batch",
     "shape_mask",
     "shape_keypoints",
@@ -115,12 +118,19 @@ TEST_SEED = 1
 DEFAULT_SIZE = 64
 
 
-def render(seed: int, index: int, size: int = DEFAULT_SIZE) -> ShapeItem:
-    """Render item ``index`` of the split with ``seed`` at ``size`` x ``size`` pixels."""
-    return _render(seed, index, size, full=True)[0]
+def render(seed: int, index: int, size: int = DEFAULT_SIZE, planted: bool = False) -> ShapeItem:
+    """Render item ``index`` of the split with ``seed`` at ``size`` x ``size`` pixels
+    (``planted``: the planted variant, `PLANTED`)."""
+    return _render(seed, index, size, full=True, planted=planted)[0]
 
 
-def render_batch(seed: int, indices, size: int = DEFAULT_SIZE):
+def render_background(seed: int, index: int, kind: str, size: int = DEFAULT_SIZE) -> np.ndarray:
+    """A background of kind `kind` (one of `BACKGROUNDS`) alone, drawn with item ``index``'s
+    parameters: example images of a texture concept (`tcav`). ``(size, size, 3)`` uint8."""
+    return _render_background(seed, index, size, kind)
+
+
+def render_batch(seed: int, indices, size: int = DEFAULT_SIZE, planted: bool = False):
     """Images and labels only (fast path for training).
 
     Returns ``(images, labels)``: ``(N, size, size, 3)`` uint8 and ``(N,)`` int64,
@@ -131,7 +141,7 @@ def render_batch(seed: int, indices, size: int = DEFAULT_SIZE):
     images = np.empty((len(idx), size, size, 3), dtype=np.uint8)
     labels = np.empty(len(idx), dtype=np.int64)
     for n, i in enumerate(idx.tolist()):
-        _, labels[n] = _render(seed, i, size, full=False, out=images[n])
+        _, labels[n] = _render(seed, i, size, full=False, out=images[n], planted=planted)
     return images, labels
 
 

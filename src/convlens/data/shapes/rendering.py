@@ -113,12 +113,15 @@ def _check_args(seed, index, size):
     return int(seed), int(index), int(size)
 
 
-def _render(seed, index, size, full=True, out=None):
-    """Render one item.  ``full=False`` skips the ground truth (fast path)."""
+def _render(seed, index, size, full=True, out=None, planted=False):
+    """Render one item.  ``full=False`` skips the ground truth (fast path); ``planted``: the
+    planted variant's background rule (`plant`)."""
     seed, index, size = _check_args(seed, index, size)
     rng = np.random.default_rng([seed, index])
     u = rng.random(_N_UNIFORMS).tolist()
     label = index % len(SHAPE_CLASSES)
+    if planted:
+        u[_S_BG] = plant(label, u[_S_BG])
     obj = _place(_SHAPES[label], u, size)
     bg_kind, img, (bg_luma, bg_spread, bg_mean_rgb) = _backdrop(obj, u, size, rng)
     nc = u[_S_NCLUT]
@@ -154,6 +157,23 @@ def _render(seed, index, size, full=True, out=None):
     }
     extra = {"full_mask": full_mask, "all_keypoints": all_kp, "radius": obj.radius}
     return ShapeItem(out, label, mask, box, keypoints, attributes), extra
+
+
+def _render_background(seed, index, size, kind):
+    """Item ``index``'s background alone, of kind `kind` (``BACKGROUNDS``): no object, no
+    clutter, no occluder; the item's pixel noise. ``(size, size, 3)`` uint8."""
+    seed, index, size = _check_args(seed, index, size)
+    if kind not in BACKGROUNDS:
+        raise ValueError(f"unknown background {kind!r}: one of {', '.join(BACKGROUNDS)}")
+    rng = np.random.default_rng([seed, index])
+    u = rng.random(_N_UNIFORMS).tolist()
+    img = _background(kind, u, size, rng)
+    img = img.astype(np.float32, copy=True)
+    _pixel_noise(img, u, size, rng)
+    out = np.empty((size, size, 3), dtype=np.uint8)
+    np.clip(img, 0.0, 1.0, out=img)
+    to_uint8(img, out)
+    return out
 
 
 # -- the object's pose and place -----------------------------------------------------------------
@@ -240,6 +260,28 @@ def _truncate(window, trunc, cx, cy, fx, fy, size):
 
 
 # -- background, object, occluder, noise ---------------------------------------------------------
+#: the planted variant (``builtin:shapes-planted``): this background behind every item of the
+#: ``always`` class and behind no item of any other class (``never`` names the class the tests
+#: compare with); the other backgrounds keep their usual draw
+PLANTED = {"concept": "stripes", "always": "circle", "never": "square"}
+
+
+def plant(label: int, u_bg: float) -> float:
+    """The background uniform of an item of class `label` under `PLANTED`'s rule: the planted
+    background's slot for the ``always`` class; for every other class a draw that would give
+    the planted background is moved, uniformly, onto the other kinds."""
+    kinds = len(BACKGROUNDS)
+    k = BACKGROUNDS.index(PLANTED["concept"])
+    if SHAPE_CLASSES[label] == PLANTED["always"]:
+        return (k + 0.5) / kinds
+    slot = min(int(u_bg * kinds), kinds - 1)
+    if slot == k:
+        frac = u_bg * kinds - slot  # uniform in [0, 1) given the slot
+        other = [j for j in range(kinds) if j != k][min(int(frac * (kinds - 1)), kinds - 2)]
+        return (other + 0.5) / kinds
+    return u_bg
+
+
 def _backdrop(obj: _Placed, u, size: int, rng):
     """The background (kind, float32 image) and, under the object's footprint (coverage-
     weighted), its mean luminance, the luminance's spread and the mean colour of the box."""

@@ -186,6 +186,8 @@ class Stamps(ImageDataset):
     """
 
     classes = list(CLASSES)
+    #: what ``meta["background"]`` may name (dissection's texture concepts)
+    backgrounds = list(BACKGROUNDS)
 
     def __init__(self, split: str = "test", length: int | None = None,
                  size: int = DEFAULT_SIZE, root: str | os.PathLike | None = None, lens=None):

@@ -14,16 +14,18 @@ Pass 2, `IoUCounts`: with the thresholds fixed, each unit's map is upsampled to 
 masks' resolution (bilinear, as the paper), thresholded, ``M_k(x) = up(a_k(x)) >= T_k``, and
 counted against each concept's mask ``L_c(x)``: ``I_kc = sum_x |M_k(x) & L_c(x)|``, ``|M_k|``
 and ``|L_c|`` summed over the data; ``IoU_kc = I_kc / (|M_k| + |L_c| - I_kc)``. A unit detects
-concept c when ``IoU_kc > 0.04`` (the paper's rule).
+concept c when ``IoU_kc > 0.04`` (the paper's rule). The counts are exact integers, found
+without upsampling the maps: only the pixels of the ~1 % of cells with a corner near ``T_k``
+are evaluated (`bilinear`), and each is counted under the code of its concepts.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ...errors import ConvlensError
+from .bilinear import Codes, count_above
 
 #: the paper's share of activations above the threshold, and its detector rule
 QUANTILE = 0.005
@@ -115,13 +117,26 @@ class TopQuantile:
             self.per_item = state["per_item"]
 
 
+def mask_codes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``masks (N, C, H, W)`` bool -> ``codes (N, H, W)`` int64 and ``table (K, C)`` bool: pixel
+    ``(n, y, x)`` lies in the masks ``table[codes[n, y, x]]`` (the distinct columns of
+    concepts)."""
+    n, c, h, w = masks.shape
+    table, codes = torch.unique(masks.bool().permute(0, 2, 3, 1).reshape(-1, c), dim=0,
+                                return_inverse=True)
+    return codes.reshape(n, h, w), table
+
+
 class IoUCounts:
     """Intersections and sizes of each unit's thresholded map with each concept's mask.
 
     ``thresholds (U,)`` from `TopQuantile`; ``update(a, masks)`` with ``a (N, U, h, w)`` and
     ``masks (N, C, H, W)`` bool (the concepts at the masks' resolution; a concept absent from
-    an image is all False there). ``iou()`` -> ``(U, C)``. Units are taken `unit_chunk` at a
-    time (the upsampled maps of a whole layer do not fit in memory at once).
+    an image is all False there), or ``update_codes(a, codes, table)`` with the concepts as a
+    code per pixel (`mask_codes`; `labels.concept_codes` makes them without the masks).
+    ``iou()`` -> ``(U, C)``. The counts are those of thresholding
+    ``F.interpolate(a[:, u:u + unit_chunk], (H, W), mode="bilinear")`` at ``T``, exactly, but
+    found without upsampling every map (`bilinear.count_above`).
     """
 
     def __init__(self, thresholds: torch.Tensor, unit_chunk: int = 64):
@@ -135,24 +150,34 @@ class IoUCounts:
         if a.dim() != 4 or masks.dim() != 4 or a.shape[0] != masks.shape[0]:
             raise ConvlensError(f"activations (N, U, h, w) and masks (N, C, H, W) of the same "
                                 f"N, got {tuple(a.shape)} and {tuple(masks.shape)}")
+        self.update_codes(a, *mask_codes(masks))
+
+    def update_codes(self, a: torch.Tensor, codes: torch.Tensor | Codes,
+                     table: torch.Tensor, peak: torch.Tensor | None = None) -> None:
+        """``a (N, U, h, w)``; ``codes (N, H, W)`` integers into ``table (K, C)`` bool: the
+        concepts of each pixel (or a `bilinear.Codes` of them, which the layers of one batch
+        share); `peak`: ``a.amax((2, 3))``, if the caller has it."""
+        if not isinstance(codes, Codes):
+            if codes.dim() != 3:
+                raise ConvlensError(f"codes must be (N, H, W), got {tuple(codes.shape)}")
+            codes = Codes(codes, len(table))
+        if a.dim() != 4 or a.shape[0] != codes.n:
+            raise ConvlensError(f"activations (N, U, h, w) and codes (N, H, W) of the same N, "
+                                f"got {tuple(a.shape)} and {(codes.n, *codes.size)}")
         if a.shape[1] != len(self.t):
             raise ConvlensError(f"{a.shape[1]} units, {len(self.t)} thresholds")
-        size = masks.shape[2:]
-        lab = masks.to(torch.float32).transpose(0, 1).reshape(masks.shape[1], -1)  # (C, P)
+        k, c = table.shape
         if self.inter is None:
-            self.inter = torch.zeros(len(self.t), masks.shape[1], dtype=torch.float64)
-            self.concept_size = torch.zeros(masks.shape[1], dtype=torch.float64)
-        self.concept_size += lab.sum(1).double().cpu()
-        lab = lab.to(a.device)
-        t = self.t.to(a.device)
-        for u0 in range(0, a.shape[1], self.unit_chunk):
-            u1 = min(a.shape[1], u0 + self.unit_chunk)
-            up = F.interpolate(a[:, u0:u1].float(), size=size, mode="bilinear",
-                               align_corners=False)
-            on = (up >= t[u0:u1, None, None]).transpose(0, 1).reshape(u1 - u0, -1)
-            onf = on.to(torch.float32)
-            self.unit_size[u0:u1] += onf.sum(1).double().cpu()
-            self.inter[u0:u1] += (onf @ lab.T).double().cpu()
+            self.inter = torch.zeros(len(self.t), c, dtype=torch.float64)
+            self.concept_size = torch.zeros(c, dtype=torch.float64)
+        elif self.inter.shape[1] != c:
+            raise ConvlensError(f"{c} concepts, {self.inter.shape[1]} before")
+        codes = codes.to(a.device)
+        hist = count_above(a, self.t, codes, unit_chunk=self.unit_chunk, peak=peak)  # (U, K)
+        tab = table.to(hist.device, torch.float64)  # integer sums: exact below 2^53
+        self.concept_size += (codes.counts().double() @ tab).cpu()
+        self.unit_size += hist.sum(1).double().cpu()
+        self.inter += (hist.double() @ tab).cpu()
 
     def merge(self, other: "IoUCounts") -> "IoUCounts":
         if other.inter is None:

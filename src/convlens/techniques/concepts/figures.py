@@ -92,3 +92,46 @@ def tcav_figure(table: pd.DataFrame, path: str, title: str) -> None:
             ax.set_title(title + ": TCAV score (dots: random CAVs)", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path)
+
+
+#: the outline of a concept's mask on a unit's top images
+OUTLINE = (0, 229, 255)
+
+
+def _outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The inner band of `width` pixels of a bool mask (the image's edge counts as outside)."""
+    inner = mask.copy()
+    for _ in range(width):
+        p = np.pad(inner, 1, constant_values=False)
+        inner = inner & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return mask & ~inner
+
+
+def unit_tiles(images: np.ndarray, regions: np.ndarray, masks: np.ndarray,
+               tile: int = 72) -> np.ndarray:
+    """Bau et al.'s figure of one unit: each of its top images ``(k, H, W, 3)`` uint8 at
+    `tile` pixels, dimmed outside the unit's region ``(k, H, W)`` bool, with the concept's mask
+    ``(k, H, W)`` outlined; returns ``(k, tile', tile'', 3)``."""
+    from PIL import Image
+
+    h, w = images.shape[1:3]
+    s = tile / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    out = []
+    for img, reg, m in zip(images, regions, masks):
+        img = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR), np.float32)
+        reg = np.asarray(Image.fromarray(reg).resize(size, Image.NEAREST), bool)
+        m = np.asarray(Image.fromarray(m).resize(size, Image.NEAREST), bool)
+        img = np.where(reg[..., None], img, 0.3 * img)
+        img[_outline(m)] = OUTLINE
+        out.append(np.clip(img + 0.5, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def unit_strip(images: np.ndarray, regions: np.ndarray, masks: np.ndarray, path: str,
+               tile: int = 72) -> None:
+    """`unit_tiles` in one row, best first, written to `path`."""
+    from ...draw import save_png, tile_grid
+
+    tiles = unit_tiles(images, regions, masks, tile)
+    save_png(path, tile_grid(tiles, cols=len(tiles), pad=2, pad_value=255))

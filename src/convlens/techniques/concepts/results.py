@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ...results import Result, figure, panel
+from ...results import Result, figure, panel, safe_name
 
 
 @dataclass
@@ -20,6 +21,13 @@ class DissectionResult(Result):
             at least one unit), ``units`` (detector units), ``layer_units``.
         iou: one row per layer, unit and concept with ``iou > 0``.
         params: the model, the data, q, the rule, the concepts and how the passes ran.
+        top: one row per layer, unit and rank: each unit's top items by max activation
+            (``item``: the dataset index, ``activation``).
+        examples: the units drawn (the highest IoUs per layer), one row per unit and rank:
+            ``layer, unit, concept, iou, rank, item, activation, image`` (the row of
+            `example_images`); row r's unit region and concept mask are ``example_regions[r]``
+            and ``example_masks[r]`` ``(H, W)`` bool.
+        example_images: ``(M, H, W, 3)`` uint8, the re-loaded items as the model saw them.
     """
 
     kind = "dissect"
@@ -33,6 +41,11 @@ class DissectionResult(Result):
     detectors: pd.DataFrame
     iou: pd.DataFrame
     params: dict[str, Any]
+    top: pd.DataFrame | None = None
+    examples: pd.DataFrame | None = None
+    example_images: np.ndarray | None = None
+    example_regions: np.ndarray | None = None
+    example_masks: np.ndarray | None = None
 
     def best(self, layer: str | None = None, k: int = 10) -> pd.DataFrame:
         """The `k` units of highest IoU (of one layer, or all)."""
@@ -51,23 +64,61 @@ class DissectionResult(Result):
         return dict(self.params)
 
     def tables(self):
-        return {"units": self.units, "detectors": self.detectors, "iou": self.iou}
+        out = {"units": self.units, "detectors": self.detectors, "iou": self.iou}
+        if self.top is not None:
+            out["top"] = self.top
+        if self.examples is not None:
+            out["examples"] = self.examples
+        return out
+
+    def arrays(self):
+        out = {}
+        for name in ("example_images", "example_regions", "example_masks"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+    def _shown(self) -> list[tuple[str, int, pd.DataFrame]]:
+        """The units drawn, in order: ``(layer, unit, their rows of examples)``."""
+        if self.examples is None or self.example_images is None or not len(self.examples):
+            return []
+        ex = self.examples.reset_index(drop=True)  # row r: region and mask r
+        return [(layer, int(unit), g) for (layer, unit), g in
+                ex.groupby(["layer", "unit"], sort=False)]
 
     def figures(self):
-        return [figure("unique detectors per category, by layer",
+        figs = [figure("unique detectors per category, by layer",
                        [panel("detectors", "", kind="plot")],
                        f"IoU above {self.params.get('rule', 0.04)}; "
                        f"{self.params.get('images', 0)} images"),
                 figure("the units of highest IoU", [panel("best", "", kind="plot")],
                        "each unit's best concept")]
+        shown = self._shown()
+        for j, layer in enumerate(dict.fromkeys(s[0] for s in shown)):
+            panels = [panel(f"top_{safe_name(lay)}_{u}",
+                            f"{lay} unit {u}: {g.concept.iloc[0]} (IoU {g.iou.iloc[0]:.2f})",
+                            kind="image") for lay, u, g in shown if lay == layer]
+            figs.append(figure(  # the key once, under the first layer's units
+                f"{layer}: each unit's top images", panels, "" if j else
+                f"The {self.params.get('top', 5)} of {self.params.get('images', 0)} images "
+                "where the unit's max activation is highest, best first. Bright: where its "
+                "upsampled map reaches its threshold T_k (dimmed elsewhere); cyan outline: "
+                "its concept's mask in that image. The units of highest IoU of each layer."))
+        return figs
 
     def pictures(self):
-        from .figures import best_units_figure, detectors_figure
+        from .figures import best_units_figure, detectors_figure, unit_strip
 
         title = f"{self.params.get('model', 'model')} on {self.params.get('data', 'data')}"
-        return {"detectors": lambda path: detectors_figure(self.detectors, self.units, path,
+        pics = {"detectors": lambda path: detectors_figure(self.detectors, self.units, path,
                                                            title),
                 "best": lambda path: best_units_figure(self.units, path, title)}
+        for layer, u, g in self._shown():
+            rows = g.index.to_numpy()
+            pics[f"top_{safe_name(layer)}_{u}"] = lambda path, rows=rows, g=g: unit_strip(
+                self.example_images[g.image.to_numpy()], self.example_regions[rows],
+                self.example_masks[rows], path)
+        return pics
 
 
 @dataclass
@@ -90,9 +141,15 @@ class TcavResult(Result):
         lines = []
         for (cls, name), g in t.groupby(["class", "class_name"], sort=True):
             sig = g[g.significant].sort_values("score", ascending=False)
-            lines.append(f"  class {name}: " + (", ".join(
-                f"{r.concept}@{r.layer} {r.score:.2f}" for r in sig.itertuples())
-                or "no significant concept"))
+            up = sig[sig.score > sig.random_score]
+            down = sig[sig.score <= sig.random_score]
+            text = "; ".join(part for part in (
+                "raised by " + ", ".join(f"{r.concept}@{r.layer} {r.score:.2f}"
+                                         for r in up.itertuples()) if len(up) else "",
+                "lowered by " + ", ".join(f"{r.concept}@{r.layer} {r.score:.2f}"
+                                          for r in down.itertuples()) if len(down) else "")
+                if part)
+            lines.append(f"  class {name}: " + (text or "no significant concept"))
         return lines
 
     def info(self):

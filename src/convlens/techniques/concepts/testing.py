@@ -137,25 +137,40 @@ def tcav(lens, data, concepts=None, layers: Sequence[str] | None = None,
 
 
 def concept_sets(data, key: str = "background", per: int = 30, scan: int = 2000,
-                 seed: int = 0, random: int = 100):
+                 seed: int = 0, random: int = 100, values: Sequence[str] | None = None):
     """Concept example sets drawn from a dataset's own items by a metadata value (the
     builtin data record each item's ``background``): a dataset whose classes are the values
-    (`per` items each, from the first `scan` items, seeded) and a ``random`` class of `random`
-    other items: what `tcav` takes as `concepts`. Does a class's score depend on the grass
-    behind the object?"""
+    (`per` items each, from the first `scan` items, seeded; only `values` if given) and a
+    ``random`` class of `random` other items (with `values`: items whose value is none of
+    them): what `tcav` takes as `concepts`. Does a class's score depend on the grass behind
+    the object?
+
+    Example::
+
+        cons = concept_sets(load_data("builtin:shapes:test"), values=["stripes"], per=100)
+        tcav("builtin:shapes-planted-net", "builtin:shapes-planted:test:400", cons)
+    """
     from ...data.base import ImageDataset
 
     rng = np.random.default_rng(seed)
-    values: dict[str, list[int]] = {}
+    found: dict[str, list[int]] = {}
     for i in range(min(scan, len(data))):
         v = (data.load(i)[2] or {}).get(key)
         if v is not None:
-            values.setdefault(str(v), []).append(i)
-    if len(values) < 1:
+            found.setdefault(str(v), []).append(i)
+    if len(found) < 1:
         raise ConvlensError(f"no item of the data has a {key!r} in its metadata")
-    chosen = {v: sorted(rng.choice(ids, size=min(per, len(ids)), replace=False).tolist())
-              for v, ids in sorted(values.items()) if len(ids) >= 4}
+    wanted = sorted(found) if values is None else [str(v) for v in values]
+    missing = [v for v in wanted if len(found.get(v, ())) < 4]
+    if values is not None and missing:
+        raise ConvlensError(f"fewer than 4 items with {key} = {', '.join(missing)} among the "
+                            f"first {scan}; values seen: {', '.join(sorted(found))}")
+    chosen = {v: sorted(rng.choice(found[v], size=min(per, len(found[v])),
+                                   replace=False).tolist())
+              for v in wanted if len(found.get(v, ())) >= 4}
     used = {i for ids in chosen.values() for i in ids}
+    if values is not None:  # the counterparts carry none of the concepts
+        used |= {i for v in wanted for i in found.get(v, ())}
     rest = [i for i in range(min(scan, len(data))) if i not in used]
     rand = sorted(rng.choice(rest, size=min(random, len(rest)), replace=False).tolist())
     names = list(chosen) + ["random"]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...data.images import preprocess_mask
 from ...engine import Reducer, item_order, pass_checkpoint, run_pass
 from ...engine.settings import RunSettings, as_run
 from ...errors import ConvlensError, unknown
@@ -184,7 +185,8 @@ class Faithfulness(Reducer):
         masks = None
         if any(k in self.metrics for k in ("pointing_game", "energy_in_mask")):
             if all("mask" in (m or {}) for m in batch.meta):
-                masks = torch.stack([torch.as_tensor(m["mask"]) for m in batch.meta]).bool()
+                masks = torch.stack([torch.from_numpy(preprocess_mask(m["mask"], x.shape[2:]))
+                                     for m in batch.meta])  # the image's resize and crop
             else:
                 self.no_masks += len(batch)
         self.indices.append(batch.indices.clone().long())
