@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import all_hooks, assert_unchanged, snapshot
 from convlens import load_model
 from convlens.errors import ConvlensError
 from convlens.hooks import capture
 from convlens.techniques.concepts.dissect import random_rotation, rotated
-
-from conftest import all_hooks, assert_unchanged, snapshot
 
 
 def test_random_rotation_is_orthogonal_and_seeded():

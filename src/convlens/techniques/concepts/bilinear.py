@@ -5,9 +5,10 @@ the map (network dissection's pass 2, `dissection.IoUCounts`).
 weighted sum, with non-negative weights that sum to 1, of the four input values of its *cell*
 (input rows ``i, i+1`` and columns ``j, j+1``, clamped at the last row and column). So a pixel
 can reach a threshold ``T`` only if a corner of its cell is near ``T`` or above, and with
-``T`` a unit's top-0.5 % level about 1 % of the cells have one. `count_above` finds those cells
-from the input values (``a >= T - m``), evaluates only their pixels, and counts each pixel
-that reaches ``T`` under the code of its concepts (``codes (N, H, W)``), per unit.
+``T`` a unit's top-0.5 % level about 1 % of the cells have one. `count_above` finds those
+cells from the input values (``a >= T - m``; rows, or whole maps, whose maximum is below are
+skipped), evaluates only their pixels, and counts each pixel that reaches ``T`` under the code
+of its concepts (`Codes`: one integer per pixel), per unit: ``(U, K)`` integer counts.
 
 It gives the counts of thresholding ``F.interpolate``'s output, bit for bit, not an
 approximation:
@@ -17,18 +18,25 @@ approximation:
   rounding of a convex combination in float32 moves it by a few ulps of its largest term, and
   the weights of a pixel never sum to more than 1 plus an ulp); with ``T <= 0`` a cell of
   corners ``>= 0`` is all on (products and sums of non-negative floats stay non-negative);
-* the other pixels of a candidate cell are evaluated here with torch's weights (the source
-  index ``scale * (y + 0.5) - 0.5`` in float32, as ATen's ``UpSample.h``); where the value
-  lies within a margin of ``T`` that covers both roundings (``1e-5`` of the corners'
-  magnitude, plus one float32 ulp of the source index per input row), the pixel takes the
-  value of ``F.interpolate`` itself. Torch's last bit depends on the call (its vectorised
-  kernel, used for outputs of ``H + W <= 128``, rounds a channel differently by its place in
-  the vector), so that call is the one thresholding a whole layer makes: the image's maps of
-  the unit's `unit_chunk` (units ``64 k ... 64 k + 63`` by default).
+* a candidate cell's pixels are taken in tiles (at most 8 x 8; a cell of 8 or more outputs a
+  side is cut in at least 2 x 2). Within a cell the value is bilinear in the two weights, so
+  over a tile it lies between its values at the tile's four corners: a tile whose corners
+  are all clearly below (above) ``T`` is off (on) as a whole, and only the tiles ``T``
+  crosses are evaluated pixel by pixel;
+* a pixel is evaluated with torch's weights (`source_index`: the source index
+  ``scale * (y + 0.5) - 0.5``, rounded as ATen's compiled kernels round it); where its value
+  lies within a margin of ``T`` that covers both roundings (`PIX`, and `PER_ROW` where
+  `exact_weights` cannot confirm the weights), it takes the value of ``F.interpolate``
+  itself. Torch's last bit depends on the call (its vectorised kernel, used for outputs of
+  ``H + W <= 128``, rounds a channel by its place in the vector), so that call is the one
+  thresholding the whole layer makes: the image's maps of the unit's `unit_chunk` (units
+  ``64 k ... 64 k + 63`` by default), or the maps alone where `planewise` finds that the
+  same;
+* maps holding NaN or infinity are counted the literal way (`literal_above`).
 
-The cells' pixels are taken in tiles of at most ``ceil(H / h)`` rows and ``ceil(W / w)``
-columns (a cell at the border is larger). Memory stays bounded: the input values are scanned
-a few million at a time and the candidate pixels about a million at a time.
+Memory stays bounded: the input values are scanned `STEP` at a time and the candidate pixels
+`PIXELS` at a time. The dataset pass runs it in the forward hook (`dissect.Overlaps`), while
+the maps are in the cache.
 """
 from __future__ import annotations
 
@@ -52,9 +60,10 @@ PER_ROW = 2.4e-7
 #: input values scanned at once, candidate pixels evaluated at once
 STEP = 1 << 22
 PIXELS = 1 << 22
-#: the most rows (columns) of a tile: a tile of 16 pixels or more is first judged by its
-#: corners (the value is bilinear in the weights within a cell, so it lies between its
-#: values at the tile's corners), and only a tile that the threshold crosses is evaluated
+#: the most rows (columns) of a tile (a cell of 8 or more: half of it): a tile of 16 pixels
+#: or more is first judged by its corners (the value is bilinear in the weights within a
+#: cell, so it lies between its values at the tile's corners), and only a tile that the
+#: threshold crosses is evaluated
 TILE = 8
 
 
@@ -101,7 +110,8 @@ class Axis:
 @functools.lru_cache(maxsize=64)
 def axis(n_in: int, n_out: int, device: str = "cpu") -> Axis:
     i0, w1 = source_index(n_in, n_out)
-    size = max(1, min(TILE, -(-n_out // n_in)))
+    span = -(-n_out // n_in)  # outputs per cell, at most
+    size = max(1, min(TILE, span if span < 8 else span // 2))  # 4 tiles or more per big cell
     per_cell = torch.bincount(i0, minlength=n_in)
     start = torch.cumsum(per_cell, 0) - per_cell
     tiles = (per_cell + size - 1) // size
@@ -182,8 +192,9 @@ def count_above(a: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | Codes,
     align_corners=False)`` (``c`` the multiple of `unit_chunk` below ``u``) is at least ``t[u]``.
 
     a ``(N, U, h, w)``; t ``(U,)``; codes ``(N, H, W)`` integers in ``[0, n_codes)``, or a
-    `Codes`. `peak`: ``a.amax((2, 3))`` if the caller has it (the maps without a value near
-    ``t`` are skipped). Runs on `a`'s device, `STEP` input values at a time."""
+    `Codes`. `peak`: ``a.amax((2, 3))`` or ``a.amax(3)`` if the caller has it (the maps and
+    rows without a value near ``t`` are skipped). Runs on `a`'s device, `STEP` input values
+    at a time."""
     n, units, h, w = a.shape
     dev = a.device
     if not isinstance(codes, Codes):
@@ -251,7 +262,12 @@ def _count(a: torch.Tensor, t: torch.Tensor, u0: int, codes: Codes, rows: Axis, 
     lo = t - m
     # the values >= T - m: found in the rows (maps, if narrow) whose maximum is
     seg = w if w >= 16 else h * w
-    top = peak.reshape(-1) if seg == h * w and peak is not None else a.view(-1, seg).amax(1)
+    if peak is None:
+        top = a.view(-1, seg).amax(1)
+    elif peak.dim() == 3:  # row maxima
+        top = peak.reshape(-1) if seg == w else peak.amax(2).reshape(-1)
+    else:
+        top = peak.reshape(-1) if seg == h * w else a.view(-1, seg).amax(1)
     per = h * w // seg
     lo_seg = lo.repeat_interleave(per)
     if not bool(torch.isfinite(top).all()):
@@ -261,15 +277,18 @@ def _count(a: torch.Tensor, t: torch.Tensor, u0: int, codes: Codes, rows: Axis, 
         return True
     k = _pick(a.view(-1, seg), live) >= _pick(lo_seg, live % (units * per))[:, None]
     k = k.view(-1).nonzero().squeeze(1)
-    hot = _pick(live, k // seg) * seg + k % seg
+    row, col = _pick(live, k // seg), k % seg
+    hot = row * seg + col
     # the cells with a corner at or above T - m: each such value is a corner of <= 4 cells
-    up, left = (hot // w % h > 0).long() * w, (hot % w > 0).long()
+    if seg == w:
+        up, left = (row % h > 0).long() * w, (col > 0).long()
+    else:
+        up, left = (col >= w).long() * w, (col % w > 0).long()
     cells = torch.cat([hot, hot - up, hot - left, hot - up - left]).unique()
     ci, cj = cells // w % h, cells % w
     down, right = (ci < h - 1).long() * w, (cj < w - 1).long()
-    flat = a.view(-1)
-    corner = torch.stack([_pick(flat, cells), _pick(flat, cells + right),
-                          _pick(flat, cells + down), _pick(flat, cells + down + right)], 1)
+    corner = _pick(a.view(-1), torch.stack([cells, cells + right, cells + down,
+                                            cells + down + right], 1).view(-1)).view(-1, 4)
     plane = cells // (h * w)
     unit, item = plane % units, plane // units
     tq = _pick(t, unit)
@@ -319,15 +338,27 @@ def _count(a: torch.Tensor, t: torch.Tensor, u0: int, codes: Codes, rows: Axis, 
         else:  # evaluate the tiles the threshold crosses
             d = _value(fq, wx0, wx1, wy1)
             on = d >= 0  # NaN on padding: off
-            amb = d.abs_() <= fq[:, 5, None, None]
+            dist = d.abs_()
+            if padded:
+                dist.nan_to_num_(nan=float("inf"))
+            close = dist.view(len(qq), -1).amin(1) <= fq[:, 5]  # tiles with a pixel near T
             if some:
-                amb &= ~full[:, None, None]
-            if bool(amb.any()):
-                _exact(whole, t_all, _pick(item, qq), _pick(unit, qq) + u0,
-                       _pick(rows.index, r), _pick(cols.index, c), codes.size, amb, on,
+                close &= ~full
+            if bool(close.any()):
+                k = close.nonzero().squeeze(1)
+                part = _pick(on, k)
+                _exact(whole, t_all, _pick(item, _pick(qq, k)), _pick(unit, _pick(qq, k)) + u0,
+                       _pick(rows.index, _pick(r, k)), _pick(cols.index, _pick(c, k)),
+                       codes.size, _pick(dist, k) <= _pick(fq, k)[:, 5, None, None], part,
                        unit_chunk)
+                on.index_copy_(0, k, part)
             if some:  # the tiles all on: their outputs (not their padding)
-                on |= full[:, None, None] & (d == d) if padded else full[:, None, None]
+                k = full.nonzero().squeeze(1)
+                if padded:
+                    wk, vk = _pick(wy1, k), _pick(wx1, k)
+                    on.index_copy_(0, k, (wk == wk)[:, :, None] & (vk == vk)[:, None, :])
+                else:
+                    on.index_fill_(0, k, True)
         if on is None and padded:
             on = (wy1 == wy1)[:, :, None] & (wx1 == wx1)[:, None, :]  # not NaN
         if on is not None:

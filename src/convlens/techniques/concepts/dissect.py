@@ -45,16 +45,25 @@ class Thresholds(Reducer):
     def config(self) -> dict[str, Any]:
         return {"layers": self.layers, "n_items": self.n_items, "q": self.q}
 
-    def summarize(self, layer: str, act: torch.Tensor) -> torch.Tensor:
-        return act.detach().float().cpu()  # float32 copies: the pass may run in bf16
+    def summarize(self, layer: str, act: torch.Tensor):
+        """In the forward hook (before a later in-place op): the batch's values per unit
+        (`TopQuantile.candidates`, float32 on the CPU: the pass may run in bf16)."""
+        a = act.detach()
+        if a.dim() != 4:
+            return a  # `update` says why
+        top, seen, per_item = self.tq[layer].candidates(a.float())
+        return top.cpu(), seen, per_item
 
     def update(self, batch, acts, logits) -> None:
         for name in self.layers:
             a = acts[name]
+            if isinstance(a, tuple):
+                self.tq[name].update_candidates(*a)
+                continue
             if a.dim() != 4:
                 raise ConvlensError(f"layer {name!r} gives {tuple(a.shape)}: dissection needs "
                                     "spatial maps (N, C, H, W)")
-            self.tq[name].update(a)
+            self.tq[name].update(a.float().cpu())
 
     def merge(self, other: "Thresholds") -> "Thresholds":
         for name in self.layers:
@@ -100,16 +109,39 @@ class Overlaps(Reducer):
                 "value_range": self.value_range, "mean": self.mean, "std": self.std,
                 "top": self.top_k}
 
-    def summarize(self, layer: str, act: torch.Tensor) -> torch.Tensor:
-        return act.detach().float()
+    def begin(self, batch) -> None:
+        """The batch's concepts, before its forward pass: `summarize` counts each layer in
+        its forward hook, while its maps are fresh (and before a later in-place op)."""
+        codes, table = self.concepts(batch, codes=True)
+        self._batch = (codes, table, {})  # codes per device (`bilinear.Codes`)
+
+    def _codes(self, device) -> tuple[Codes, torch.Tensor]:
+        codes, table, moved = self._batch
+        if device not in moved:  # the layers of one size share its tile layout
+            moved[device] = Codes(codes.to(device), len(table))
+        return moved[device], table
+
+    def summarize(self, layer: str, act: torch.Tensor):
+        """``(counts (U, K), max per map (N, U))`` of the batch (`IoUCounts.above`); the
+        activation itself where no batch began (fed by hand: `update` counts it)."""
+        a = act.detach().float()
+        if getattr(self, "_batch", None) is None:
+            return a
+        rows = a.amax(3) if a.dim() == 4 and a.shape[3] >= 16 else None
+        peak = a.amax((2, 3)) if rows is None else rows.amax(2)
+        hint = peak if rows is None else rows
+        return self.counts[layer].above(a, self._codes(a.device)[0], hint), peak
 
     def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         """The batch's pixels in [0, 1] (the colours are named on what the eye sees)."""
-        x = x.detach().float().cpu()
+        x = given = x.detach().float().cpu()
         if self.mean is not None and self.std is not None:
-            x = x * torch.tensor(self.std)[:, None, None] + torch.tensor(self.mean)[:, None, None]
+            x = x * torch.tensor(self.std)[:, None, None]
+            x += torch.tensor(self.mean)[:, None, None]
         lo, hi = self.value_range
-        return ((x - lo) / (hi - lo)).clamp(0, 1)
+        if (lo, hi) != (0, 1):  # (x - 0) / 1 is x
+            x = (x - lo) / (hi - lo)
+        return x.clamp(0, 1) if x is given else x.clamp_(0, 1)
 
     def concepts(self, batch, codes: bool = False):
         """The batch's concept masks ``(N, C, H, W)`` at the model's input size. The items'
@@ -140,14 +172,17 @@ class Overlaps(Reducer):
             for why in (m or {}).get("mask_errors") or ():
                 warnings.warn(f"{why}: taken as absent", BadMaskWarning, stacklevel=2)
                 self.bad_masks += 1
-        codes, table = self.concepts(batch, codes=True)
-        moved = {}  # one per device: the layers of one size share its tile layout
+        if getattr(self, "_batch", None) is None:  # activations given by hand
+            self.begin(batch)
         for name in self.layers:
-            dev = acts[name].device
-            moved.setdefault(dev, Codes(codes.to(dev), len(table)))
-            peak = acts[name].amax((2, 3))
-            self.counts[name].update_codes(acts[name], moved[dev], table, peak)
+            got = acts[name]
+            if isinstance(got, torch.Tensor):
+                got = self.summarize(name, got)
+            hist, peak = got
+            codes, table = self._codes(hist.device)
+            self.counts[name].add(hist, codes, table)
             self.top[name].update(peak, batch.indices)
+        self._batch = None
         self.images += n
 
     def merge(self, other: "Overlaps") -> "Overlaps":

@@ -75,8 +75,19 @@ class TopQuantile:
         self.per_item = per_item
 
     def update(self, a: torch.Tensor) -> None:
+        self.update_candidates(*self.candidates(a))
+
+    def candidates(self, a: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """One batch's share, without changing the state (a dataset pass takes it in the
+        forward hook): ``(its values per unit (U, N*h*w), a copy; values per unit, values per
+        item)``; `update_candidates` keeps them as `update(a)` keeps `a`."""
         v = _per_unit(a)
+        if v.data_ptr() == a.data_ptr():  # one image: a view of `a`
+            v = v.clone()
         per_item = v.shape[1] // a.shape[0]
+        return v, v.shape[1], per_item
+
+    def update_candidates(self, v: torch.Tensor, seen: int, per_item: int) -> None:
         if self.k is None:
             self._start(v.shape[0], per_item)
         elif per_item != self.per_item or (self.top is not None and
@@ -85,7 +96,7 @@ class TopQuantile:
         both = v if self.top is None else torch.cat([self.top, v.to(self.top)], 1)
         k = min(self.k, both.shape[1])
         self.top = both.topk(k, dim=1, sorted=True).values
-        self.seen += v.shape[1]
+        self.seen += seen
 
     def merge(self, other: "TopQuantile") -> "TopQuantile":
         if other.top is None:
@@ -161,21 +172,28 @@ class IoUCounts:
             if codes.dim() != 3:
                 raise ConvlensError(f"codes must be (N, H, W), got {tuple(codes.shape)}")
             codes = Codes(codes, len(table))
+        self.add(self.above(a, codes, peak), codes, table)
+
+    def above(self, a: torch.Tensor, codes: Codes, peak: torch.Tensor | None = None):
+        """One batch's ``(U, K)`` int64 counts of the pixels at or above each unit's threshold
+        per code (`bilinear.count_above`; no state changes: `add` them)."""
         if a.dim() != 4 or a.shape[0] != codes.n:
             raise ConvlensError(f"activations (N, U, h, w) and codes (N, H, W) of the same N, "
                                 f"got {tuple(a.shape)} and {(codes.n, *codes.size)}")
         if a.shape[1] != len(self.t):
             raise ConvlensError(f"{a.shape[1]} units, {len(self.t)} thresholds")
+        return count_above(a, self.t, codes.to(a.device), unit_chunk=self.unit_chunk, peak=peak)
+
+    def add(self, hist: torch.Tensor, codes: Codes, table: torch.Tensor) -> None:
+        """Add one batch's counts `above` (``(U, K)``, the codes' table ``(K, C)``)."""
         k, c = table.shape
         if self.inter is None:
             self.inter = torch.zeros(len(self.t), c, dtype=torch.float64)
             self.concept_size = torch.zeros(c, dtype=torch.float64)
         elif self.inter.shape[1] != c:
             raise ConvlensError(f"{c} concepts, {self.inter.shape[1]} before")
-        codes = codes.to(a.device)
-        hist = count_above(a, self.t, codes, unit_chunk=self.unit_chunk, peak=peak)  # (U, K)
         tab = table.to(hist.device, torch.float64)  # integer sums: exact below 2^53
-        self.concept_size += (codes.counts().double() @ tab).cpu()
+        self.concept_size += (codes.to(hist.device).counts().double() @ tab).cpu()
         self.unit_size += hist.sum(1).double().cpu()
         self.inter += (hist.double() @ tab).cpu()
 

@@ -57,7 +57,8 @@ def tcav_figure(table: pd.DataFrame, path: str, title: str) -> None:
     classes = list(dict.fromkeys(zip(table["class"], table["class_name"])))
     layers = list(dict.fromkeys(table.layer))
     concepts = list(dict.fromkeys(table.concept))
-    fig = _figure(figsize=(max(4.5, 1.2 * len(concepts) * len(layers) / 2 + 2),
+    # at most 12 inches (1,200 px: the report's width); many concepts get narrower bars
+    fig = _figure(figsize=(min(12.0, max(5.5, 0.6 * len(concepts) * len(layers) + 2)),
                            2.6 * max(1, len(classes)) + 0.6), dpi=100)
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
     width = 0.8 / max(1, len(layers))
@@ -75,9 +76,15 @@ def tcav_figure(table: pd.DataFrame, path: str, title: str) -> None:
                        color=palette[j % len(palette)] if r.significant else "0.8",
                        hatch=None if r.significant else "//", edgecolor="0.4", lw=0.5)
                 ax.plot(pos, r.random_score, "k.", ms=3)
+                if r.significant:  # which way: a bar of height ~0 must still read
+                    up = r.score > r.random_score
+                    ax.text(pos, min(r.score + r["std"], 1.0) + 0.02, "▲" if up else "▼",
+                            ha="center", va="bottom", fontsize=6,
+                            color=palette[j % len(palette)])
         ax.set_xticks(x)
         ax.set_xticklabels(concepts, fontsize=8)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.12)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.set_ylabel(f"class {name}", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
         if i == 0:
@@ -89,7 +96,12 @@ def tcav_figure(table: pd.DataFrame, path: str, title: str) -> None:
                                  label="not significant"))
             fig.legend(handles=handles, fontsize=7, ncol=min(4, len(handles)),
                        loc="lower center")
-            ax.set_title(title + ": TCAV score (dots: random CAVs)", fontsize=9)
+            import textwrap
+
+            wide = fig.get_figwidth()
+            ax.set_title("\n".join(textwrap.wrap(title, int(wide * 11))) +
+                         "\nTCAV score (dots: random CAVs; ▲ ▼: significantly above, below)",
+                         fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path)
 

@@ -11,7 +11,8 @@ Three categories, as Broden's (Bau et al. 2017, §2.1) where this data can give 
   colours in CIELAB (`PROTOTYPES`), a stated simplification.
 
 `Vocabulary` fixes the concept list before the counting pass (a streaming pass needs it up
-front); `concept_masks` gives one batch's ``(N, C, H, W)`` masks.
+front); `concept_masks` gives one batch's ``(N, C, H, W)`` masks, `concept_codes` the same as
+one code per pixel (what the counting pass uses).
 """
 from __future__ import annotations
 

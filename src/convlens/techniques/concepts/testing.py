@@ -29,6 +29,13 @@ def _activations(lens, data, indices, layers, batch_size) -> dict[str, torch.Ten
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def _mean_or_nan(values) -> float:
+    """The mean of the finite values (a CAV fitted without held-out examples has none)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
 def _labels(data, indices) -> np.ndarray:
     return np.asarray([int(data.load(int(i))[1]) for i in indices])
 
@@ -124,7 +131,7 @@ def tcav(lens, data, concepts=None, layers: Sequence[str] | None = None,
                              "score": sig["mean"], "std": sig["std"], "p": sig["p"],
                              "significant": sig["significant"],
                              "random_score": sig["random_mean"],
-                             "cav_accuracy": float(np.nanmean(accs)), "images": len(g)})
+                             "cav_accuracy": _mean_or_nan(accs), "images": len(g)})
     params: dict[str, Any] = {"model": getattr(lens, "name", None),
                               "data": getattr(data, "spec", None),
                               "concepts": [names[j] for j in concept_ids], "layers": layers,
