@@ -72,6 +72,7 @@ def test_count_above_equals_thresholding_the_upsampled_maps():
                            thresholded(a, t, codes, 5)), trial
 
 
+@pytest.mark.slow
 def test_count_above_on_real_sizes_and_non_finite_maps():
     g = torch.Generator().manual_seed(1)
     for h, size in [(3, 96), (6, 96), (12, 96), (48, 96), (7, 224), (13, 224), (8, 64)]:
