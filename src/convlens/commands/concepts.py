@@ -9,9 +9,11 @@ from .common import (
     data_options,
     engine_options,
     item_indices,
+    layer_list,
     lens_from,
     model_options,
     on_interrupt,
+    open_fraction,
     options,
     output_options,
     run_from,
@@ -19,34 +21,17 @@ from .common import (
 )
 
 
-def _share(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}")
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError("must lie strictly between 0 and 1")
-    return v
-
-
-def _layers(s: str) -> list[str]:
-    vals = [v.strip() for v in s.split(",") if v.strip()]
-    if not vals:
-        raise argparse.ArgumentTypeError("give at least one layer")
-    return vals
-
-
 def _opts(p: argparse.ArgumentParser) -> None:
     model_options(p)
     data_options(p)
     g = p.add_argument_group("dissection")
-    g.add_argument("--layers", type=_layers, default=None, metavar="L1,L2,...",
+    g.add_argument("--layers", type=layer_list, default=None, metavar="L1,L2,...",
                    help="layers to dissect (default: every ReLU with a spatial map; "
                         "`convlens layers` lists them)")
-    g.add_argument("--quantile", type=_share, default=0.005,
+    g.add_argument("--quantile", type=open_fraction, default=0.005,
                    help="share of each unit's activations above its threshold (default 0.005, "
                         "the paper's)")
-    g.add_argument("--rule", type=_share, default=0.04,
+    g.add_argument("--rule", type=open_fraction, default=0.04,
                    help="IoU above which a unit detects its best concept (default 0.04)")
     g.add_argument("--no-colours", action="store_true",
                    help="leave out the 11 colour concepts")
@@ -121,7 +106,7 @@ def _tcav_opts(p: argparse.ArgumentParser) -> None:
                         "builtin:shapes-planted")
     g.add_argument("--per-concept", type=positive_int, default=30, metavar="N",
                    help="with --concepts meta:KEY, example images per concept (default 30)")
-    g.add_argument("--layers", type=_layers, default=None, metavar="L1,L2,...",
+    g.add_argument("--layers", type=layer_list, default=None, metavar="L1,L2,...",
                    help="layers (default: the last three ReLUs with a spatial map)")
     g.add_argument("--classes", type=_ints, default=None, metavar="K1,K2,...",
                    help="classes to test (default: every class among the first --n items)")
@@ -129,7 +114,7 @@ def _tcav_opts(p: argparse.ArgumentParser) -> None:
                    help="random counterpart sets, one CAV each (default 10; at least 2)")
     g.add_argument("--n-random", type=positive_int, default=50,
                    help="images per random set (default 50)")
-    g.add_argument("--alpha", type=_share, default=0.05,
+    g.add_argument("--alpha", type=open_fraction, default=0.05,
                    help="significance level before Bonferroni (default 0.05)")
     p.add_argument("--out", default="convlens-out/tcav", metavar="DIR",
                    help="folder for the result (default convlens-out/tcav)")
