@@ -49,6 +49,31 @@ def test_cav_points_to_the_concept_and_separates_it():
         fit_cav(concept[:1], random)
 
 
+def test_cav_of_more_features_than_examples_is_the_full_dimensional_fit():
+    """fit_cav solves in the examples' span when D > n (a conv layer's maps): the same optimum
+    as scikit-learn's D-dimensional solve, here against one run to a 1e-12 tolerance (the
+    default-tolerance solves differ from it by ~1e-5 in 1 - cosine, either way)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(1)
+    direction = torch.randn(3000, generator=g)
+    concept = torch.randn(30, 3000, generator=g).relu() + 0.05 * direction
+    random = torch.randn(40, 3000, generator=g).relu()
+    cav = fit_cav(concept, random, test_share=0)
+    x = torch.cat([concept, random]).double().numpy()
+    y = np.r_[np.ones(30), np.zeros(40)]
+    w = LogisticRegression(C=1.0, max_iter=20000, tol=1e-12).fit(x, y).coef_[0]
+    cos = float(cav.vector.numpy() @ (w / np.linalg.norm(w)))
+    assert 1 - cos < 1e-6
+    # the held-out accuracy is the D-dimensional split fit's (its optimum is in the same span)
+    from sklearn.model_selection import train_test_split
+
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.33, random_state=3, stratify=y)
+    full = LogisticRegression(C=1.0, max_iter=20000, tol=1e-12).fit(xt, yt).score(xv, yv)
+    assert fit_cav(concept, random, seed=3).accuracy == full
+
+
 def test_scores_closed_form():
     grads = torch.tensor([[1.0, 0.0], [-2.0, 0.0], [3.0, 1.0], [0.0, -1.0]])
     s = tcav_score(grads, torch.tensor([1.0, 0.0]))
