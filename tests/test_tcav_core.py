@@ -152,3 +152,80 @@ def test_equals_captum_tcav_with_the_same_cavs(tmp_path):
                                                                 abs=1e-6)
         counts.append(ours["sign_count"])
     assert any(0 < c < 1 for c in counts), counts  # not only all-or-nothing cases
+
+
+def _folder(root, name, n, seed):
+    from PIL import Image
+
+    d = root / name
+    d.mkdir(parents=True)
+    g = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        px = (torch.rand(8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(px).save(d / f"{i}.png")
+
+
+def test_concept_folders_that_say_nothing_are_skipped(tmp_path):
+    """A concept folder with fewer than 2 images is skipped with a warning (it gave a raw
+    torch.cat error before); no concept left, or too few random images, is refused."""
+    from convlens import RunSettings
+    from convlens.techniques.concepts.testing import tcav
+
+    cons, data = tmp_path / "concepts", tmp_path / "data"
+    _folder(cons, "stripes", 6, 0)
+    (cons / "empty").mkdir()
+    _folder(cons, "random", 12, 1)
+    _folder(data, "a", 4, 2)
+    _folder(data, "b", 4, 3)
+    quiet = RunSettings(progress=False)
+    with pytest.warns(UserWarning, match=r"fewer than 2 images skipped: empty \(0\)"):
+        res = tcav(tiny_lens(), data, cons, layers=["act2"], runs=3, n_random=5, run=quiet)
+    assert set(res.table.concept) == {"stripes"}
+    assert len(res.table) == 2 and res.table.random_score.notna().all()  # classes a and b
+    for d, keep in (("stripes", {"0.png"}), ("random", {"0.png", "1.png"})):
+        for f in (cons / d).iterdir():
+            if f.name not in keep:
+                f.unlink()
+    with pytest.raises(ConvlensError, match="no concept has 2 images"):
+        tcav(tiny_lens(), data, cons, layers=["act2"], run=quiet)
+    _folder(cons, "stripes2", 3, 4)
+    with pytest.raises(ConvlensError, match="2 images to draw the random counterparts"):
+        tcav(tiny_lens(), data, cons, layers=["act2"], run=quiet)
+
+
+def test_random_sets_come_in_disjoint_pairs_drawn_afresh_each_run():
+    """Each run's two random sets share no item (Kim et al.'s distinct random sets), and the
+    runs do not repeat one split (a chain of sets each drawn from the rest of a pool of twice
+    their size alternated between two sets: every random-vs-random CAV was +-v)."""
+    import numpy as np
+
+    from convlens.techniques.concepts.testing import random_pairs
+
+    pool = np.arange(100, 200)
+    pairs = random_pairs(pool, 50, 6, np.random.default_rng(0))
+    assert len(pairs) == 6
+    for a, b in pairs:
+        assert len(a) == len(b) == 50 and not set(a.tolist()) & set(b.tolist())
+        assert set(a.tolist()) | set(b.tolist()) <= set(pool.tolist())
+    assert len({tuple(a.tolist()) for a, _ in pairs}) == 6
+    with pytest.raises(ConvlensError, match="need 102 items"):
+        random_pairs(pool, 51, 2, np.random.default_rng(0))
+
+
+def test_concept_sets_of_small_data_keep_four_random_items():
+    """On data whose every item is some concept's example (24 shapes, 8 backgrounds), the
+    largest concepts give items back until the random class has the 4 that two disjoint
+    random sets need; every concept kept has 4 examples or more; no item is in two sets."""
+    from collections import Counter
+
+    from convlens import load_data
+    from convlens.techniques.concepts.testing import concept_sets
+
+    sets = concept_sets(load_data("builtin:shapes:test:24"))
+    labels = [sets.load(i)[1] for i in range(len(sets))]
+    count = Counter(labels)
+    random = sets.classes.index("random")
+    assert count[random] == 4
+    assert all(n >= 4 for k, n in count.items() if k != random)
+    sources = [sets.source(i) for i in range(len(sets))]
+    assert len(set(sources)) == len(sources)

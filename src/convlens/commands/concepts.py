@@ -111,9 +111,11 @@ def _tcav_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classes", type=_ints, default=None, metavar="K1,K2,...",
                    help="classes to test (default: every class among the first --n items)")
     g.add_argument("--runs", type=positive_int, default=10,
-                   help="random counterpart sets, one CAV each (default 10; at least 2)")
+                   help="runs, each with two disjoint random sets: the concepts' counterparts "
+                        "and a random-vs-random CAV (default 10; at least 2)")
     g.add_argument("--n-random", type=positive_int, default=50,
-                   help="images per random set (default 50)")
+                   help="images per random set (default 50; fewer where the random images are "
+                        "under twice as many)")
     g.add_argument("--alpha", type=open_fraction, default=0.05,
                    help="significance level before Bonferroni (default 0.05)")
     p.add_argument("--out", default="convlens-out/tcav", metavar="DIR",

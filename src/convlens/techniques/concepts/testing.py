@@ -2,6 +2,7 @@
 (Kim et al. 2018; the arithmetic in `tcav`)."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,13 +50,14 @@ def tcav(lens, data, concepts=None, layers: Sequence[str] | None = None,
     ``random...`` is the pool of random counterparts) or a dataset whose classes are the
     concepts; None: example sets of `data`'s own items by their ``background`` (`concept_sets`,
     the builtin data record it). Without a random folder the counterparts are drawn from `data`.
-    For each run ``r < runs``: a random set of `n_random` images, each concept's CAV against it
-    at every layer (`tcav.fit_cav`), and a random-vs-random CAV against the next run's set. The
-    TCAV score of concept C for class k at layer l is the share of class-k images (of the first
-    `n` items of `data`) whose class-k score grows along ``v_C`` (`tcav.tcav_score`); a concept
-    is significant for a class when its scores over the runs differ from the random-vs-random
-    scores (two-sided t-test, ``p < alpha / tests``, Bonferroni over every concept and layer
-    tested for that class).
+    For each run ``r < runs``: two disjoint random sets of `n_random` images (`random_pairs`),
+    each concept's CAV against the first at every layer (`tcav.fit_cav`), and the
+    random-vs-random CAV of the first against the second. The TCAV score of concept C for
+    class k at layer l is the share of class-k images (of the first `n` items of `data`) whose
+    class-k score grows along ``v_C`` (`tcav.tcav_score`); a concept is significant for a
+    class when its scores over the runs differ from the random-vs-random scores (two-sided
+    t-test, ``p < alpha / tests``, Bonferroni over every concept and layer tested for that
+    class).
 
     Example::
 
@@ -83,18 +85,34 @@ def tcav(lens, data, concepts=None, layers: Sequence[str] | None = None,
     concept_ids = [j for j in range(len(names)) if j not in random_ids]
     if not concept_ids:
         raise ConvlensError("no concept folder besides the random ones")
+    held = np.bincount(c_labels[c_labels >= 0], minlength=len(names))
+    few = [j for j in concept_ids if held[j] < 2]
+    if few:  # a CAV needs two examples: an empty folder (or one of other files) says nothing
+        warnings.warn(f"concepts with fewer than 2 images skipped: "
+                      f"{', '.join(f'{names[j]} ({held[j]})' for j in few)}", stacklevel=2)
+        concept_ids = [j for j in concept_ids if j not in few]
+        if not concept_ids:
+            raise ConvlensError("no concept has 2 images or more (a CAV needs at least 2 "
+                                "examples)")
     rng = np.random.default_rng(seed)
     if random_ids:
         pool_data, pool = cons, np.flatnonzero(np.isin(c_labels, random_ids))
     else:
         pool_data, pool = data, np.arange(len(data))
+    if len(pool) < 4:
+        raise ConvlensError(f"{len(pool)} images to draw the random counterparts from "
+                            f"({'the random folders' if random_ids else 'the data'}): at least "
+                            "4 needed (two random sets of 2)")
     if len(pool) < 2 * n_random:
         n_random = max(2, len(pool) // 2)
-    sets = [rng.choice(pool, size=n_random, replace=False) for _ in range(runs + 1)]
+    pairs = random_pairs(pool, n_random, runs, rng)
     bs = run.batch_size
     acts_c = {j: _activations(lens, cons, np.flatnonzero(c_labels == j), layers, bs)
               for j in concept_ids}
-    acts_r = [_activations(lens, pool_data, s, layers, bs) for s in sets]
+    drawn = np.unique(np.concatenate([np.concatenate(p) for p in pairs]))
+    acts_d = _activations(lens, pool_data, drawn, layers, bs)  # each drawn image once
+    acts_r = [tuple({k: v[torch.from_numpy(np.searchsorted(drawn, part))]
+                     for k, v in acts_d.items()} for part in p) for p in pairs]
     order = np.arange(min(n, len(data)))
     labels = _labels(data, order)
     wanted = sorted(set(labels.tolist()) - {-1}) if classes is None else list(classes)
@@ -117,12 +135,12 @@ def tcav(lens, data, concepts=None, layers: Sequence[str] | None = None,
             g = grads.get((k, name))
             if g is None:
                 continue
-            base = [tcav_score(g, fit_cav(acts_r[r][name], acts_r[r + 1][name], seed=r,
+            base = [tcav_score(g, fit_cav(acts_r[r][0][name], acts_r[r][1][name], seed=r,
                                           test_share=0))["sign_count"] for r in range(runs)]
             for j in concept_ids:
                 scores, accs = [], []
                 for r in range(runs):
-                    cav = fit_cav(acts_c[j][name], acts_r[r][name], seed=r)
+                    cav = fit_cav(acts_c[j][name], acts_r[r][0][name], seed=r)
                     scores.append(tcav_score(g, cav)["sign_count"])
                     accs.append(cav.accuracy)
                 sig = significance(scores, base, alpha, tests)
@@ -143,13 +161,31 @@ def tcav(lens, data, concepts=None, layers: Sequence[str] | None = None,
     return TcavResult(pd.DataFrame(rows, columns=cols), params)
 
 
+def random_pairs(pool, n_random: int, runs: int, rng) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per run, two disjoint random sets of `n_random` items of `pool` (a fresh split each
+    run): the concepts' counterparts and, against them, the random-vs-random CAV's other side.
+    Kim et al.'s random sets are distinct image sets; sets that share images label those
+    images both ways (and kept the solver from converging), and a chain of sets each drawn
+    from the rest of a pool of twice their size alternates between the same two sets."""
+    pool = np.asarray(pool)
+    if len(pool) < 2 * n_random:
+        raise ConvlensError(f"two disjoint random sets of {n_random} need {2 * n_random} "
+                            f"items, the pool has {len(pool)}")
+    out = []
+    for _ in range(runs):
+        pick = rng.permutation(pool)[:2 * n_random]
+        out.append((np.sort(pick[:n_random]), np.sort(pick[n_random:])))
+    return out
+
+
 def concept_sets(data, key: str = "background", per: int = 30, scan: int = 2000,
                  seed: int = 0, random: int = 100, values: Sequence[str] | None = None):
     """Concept example sets drawn from a dataset's own items by a metadata value (the
     builtin data record each item's ``background``): a dataset whose classes are the values
     (`per` items each, from the first `scan` items, seeded; only `values` if given) and a
     ``random`` class of `random` other items (with `values`: items whose value is none of
-    them): what `tcav` takes as `concepts`. Does a class's score depend on the grass behind
+    them; without, at least 4 where the data has them, the largest concepts giving items
+    back: two disjoint random sets need 4): what `tcav` takes as `concepts`. Does a class's score depend on the grass behind
     the object?
 
     Example::
@@ -172,13 +208,20 @@ def concept_sets(data, key: str = "background", per: int = 30, scan: int = 2000,
     if values is not None and missing:
         raise ConvlensError(f"fewer than 4 items with {key} = {', '.join(missing)} among the "
                             f"first {scan}; values seen: {', '.join(sorted(found))}")
+    total = min(scan, len(data))
     chosen = {v: sorted(rng.choice(found[v], size=min(per, len(found[v])),
                                    replace=False).tolist())
               for v in wanted if len(found.get(v, ())) >= 4}
     used = {i for ids in chosen.values() for i in ids}
     if values is not None:  # the counterparts carry none of the concepts
         used |= {i for v in wanted for i in found.get(v, ())}
-    rest = [i for i in range(min(scan, len(data))) if i not in used]
+    rest = [i for i in range(total) if i not in used]
+    while values is None and len(rest) < min(random, 4) and chosen:
+        # small data: two disjoint random sets need 4 items; the largest concept gives one
+        # back (a concept left with fewer than 4 goes back whole)
+        v = max(chosen, key=lambda c: len(chosen[c]))
+        back = [chosen[v].pop()] if len(chosen[v]) > 4 else chosen.pop(v)
+        rest = sorted(rest + back)
     rand = sorted(rng.choice(rest, size=min(random, len(rest)), replace=False).tolist())
     names = list(chosen) + ["random"]
     items = [(i, k) for k, v in enumerate(chosen) for i in chosen[v]] + \
