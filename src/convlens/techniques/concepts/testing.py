@@ -185,8 +185,8 @@ def concept_sets(data, key: str = "background", per: int = 30, scan: int = 2000,
     (`per` items each, from the first `scan` items, seeded; only `values` if given) and a
     ``random`` class of `random` other items (with `values`: items whose value is none of
     them; without, at least 4 where the data has them, the largest concepts giving items
-    back: two disjoint random sets need 4): what `tcav` takes as `concepts`. Does a class's score depend on the grass behind
-    the object?
+    back: two disjoint random sets need 4): what `tcav` takes as `concepts`. Does a class's
+    score depend on the grass behind the object?
 
     Example::
 
