@@ -186,10 +186,12 @@ def test_concept_folders_that_say_nothing_are_skipped(tmp_path):
         for f in (cons / d).iterdir():
             if f.name not in keep:
                 f.unlink()
-    with pytest.raises(ConvlensError, match="no concept has 2 images"):
+    with pytest.warns(UserWarning, match="skipped"), \
+            pytest.raises(ConvlensError, match="no concept has 2 images"):
         tcav(tiny_lens(), data, cons, layers=["act2"], run=quiet)
     _folder(cons, "stripes2", 3, 4)
-    with pytest.raises(ConvlensError, match="2 images to draw the random counterparts"):
+    with pytest.warns(UserWarning, match="skipped"), \
+            pytest.raises(ConvlensError, match="2 images to draw the random counterparts"):
         tcav(tiny_lens(), data, cons, layers=["act2"], run=quiet)
 
 
