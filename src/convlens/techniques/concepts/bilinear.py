@@ -367,7 +367,7 @@ def _count(a: torch.Tensor, t: torch.Tensor, u0: int, codes: Codes, rows: Axis, 
     return True
 
 
-@functools.lru_cache(maxsize=8192)  # one per layer shape and chunk: a DenseNet has ~1,000
+@functools.lru_cache(maxsize=256)
 def planewise(units: int, c0: int, c1: int, h: int, w: int, big_h: int, big_w: int,
               device: str, threads: int) -> bool:
     """Whether ``F.interpolate`` of a contiguous layer's units ``c0:c1`` rounds each map as

@@ -39,9 +39,9 @@ def fit_cav(concept: torch.Tensor, random: torch.Tensor, seed: int = 0, test_sha
     ``concept (n, ...)`` (label 1) against ``random (m, ...)`` (label 0), activations flattened
     (solved in the examples' span where they are fewer than the features: `_row_space`); the
     accuracy on a seeded held-out share `test_share` (the paper keeps CAVs that separate),
-    then refitted on all. Where the
-    two sides cannot be told apart at all (identical activations) the vector is 0 (every
-    directional derivative 0: a score of 0 that the t-test will not call significant)."""
+    then refitted on all. Where the two sides cannot be told apart at all (identical
+    activations) the vector is 0 (every directional derivative 0: a score of 0 that the t-test
+    will not call significant)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 

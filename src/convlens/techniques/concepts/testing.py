@@ -196,8 +196,9 @@ def concept_sets(data, key: str = "background", per: int = 30, scan: int = 2000,
     from ...data.base import ImageDataset
 
     rng = np.random.default_rng(seed)
+    total = min(scan, len(data))
     found: dict[str, list[int]] = {}
-    for i in range(min(scan, len(data))):
+    for i in range(total):
         v = (data.load(i)[2] or {}).get(key)
         if v is not None:
             found.setdefault(str(v), []).append(i)
@@ -208,7 +209,6 @@ def concept_sets(data, key: str = "background", per: int = 30, scan: int = 2000,
     if values is not None and missing:
         raise ConvlensError(f"fewer than 4 items with {key} = {', '.join(missing)} among the "
                             f"first {scan}; values seen: {', '.join(sorted(found))}")
-    total = min(scan, len(data))
     chosen = {v: sorted(rng.choice(found[v], size=min(per, len(found[v])),
                                    replace=False).tolist())
               for v in wanted if len(found.get(v, ())) >= 4}
