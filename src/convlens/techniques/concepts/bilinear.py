@@ -87,13 +87,15 @@ def source_index(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
 class Axis:
     """One axis of the upsampling, cut in tiles: the outputs of each cell (input index) in
     runs of at most `size`. Cell ``i`` owns tiles ``first[i]:first[i + 1]``. `weights` holds
-    per tile, in columns: w0 and w1 of its outputs (padded to `size` with NaN), then w0 and
-    w1 at its first and last output; `index` its outputs (padding: its first output)."""
+    per tile, in columns, w0 and w1 of its outputs (padded to `size` with NaN); `ends` w0 and
+    w1 at its first and last output (a tile is judged by its corners before its outputs are
+    taken); `index` its outputs (padding: its first output)."""
 
     size: int
     first: torch.Tensor    # (n_in + 1,)
     index: torch.Tensor    # (tiles, size) output index
-    weights: torch.Tensor  # (tiles, 2 * size + 4) float32
+    weights: torch.Tensor  # (tiles, 2 * size) float32
+    ends: torch.Tensor     # (tiles, 4) float32
     full: bool             # no tile is padded
     exact: bool            # torch's kernels weigh as `source_index` (`exact_weights`)
 
@@ -101,10 +103,10 @@ class Axis:
     def tiles(self) -> int:
         return len(self.index)
 
-    def parts(self, w: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Rows of `weights` -> w0, w1, w0 at the ends, w1 at the ends."""
-        b = self.size
-        return w[:, :b], w[:, b:2 * b], w[:, 2 * b:2 * b + 2], w[:, 2 * b + 2:]
+    def parts(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of `weights` (or of `ends`) -> their w0 and w1."""
+        b = w.shape[1] // 2
+        return w[:, :b], w[:, b:]
 
 
 @functools.lru_cache(maxsize=64)
@@ -126,9 +128,10 @@ def axis(n_in: int, n_out: int, device: str = "cpu") -> Axis:
     w1t = torch.where(valid, w1[pos], nan)
     w0t = torch.where(valid, 1 - w1[pos], nan)
     ends = torch.stack([t0, torch.minimum(t0 + size, end) - 1], 1)
-    weights = torch.cat([w0t, w1t, 1 - w1[ends], w1[ends]], 1)
-    return Axis(size, first.to(device), pos.to(device), weights.to(device), bool(valid.all()),
-                exact_weights(n_in, n_out, device))
+    weights = torch.cat([w0t, w1t], 1)
+    ends = torch.cat([1 - w1[ends], w1[ends]], 1)
+    return Axis(size, first.to(device), pos.to(device), weights.to(device), ends.to(device),
+                bool(valid.all()), exact_weights(n_in, n_out, device))
 
 
 def exact_weights(n_in: int, n_out: int, device: str = "cpu") -> bool:
@@ -316,19 +319,19 @@ def _count(a: torch.Tensor, t: torch.Tensor, u0: int, codes: Codes, rows: Axis, 
     step = max(1, PIXELS // (rows.size * cols.size))
     for s in range(0, len(q), step):
         qq, r, c = q[s:s + step], tr[s:s + step], tc[s:s + step]
-        wy0, wy1, ey0, ey1 = rows.parts(_pick(rows.weights, r))
-        wx0, wx1, ex0, ex1 = cols.parts(_pick(cols.weights, c))
         full = _pick(sure, qq)
         fq = _pick(f, qq)
         if judge:  # the value - T at the tile's corners
-            d = _value(fq, ex0, ex1, ey1).view(-1, 4)
+            ex0, ex1 = cols.parts(_pick(cols.ends, c))
+            d = _value(fq, ex0, ex1, rows.parts(_pick(rows.ends, r))[1]).view(-1, 4)
             full |= d.amin(1) > fq[:, 5]
             keep = (full | (d.amax(1) >= -fq[:, 5])).nonzero().squeeze(1)
             if len(keep) < len(qq):
-                qq, r, c, full, fq, wy1, wx0, wx1 = (
-                    _pick(x, keep) for x in (qq, r, c, full, fq, wy1, wx0, wx1))
+                qq, r, c, full, fq = (_pick(x, keep) for x in (qq, r, c, full, fq))
         if not len(qq):
             continue
+        wy1 = rows.parts(_pick(rows.weights, r))[1]
+        wx0, wx1 = cols.parts(_pick(cols.weights, c))
         bq = _pick(base, qq)
         key = _pick(layout, (bq[:, 0] + r) * cols.tiles + c).view(-1, rows.size, cols.size)
         key += bq[:, 1:2, None].to(key.dtype)
