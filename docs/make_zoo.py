@@ -66,17 +66,12 @@ ARGUMENTS = ("images", "model", "data", "scan", "codes")
 #: setting cheap enough for the large transformers and Ablation-CAM took their token and
 #: channels-last layers, is swept since issue 25)
 NOT_SWEPT: dict[str, str] = {
-    "techniques.faithfulness.": "faithfulness (issue 26, new): it scores the maps of the swept "
-                                "attribution methods; its own cost per model (a randomised copy "
-                                "of each model, ROAD's sparse solves at 224 px) is not measured "
-                                "yet, and make test's zoo already takes about 40 minutes",
-    "techniques.concepts.dissect:": "dissect (issue 27): it runs on every model tried, but at "
-                                    "the sweep's size (8 images of 64 px) its exact counting "
-                                    "meets tiny maps whose pixels sit at the threshold and "
-                                    "costs 0.5-116 s a model (efficientnet_b7 116 s, "
-                                    "densenet161 30 s, resnet18 0.9 s; one thread): over 10 "
-                                    "minutes for the zoo, against make test's margin of about "
-                                    "20 minutes under CI's limit"}
+    "techniques.faithfulness.": "faithfulness (issue 26): it scores the maps of the swept "
+                                "attribution methods and runs on every model tried, but at its "
+                                "quick settings it costs 0.8-66 s a model (one thread; "
+                                "vit_b_16 66 s, maxvit_t 38 s, swin_t 22 s, efficientnet_b7 "
+                                "13 s, resnet18 3 s): several minutes over the zoo, against "
+                                "make test's margin of about 20 minutes under CI's limit"}
 
 
 def swept_views() -> list:
@@ -255,7 +250,10 @@ def minimal(view_name: str, lens) -> dict:
     2 x 2 windows; the randomisation test on the top two layers (of `randomizable_layers`,
     which the sweep still calls) instead of every layer; Score-CAM on each image's 16 most
     varying channels (Faster-Score-CAM: a full Score-CAM of Swin-T's 768 channels at 224 px
-    took 5 min)."""
+    took 5 min); dissection of the first and last of its default layers (`spatial_layers`,
+    which the sweep still calls): on 8 images of 64 px every unit's threshold is its maximum,
+    the tiny deep maps put whole blocks of pixels at it, and counting those exactly cost
+    0.5-116 s a model over every layer (efficientnet_b7 116 s, densenet161 30 s)."""
     if view_name == "occlusion":
         side = min(lens.input_size[1:])
         return {"window": side // 2, "stride": side // 2}
@@ -264,6 +262,10 @@ def minimal(view_name: str, lens) -> dict:
     if view_name == "cascading_randomization":
         from convlens.techniques.gradients.sanity import randomizable_layers
         return {"layers": randomizable_layers(lens)[:2]}
+    if view_name == "dissect":  # its default layers, found as it finds them: first and last
+        from convlens.techniques.concepts.dissect import spatial_layers
+        found = spatial_layers(lens)
+        return {"layers": list(dict.fromkeys([found[0], found[-1]]))} if found else {}
     return {}
 
 
