@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data import Loader
-from ..hooks import capture, preserved
+from ..hooks import capture, find_layer, model_of, preserved
 from .checkpoint import Checkpoint, PassInfo
 from .reducer import Reducer, shared
 
@@ -26,14 +26,39 @@ def model_device(lens) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+class _Done(Exception):
+    """Raised by a hook once every layer the reducers read has run its calls (no logits
+    needed): the rest of the forward pass is skipped."""
+
+
+@contextlib.contextmanager
+def _stop_when(lens, layers: Sequence[str], done) -> Iterator[None]:
+    """Forward hooks on the modules of `layers`, registered after (so run after) those of
+    `capture`: each raises `_Done` when ``done()``."""
+    def hook(module, args, output):
+        if done():
+            raise _Done
+
+    model = model_of(lens)
+    modules = {id(m): m for m in (find_layer(model, n) for n in layers)}
+    handles = [m.register_forward_hook(hook) for m in modules.values()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def feed(lens, batches: Iterable, reducers: Sequence[Reducer], device=None,
          dtype: torch.dtype | None = None, channels_last: bool = False) -> Iterator:
     """Run each batch through `lens` and update every reducer; yields each batch when done.
 
     Each reducer's `summarize` runs inside the forward hook on the live activation (no copy),
-    the result is handed to its `update` with the logits. `dtype` (e.g. ``torch.bfloat16``)
-    runs the forward under autocast; `channels_last` feeds NHWC input. The model's training
-    flags are restored afterwards and no hook is left behind.
+    the result is handed to its `update` with the logits. Where no reducer reads the logits
+    (`Reducer.needs_logits`), each batch after the first stops its forward pass once every
+    layer has run as many times as in the first (logits None). `dtype` (e.g.
+    ``torch.bfloat16``) runs the forward under autocast; `channels_last` feeds NHWC input. The
+    model's training flags are restored afterwards and no hook is left behind.
     """
     device = torch.device(device) if device is not None else model_device(lens)
     p = next(iter(lens.parameters()), None)
@@ -69,13 +94,23 @@ def feed(lens, batches: Iterable, reducers: Sequence[Reducer], device=None,
         for r in reducers:
             r.begin(batch)
         with amp:
-            return lens(x)
+            try:
+                return lens(x)
+            except _Done:
+                return None
+
+    early = not any(getattr(r, "needs_logits", True) for r in reducers)
+
+    def done() -> bool:  # every layer has had the calls the first batch showed
+        return early and bool(expected) and all(calls.get(n, 0) >= expected.get(n, 0)
+                                                for n in layers)
 
     with preserved(lens), torch.no_grad():
         lens.eval()
         for r in reducers:
             r.attach(lens)
-        with capture(lens, layers, reduce=reduce) as cap:
+        with capture(lens, layers, reduce=reduce) as cap, (
+                _stop_when(lens, layers, done) if early else contextlib.nullcontext()):
             for batch in batches:
                 x = batch.images.to(device, non_blocking=True)
                 if dtype is None and param_dtype is not None:  # no autocast: the model's type

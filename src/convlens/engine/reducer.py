@@ -29,6 +29,9 @@ class Reducer:
 
     #: layers whose activations `update` needs
     layers: list[str] = []
+    #: whether `update` reads the logits; where no reducer of a pass does, each forward pass
+    #: stops once their layers have run (`feed`: the layers after them are not computed)
+    needs_logits: bool = True
 
     def attach(self, lens) -> None:
         """Called by `feed` once before a pass with the model it runs (on its device), for a

@@ -31,6 +31,8 @@ class ActivationStats(Reducer):
     `merge` is exact (the float64 sum up to its rounding, none for integer-valued maps).
     """
 
+    needs_logits = False
+
     def __init__(self, layers: Sequence[str]):
         self.layers = list(layers)
         self.n: dict[str, int] = {}

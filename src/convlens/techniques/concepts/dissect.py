@@ -38,6 +38,8 @@ WORK = ".convlens-dissect"
 class Thresholds(Reducer):
     """Pass 1: each unit's top-`q` activation over the data (`TopQuantile` per layer)."""
 
+    needs_logits = False
+
     def __init__(self, layers: Sequence[str], n_items: int, q: float = QUANTILE):
         self.layers, self.n_items, self.q = list(layers), int(n_items), float(q)
         self.tq = {name: TopQuantile(self.n_items, self.q) for name in self.layers}
@@ -90,6 +92,8 @@ class Thresholds(Reducer):
 class Overlaps(Reducer):
     """Pass 2: each unit's thresholded, upsampled map against every concept's mask."""
 
+    needs_logits = False
+
     def __init__(self, thresholds: dict[str, torch.Tensor], vocab: Vocabulary,
                  classes: Sequence[str], value_range=(0.0, 1.0), mean=None, std=None,
                  top: int = TOP):
@@ -123,11 +127,21 @@ class Overlaps(Reducer):
 
     def summarize(self, layer: str, act: torch.Tensor):
         """``(counts (U, K), max per map (N, U))`` of the batch (`IoUCounts.above`); the
-        activation itself where no batch began (fed by hand: `update` counts it)."""
+        activation itself where no batch began (fed by hand) or where it is not the layer's
+        thresholded map: a module run several times per forward counts with its last call
+        (`engine.local.feed`), and the first batch shows it every call (a ResNet bottleneck's
+        ReLU: 64 units twice, then 256). `update` counts it, or says why it cannot."""
         a = act.detach().float()
-        if getattr(self, "_batch", None) is None:
+        if (getattr(self, "_batch", None) is None or a.dim() != 4
+                or a.shape[1] != len(self.thresholds[layer])):
             return a
-        rows = a.amax(3) if a.dim() == 4 and a.shape[3] >= 16 else None
+        return self._count(layer, a)
+
+    def _count(self, layer: str, a: torch.Tensor):
+        if a.dim() != 4:
+            raise ConvlensError(f"layer {layer!r} gives {tuple(a.shape)}: dissection needs "
+                                "spatial maps (N, C, H, W)")
+        rows = a.amax(3) if a.shape[3] >= 16 else None
         peak = a.amax((2, 3)) if rows is None else rows.amax(2)
         hint = peak if rows is None else rows
         return self.counts[layer].above(a, self._codes(a.device)[0], hint), peak
@@ -177,7 +191,7 @@ class Overlaps(Reducer):
         for name in self.layers:
             got = acts[name]
             if isinstance(got, torch.Tensor):
-                got = self.summarize(name, got)
+                got = self._count(name, got.detach().float())
             hist, peak = got
             codes, table = self._codes(hist.device)
             self.counts[name].add(hist, codes, table)

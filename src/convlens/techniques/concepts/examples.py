@@ -84,6 +84,8 @@ class Examples(Reducer):
     unit's region (its map upsampled bilinearly to the image and cut at ``T_k``, exactly as
     `IoUCounts` counts it) and the concept's mask; and each item's pixels."""
 
+    needs_logits = False
+
     def __init__(self, overlaps, wanted: dict[int, list[tuple[int, str, int, int]]]):
         self.ov, self.wanted = overlaps, wanted
         self.layers = sorted({w[1] for ws in wanted.values() for w in ws})
