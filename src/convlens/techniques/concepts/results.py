@@ -87,10 +87,12 @@ class DissectionResult(Result):
                 ex.groupby(["layer", "unit"], sort=False)]
 
     def figures(self):
+        images, bare = self.params.get("images", 0), self.params.get("without_masks", 0)
         figs = [figure("unique detectors per category, by layer",
                        [panel("detectors", "", kind="plot")],
-                       f"IoU above {self.params.get('rule', 0.04)}; "
-                       f"{self.params.get('images', 0)} images"),
+                       f"IoU above {self.params.get('rule', 0.04)}; {images} images"
+                       + (f"; {bare} of them without an object mask, so without object or "
+                          "background concepts (their colours count)" if bare else "")),
                 figure("the units of highest IoU", [panel("best", "", kind="plot")],
                        "each unit's best concept")]
         shown = self._shown()
