@@ -56,7 +56,8 @@ def feed(lens, batches: Iterable, reducers: Sequence[Reducer], device=None,
     Each reducer's `summarize` runs inside the forward hook on the live activation (no copy),
     the result is handed to its `update` with the logits. Where no reducer reads the logits
     (`Reducer.needs_logits`), each batch after the first stops its forward pass once every
-    layer has run as many times as in the first (logits None). `dtype` (e.g.
+    layer has run as many times as in the first (logits None; a model whose calls per layer
+    grow after the first batch would be cut at the first batch's count). `dtype` (e.g.
     ``torch.bfloat16``) runs the forward under autocast; `channels_last` feeds NHWC input. The
     model's training flags are restored afterwards and no hook is left behind.
     """
