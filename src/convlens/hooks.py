@@ -23,7 +23,10 @@ def model_of(lens_or_model: nn.Module) -> nn.Module:
 
 def find_module(model: nn.Module, name: str) -> nn.Module:
     """The sub-module called `name` (a `named_modules()` name such as ``"features.3"``)."""
-    modules = dict(model.named_modules())
+    return _lookup(dict(model.named_modules()), name)
+
+
+def _lookup(modules: dict[str, nn.Module], name: str) -> nn.Module:
     if name not in modules or name == "":
         raise unknown("layer", name, [n for n in modules if n],
                       hint="`convlens layers --model SPEC` lists them")
@@ -65,8 +68,17 @@ def pooled_of(name: str) -> str | None:
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
     """`find_module`, also for ``"input of NAME"`` (the module NAME) and ``"pooled ..."``."""
-    name = pooled_of(name) or name
-    return find_module(model, input_of(name) or name)
+    return find_layers(model, [name])[0]
+
+
+def find_layers(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    """`find_layer` of each name, walking the model's modules once."""
+    modules = dict(model.named_modules())
+    out = []
+    for name in names:
+        name = pooled_of(name) or name
+        out.append(_lookup(modules, input_of(name) or name))
+    return out
 
 
 @contextlib.contextmanager
@@ -97,7 +109,7 @@ def forward_hooks(model: nn.Module, names: Sequence[str],
     """Call ``fn(name, module, output_tensor)`` after every forward call of each named module;
     for ``"input of NAME"``, ``fn(name, module, input_tensor)`` before each call of NAME.
     With `grid`, token-shaped outputs reach `fn` as ``(N, C, h, w)`` maps (`grid_of`)."""
-    modules = [(n, find_layer(model, n)) for n in names]
+    modules = list(zip(names, find_layers(model, names)))
     handles = []
     with watch_input(model) if grid else contextlib.nullcontext([None]) as image:
         def emit(name, mod, t):
@@ -275,8 +287,7 @@ def capture(lens: nn.Module, layers: str | Sequence[str], grads: bool = False,
     """
     model = model_of(lens)
     names = [layers] if isinstance(layers, str) else list(layers)
-    for n in names:
-        find_layer(model, n)  # fail early, naming close matches
+    find_layers(model, names)  # fail early, naming close matches
     cap = Capture(names, reduce)
     saved_grads = [(p, None if p.grad is None else p.grad.detach().clone())
                    for p in model.parameters()] if grads else []

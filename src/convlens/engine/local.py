@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data import Loader
-from ..hooks import capture, find_layer, model_of, preserved
+from ..hooks import capture, find_layers, model_of, preserved
 from .checkpoint import Checkpoint, PassInfo
 from .reducer import Reducer, shared
 
@@ -40,7 +40,7 @@ def _stop_when(lens, layers: Sequence[str], done) -> Iterator[None]:
             raise _Done
 
     model = model_of(lens)
-    modules = {id(m): m for m in (find_layer(model, n) for n in layers)}
+    modules = {id(m): m for m in find_layers(model, layers)}
     handles = [m.register_forward_hook(hook) for m in modules.values()]
     try:
         yield
