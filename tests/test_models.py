@@ -206,3 +206,13 @@ def test_output_option_picks_the_class_scores_of_a_dict_output(tmp_path, monkeyp
     assert main(["saliency", "--model", "dictnets:make", "--output", "scores", *data,
                  "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "manifest.json").is_file()
+
+
+def test_unknown_name_without_a_close_match_lists_the_few_valid_ones():
+    from convlens.errors import LIST_ALL, unknown
+
+    assert str(unknown("method", "nope", ["saliency", "grad_cam"])) == (
+        "unknown method 'nope'; one of saliency, grad_cam")
+    many = [f"layer{i}" for i in range(LIST_ALL + 1)]
+    assert str(unknown("layer", "zzz", many)) == "unknown layer 'zzz'"  # too many to list
+    assert "did you mean 'grad_cam'" in str(unknown("method", "gradcam", ["saliency", "grad_cam"]))

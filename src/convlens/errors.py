@@ -42,12 +42,20 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]
     return found
 
 
+#: an unknown name's error lists every valid name where they are at most this many
+LIST_ALL = 30
+
+
 def unknown(what: str, name: str, candidates: Iterable[str], hint: str = "") -> ConvlensError:
-    """An error for an unknown name that lists the closest valid names."""
+    """An error for an unknown name that lists the closest valid names, or every valid name
+    where none is close and they are few (at most `LIST_ALL`)."""
+    candidates = list(candidates)
     matches = close_matches(name, candidates)
     msg = f"unknown {what} {name!r}"
     if matches:
         msg += "; did you mean " + ", ".join(repr(m) for m in matches) + "?"
+    elif 0 < len(candidates) <= LIST_ALL:
+        msg += "; one of " + ", ".join(str(c) for c in candidates)
     if hint:
         msg += f" ({hint})"
     return ConvlensError(msg)
