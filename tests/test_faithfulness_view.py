@@ -237,3 +237,30 @@ def test_on_ray_matches_local(local_ray):
     assert remote.params["engine"] == "ray"
     pd.testing.assert_frame_equal(local.table, remote.table, rtol=1e-6, atol=1e-9)
     pd.testing.assert_frame_equal(local.curves, remote.curves, rtol=1e-6, atol=1e-9)
+
+
+def test_cam_layer_found_once_per_method(monkeypatch):
+    """The CAM family's default layer is found once per method and model, not on every batch,
+    noisy copy (max-sensitivity) and weight-randomised model (a forward and backward pass each
+    on a transformer); the values equal the run whose every call finds it anew."""
+    from convlens.techniques.faithfulness import faithfulness as module
+    from convlens.techniques.gradients import cam
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    lens = Lens(net, mean=(0.0,), std=(1.0,), input_size=(1, 8, 8), labels=["a", "b"])
+    kw = dict(methods=["grad_cam", "score_cam", "saliency"], steps=2, fractions=[0.5],
+              samples=2, sensitivity_samples=2, n_boot=20, run=QUIET.but(batch_size=3))
+    found = []
+    real = cam.default_cam_layer
+    monkeypatch.setattr(cam, "default_cam_layer", lambda lz: found.append(1) or real(lz))
+    res = faithfulness(lens, Noise(7), **kw)  # 3 batches
+    assert len(found) == 2, found  # grad_cam, score_cam
+    anew = Faithfulness.explainer
+    monkeypatch.setattr(Faithfulness, "explainer", lambda self, m: module.explainer(m))
+    fresh = faithfulness(lens, Noise(7), **kw)
+    # before: per CAM, 3 batches' maps, 3 of the randomised model, 7 images x 2 noisy copies
+    assert len(found) - 2 == 2 * (3 + 3 + 7 * 2)
+    monkeypatch.setattr(Faithfulness, "explainer", anew)
+    pd.testing.assert_frame_equal(res.table, fresh.table, rtol=1e-6, atol=1e-9)
