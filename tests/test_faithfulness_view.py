@@ -264,3 +264,21 @@ def test_cam_layer_found_once_per_method(monkeypatch):
     assert len(found) - 2 == 2 * (3 + 3 + 7 * 2)
     monkeypatch.setattr(Faithfulness, "explainer", anew)
     pd.testing.assert_frame_equal(res.table, fresh.table, rtol=1e-6, atol=1e-9)
+
+
+def test_pass_takes_a_few_images_at_a_time_and_shows_the_maps_scored(monkeypatch, capsys):
+    """Each image costs tens of forward passes per method: the pass hands the reducer at most
+    `PASS_BATCH` images (its bar and checkpoints move every few images, whatever the batch
+    size of the perturbed rows), and a second bar counts the maps scored, naming the method."""
+    from convlens.techniques.faithfulness.faithfulness import PASS_BATCH
+
+    sizes = []
+    real = Faithfulness.update
+    monkeypatch.setattr(Faithfulness, "update",
+                        lambda self, b, a, lg: sizes.append(len(b)) or real(self, b, a, lg))
+    faithfulness(linear_lens(), Noise(PASS_BATCH + 3), methods=["saliency", "random"],
+                 metrics=["deletion"], steps=2, n_boot=10,
+                 run=RunSettings(batch_size=64, progress=True))
+    assert sizes == [PASS_BATCH, 3]
+    err = capsys.readouterr().err
+    assert "maps scored" in err and "saliency" in err and "random" in err

@@ -163,7 +163,8 @@ def run_options(p: argparse.ArgumentParser) -> None:
                    help="number type the model computes in (default float32)")
 
 
-def data_options(p: argparse.ArgumentParser, required: bool = True, n_help: str = "all") -> None:
+def data_options(p: argparse.ArgumentParser, required: bool = True, n_help: str = "all",
+                 batch_help: str = "images per batch (default 64)") -> None:
     """--data SPEC, --n / --sample, and how to read it."""
     g = p.add_argument_group("data")
     g.add_argument("--data", required=required, metavar="SPEC",
@@ -175,8 +176,7 @@ def data_options(p: argparse.ArgumentParser, required: bool = True, n_help: str 
     g.add_argument("--sample", action="store_true",
                    help="take a random sample of --n items (seeded by --seed) instead of the "
                         "first N")
-    g.add_argument("--batch-size", type=positive_int, default=64,
-                   help="images per batch (default 64)")
+    g.add_argument("--batch-size", type=positive_int, default=64, help=batch_help)
     g.add_argument("--workers", type=nonnegative_int, default=0,
                    help="data loader processes (default 0)")
     g.add_argument("--max-pixels", type=positive_int, default=None,

@@ -17,6 +17,7 @@ import copy
 import inspect
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -129,6 +130,21 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+#: images the pass hands the reducer at a time: each costs tens of forward passes per method
+#: (Score-CAM: one per channel, again for each noisy copy of max-sensitivity), so the progress
+#: bar and the checkpoints come every few images; the rows of perturbed images are batched by
+#: the run's batch size
+PASS_BATCH = 8
+
+
+def method_bar(total: int, enabled: bool):
+    """A bar under the pass's: the batch's image-maps scored, the method at work beside it."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="  maps scored", unit="map", disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
 class Faithfulness(Reducer):
     """Per method and image: every metric's value, and the deletion, insertion and ROAD
     curves; kept with the dataset index of each image (state: tensors)."""
@@ -153,6 +169,7 @@ class Faithfulness(Reducer):
         self._random = None
         self._keys: list[int] = []
         self._explain: dict[str, Callable] = {}
+        self.progress = False  # a bar of the batch's maps scored (set by `faithfulness`)
 
     def config(self) -> dict[str, Any]:
         return {"methods": self.methods, "metrics": self.metrics, "steps": self.steps,
@@ -184,7 +201,7 @@ class Faithfulness(Reducer):
     def __getstate__(self):  # the models travel apart (Ray ships the model once per task)
         state = dict(vars(self))
         state["_lens"] = state["_random"] = None
-        state["_keys"], state["_explain"] = [], {}
+        state["_keys"], state["_explain"], state["progress"] = [], {}, False
         return state
 
     def randomised(self):
@@ -218,59 +235,67 @@ class Faithfulness(Reducer):
         self.indices.append(batch.indices.clone().long())
         self._keys = batch.indices.tolist()
         kw = {"targets": t, "batch_size": self.batch_size}
-        with torch.enable_grad():  # the engine's pass runs without gradients; the maps need them
-            self._score(lens, x, t, masks, kw)
+        with torch.enable_grad(), method_bar(len(self.methods) * len(x),
+                                             self.progress) as bar:
+            # the engine's pass runs without gradients; the maps need them
+            self._score(lens, x, t, masks, kw, bar)
 
-    def _score(self, lens, x: torch.Tensor, t: torch.Tensor, masks, kw: dict) -> None:
+    def _score(self, lens, x: torch.Tensor, t: torch.Tensor, masks, kw: dict, bar) -> None:
         for method in self.methods:
-            explain = self.explainer(method)
-            maps = position_maps(explain(lens, x, t), x)
-            vals, curves = self.values[method], self.curves[method]
+            bar.set_postfix_str(method, refresh=True)
+            self._score_method(method, lens, x, t, masks, kw)
+            bar.update(len(x))
 
-            def put(key, value):
-                if key in vals:
-                    vals[key].append(torch.as_tensor(value).double().reshape(-1).cpu())
-            for key, fn in (("deletion", lambda: deletion(lens, x, maps, steps=self.steps, **kw)),
-                            ("insertion", lambda: insertion(lens, x, maps, steps=self.steps,
-                                                            **kw))):
-                if key in vals:
-                    c = fn()
-                    put(key, c.score)
-                    curves[key].append(c.probability.float())
-            for key, order, how in (("road_morf", "morf", "linear"),
-                                    ("road_lerf", "lerf", "linear"),
-                                    ("road_zero_morf", "morf", "zero"),
-                                    ("road_zero_lerf", "lerf", "zero")):
-                if key in vals:
-                    got = self._each(lambda i, s: road(
-                        lens, x[i:i + 1], maps[i:i + 1], targets=t[i:i + 1],
-                        fractions=self.fractions, order=order, seed=s,
-                        batch_size=self.batch_size, imputation=how))
-                    put(key, torch.cat([c.score for c in got]))
-                    curves[key].append(torch.cat([c.probability for c in got]).float())
-            if "average_drop" in vals or "increase_in_confidence" in vals:
-                d = average_drop_increase(lens, x, maps, **kw)
-                put("average_drop", 100 * d.drop)
-                put("increase_in_confidence", 100 * d.increased.double())
-            if "infidelity" in vals:
-                put("infidelity", torch.cat(self._each(lambda i, s: infidelity(
+    def _score_method(self, method: str, lens, x: torch.Tensor, t: torch.Tensor, masks,
+                      kw: dict) -> None:
+        explain = self.explainer(method)
+        maps = position_maps(explain(lens, x, t), x)
+        vals, curves = self.values[method], self.curves[method]
+
+        def put(key, value):
+            if key in vals:
+                vals[key].append(torch.as_tensor(value).double().reshape(-1).cpu())
+        for key, fn in (("deletion", lambda: deletion(lens, x, maps, steps=self.steps, **kw)),
+                        ("insertion", lambda: insertion(lens, x, maps, steps=self.steps,
+                                                        **kw))):
+            if key in vals:
+                c = fn()
+                put(key, c.score)
+                curves[key].append(c.probability.float())
+        for key, order, how in (("road_morf", "morf", "linear"),
+                                ("road_lerf", "lerf", "linear"),
+                                ("road_zero_morf", "morf", "zero"),
+                                ("road_zero_lerf", "lerf", "zero")):
+            if key in vals:
+                got = self._each(lambda i, s: road(
                     lens, x[i:i + 1], maps[i:i + 1], targets=t[i:i + 1],
-                    n_samples=self.samples, normalise=True, seed=s,
-                    batch_size=self.batch_size))))
-            if "max_sensitivity" in vals:
-                def remap(lz, xz, tz, explain=explain):
-                    return position_maps(explain(lz, xz, tz), xz)
-                put("max_sensitivity", torch.cat(self._each(lambda i, s: max_sensitivity(
-                    lens, x[i:i + 1], remap, targets=t[i:i + 1],
-                    n_samples=self.sensitivity_samples, seed=s,
-                    batch_size=self.batch_size))))
-            for key, fn in (("pointing_game", pointing_game), ("energy_in_mask", energy_in_mask)):
-                if key in vals:
-                    put(key, fn(maps.clamp_min(0), masks).double() if masks is not None
-                        else torch.full((len(x),), float("nan")))
-            if "randomisation" in vals:
-                other = position_maps(explain(self.randomised(), x, t), x)
-                put("randomisation", [_spearman(a, b) for a, b in zip(maps, other)])
+                    fractions=self.fractions, order=order, seed=s,
+                    batch_size=self.batch_size, imputation=how))
+                put(key, torch.cat([c.score for c in got]))
+                curves[key].append(torch.cat([c.probability for c in got]).float())
+        if "average_drop" in vals or "increase_in_confidence" in vals:
+            d = average_drop_increase(lens, x, maps, **kw)
+            put("average_drop", 100 * d.drop)
+            put("increase_in_confidence", 100 * d.increased.double())
+        if "infidelity" in vals:
+            put("infidelity", torch.cat(self._each(lambda i, s: infidelity(
+                lens, x[i:i + 1], maps[i:i + 1], targets=t[i:i + 1],
+                n_samples=self.samples, normalise=True, seed=s,
+                batch_size=self.batch_size))))
+        if "max_sensitivity" in vals:
+            def remap(lz, xz, tz, explain=explain):
+                return position_maps(explain(lz, xz, tz), xz)
+            put("max_sensitivity", torch.cat(self._each(lambda i, s: max_sensitivity(
+                lens, x[i:i + 1], remap, targets=t[i:i + 1],
+                n_samples=self.sensitivity_samples, seed=s,
+                batch_size=self.batch_size))))
+        for key, fn in (("pointing_game", pointing_game), ("energy_in_mask", energy_in_mask)):
+            if key in vals:
+                put(key, fn(maps.clamp_min(0), masks).double() if masks is not None
+                    else torch.full((len(x),), float("nan")))
+        if "randomisation" in vals:
+            other = position_maps(explain(self.randomised(), x, t), x)
+            put("randomisation", [_spearman(a, b) for a, b in zip(maps, other)])
 
     def _each(self, fn: Callable[[int, int], Any]) -> list:
         """`fn(i, seed)` for each image of the batch, its noise seeded by ``(seed, dataset
@@ -380,7 +405,11 @@ def faithfulness(lens, data, methods: Sequence[str] | None = None,
             after a kill (``run.resume``); the result is saved there (without pictures).
         n, indices: the first `n` items, or these dataset indices (default all).
         run: how the pass runs (`convlens.RunSettings`: batch size, progress, the
-            ``"local"`` or ``"ray"`` engine, ...).
+            ``"local"`` or ``"ray"`` engine, ...). The batch size is the forward passes' rows
+            of perturbed images; the pass takes at most `PASS_BATCH` (8) images at a time, so
+            its bar moves and it checkpoints every few images (each image costs tens of
+            forward passes per method; all 16 methods on ResNet-18 at 224 px: about 5 CPU
+            minutes an image, Score-CAM half of it). A second bar counts the maps scored.
 
     Example::
 
@@ -410,6 +439,8 @@ def faithfulness(lens, data, methods: Sequence[str] | None = None,
     order = item_order(data, n, indices)
     reducer = Faithfulness(methods, metrics, steps, fractions, samples, sensitivity_samples,
                            seed, batch_size=max(8, run.batch_size))
+    reducer.progress = run.progress and run.engine == "local"
+    run = run.but(batch_size=min(run.batch_size, PASS_BATCH))
     folder = Path(out) if out is not None else None
     checkpoint = (pass_checkpoint(lens, data, order, folder / WORK, run, reducer.config())
                   if folder is not None else None)
