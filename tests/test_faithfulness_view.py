@@ -239,31 +239,29 @@ def test_on_ray_matches_local(local_ray):
     pd.testing.assert_frame_equal(local.curves, remote.curves, rtol=1e-6, atol=1e-9)
 
 
-def test_cam_layer_found_once_per_method(monkeypatch):
-    """The CAM family's default layer is found once per method and model, not on every batch,
-    noisy copy (max-sensitivity) and weight-randomised model (a forward and backward pass each
-    on a transformer); the values equal the run whose every call finds it anew."""
-    from convlens.techniques.faithfulness import faithfulness as module
+def test_cam_layer_found_once_per_lens(monkeypatch):
+    """The CAM family's default layer is found once per lens and kept (as its layer table),
+    not on every batch, noisy copy (max-sensitivity) and the weight-randomised copy (a forward
+    and backward pass each on a transformer), nor for each CAM method anew."""
     from convlens.techniques.gradients import cam
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
     lens = Lens(net, mean=(0.0,), std=(1.0,), input_size=(1, 8, 8), labels=["a", "b"])
+    before = snapshot(net)
     kw = dict(methods=["grad_cam", "score_cam", "saliency"], steps=2, fractions=[0.5],
               samples=2, sensitivity_samples=2, n_boot=20, run=QUIET.but(batch_size=3))
     found = []
-    real = cam.default_cam_layer
-    monkeypatch.setattr(cam, "default_cam_layer", lambda lz: found.append(1) or real(lz))
-    res = faithfulness(lens, Noise(7), **kw)  # 3 batches
-    assert len(found) == 2, found  # grad_cam, score_cam
-    anew = Faithfulness.explainer
-    monkeypatch.setattr(Faithfulness, "explainer", lambda self, m: module.explainer(m))
-    fresh = faithfulness(lens, Noise(7), **kw)
-    # before: per CAM, 3 batches' maps, 3 of the randomised model, 7 images x 2 noisy copies
-    assert len(found) - 2 == 2 * (3 + 3 + 7 * 2)
-    monkeypatch.setattr(Faithfulness, "explainer", anew)
-    pd.testing.assert_frame_equal(res.table, fresh.table, rtol=1e-6, atol=1e-9)
+    real = cam.find_cam_layer
+    monkeypatch.setattr(cam, "find_cam_layer", lambda lz: found.append(1) or real(lz))
+    faithfulness(lens, Noise(7), **kw)
+    faithfulness(lens, Noise(3), **kw)
+    assert len(found) == 1, found  # before: 40 lookups in the first call
+    assert cam.default_cam_layer(lens) == "3"  # the last conv's ReLU
+    assert_unchanged(net, before)
+    lens.input_size = (1, 16, 16)  # another input size: found anew
+    assert cam.default_cam_layer(lens) == "3" and len(found) == 2
 
 
 def test_pass_takes_a_few_images_at_a_time_and_shows_the_maps_scored(monkeypatch, capsys):

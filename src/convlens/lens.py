@@ -97,6 +97,7 @@ class Lens(nn.Module):
         self._dry: dict | None = None     # name -> (shape, arithmetic field, per_image, grid)
         self._fields: dict = {}           # name -> field from input gradients (found on demand)
         self._infos: list[LayerInfo] | None = None  # the table as last built
+        self._cam_layers: dict = {}        # input size -> Grad-CAM's default layer
 
     # -- the network -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,6 @@ over images, the ranks, and the mean curves with their bands.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import shutil
 import sys
@@ -95,9 +94,8 @@ def _random_map(lens, x: torch.Tensor, target) -> torch.Tensor:
     return torch.stack(out)
 
 
-def explainer(method: str, layer: str | None = None) -> Callable:
-    """``explain(lens, x, targets) -> maps (N, H, W)`` of a method named as its view; `layer`:
-    the CAM family's layer (default: each call finds `default_cam_layer` anew)."""
+def explainer(method: str) -> Callable:
+    """``explain(lens, x, targets) -> maps (N, H, W)`` of a method named as its view."""
     if method == "input_x_gradient":
         return lambda lens, x, t: input_x_gradient(lens, x, t.tolist())
     if method == "random":
@@ -107,16 +105,7 @@ def explainer(method: str, layer: str | None = None) -> Callable:
     fn = next((v.load() for v in all_views() if v.name == method), None)
     if fn is None or method not in METHODS:
         raise unknown("method", method, METHODS)
-    kw = {"layer": layer} if layer is not None else {}
-    return lambda lens, x, t: fn(lens, x, target=[int(v) for v in t], **kw).map
-
-
-def takes_layer(method: str) -> bool:
-    """Whether the method's view has a ``layer`` argument (the CAM family's)."""
-    from ...techniques import all_views
-
-    v = next((v for v in all_views() if v.name == method), None)
-    return v is not None and "layer" in inspect.signature(v.load()).parameters
+    return lambda lens, x, t: fn(lens, x, target=[int(v) for v in t]).map
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -168,7 +157,6 @@ class Faithfulness(Reducer):
         self._lens = None
         self._random = None
         self._keys: list[int] = []
-        self._explain: dict[str, Callable] = {}
         self.progress = False  # a bar of the batch's maps scored (set by `faithfulness`)
 
     def config(self) -> dict[str, Any]:
@@ -183,25 +171,11 @@ class Faithfulness(Reducer):
     def attach(self, lens) -> None:
         self._lens = lens
         self._random = None
-        self._explain = {}
-
-    def explainer(self, method: str) -> Callable:
-        """The method's `explainer`, made once per model: a CAM's layer is the model's
-        `default_cam_layer`, found once (on a transformer a forward and backward pass) and
-        kept for every batch, every noisy copy of max-sensitivity and the weight-randomised
-        model (the randomisation check compares the map at the same layer)."""
-        if method not in self._explain:
-            layer = None
-            if takes_layer(method):
-                from ..gradients.cam import default_cam_layer
-                layer = default_cam_layer(self._lens)
-            self._explain[method] = explainer(method, layer)
-        return self._explain[method]
 
     def __getstate__(self):  # the models travel apart (Ray ships the model once per task)
         state = dict(vars(self))
         state["_lens"] = state["_random"] = None
-        state["_keys"], state["_explain"], state["progress"] = [], {}, False
+        state["_keys"], state["progress"] = [], False
         return state
 
     def randomised(self):
@@ -248,7 +222,7 @@ class Faithfulness(Reducer):
 
     def _score_method(self, method: str, lens, x: torch.Tensor, t: torch.Tensor, masks,
                       kw: dict) -> None:
-        explain = self.explainer(method)
+        explain = explainer(method)
         maps = position_maps(explain(lens, x, t), x)
         vals, curves = self.values[method], self.curves[method]
 

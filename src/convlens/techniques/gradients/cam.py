@@ -30,6 +30,21 @@ _POINTWISE = (nn.ReLU, nn.BatchNorm2d, nn.GroupNorm, nn.Dropout, nn.Dropout2d, n
 
 
 def default_cam_layer(lens) -> str:
+    """Grad-CAM's default layer (`find_cam_layer`), found once per lens and input size and
+    kept, as the lens keeps its layer table (on a transformer finding it takes a forward and
+    backward pass; faithfulness asks for it on every batch, noisy copy and the weight-randomised
+    copy of the lens, which keeps its original's layer)."""
+    memo = getattr(lens, "_cam_layers", None)
+    key = tuple(getattr(lens, "input_size", ()) or ())
+    if memo is not None and key in memo:
+        return memo[key]
+    layer = find_cam_layer(lens)
+    if memo is not None:
+        memo[key] = layer
+    return layer
+
+
+def find_cam_layer(lens) -> str:
     """Grad-CAM's default layer: the last convolution in execution order, taken after the
     point-wise layers that follow it (batch norm, ReLU, ...), so it is the rectified output
     of the last conv block (VGG: ``features.29``; ResNet-18: ``layer4.1.relu``, the block's
