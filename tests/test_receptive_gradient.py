@@ -333,3 +333,15 @@ def test_correspondence_places_tokens_and_channels_last_cells_by_their_local_fie
         res = correspondence(lens, "warp", [layer], data="builtin:shapes:test:4", n=2,
                              baselines=(), examples=0, run=quiet)
         assert list(res.layers.rf_size) == [rf] and len(res.transfers) > 0
+
+
+def test_long_measuring_shows_a_bar_and_a_quick_one_does_not(monkeypatch, capsys):
+    """A transformer's fields take a minute (swin_t at 224 px): the measuring shows a bar of
+    the cells measured, but only after `BAR_DELAY` seconds; a quick net prints nothing."""
+    from convlens.receptive import gradient
+
+    measured(Stack(), (1, 32, 32), ["c3"])
+    assert "receptive fields" not in capsys.readouterr().err
+    monkeypatch.setattr(gradient, "BAR_DELAY", 0.0)
+    measured(Stack(), (1, 32, 32), ["c3"])
+    assert "receptive fields from input gradients, 32x32" in capsys.readouterr().err

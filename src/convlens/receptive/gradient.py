@@ -48,6 +48,7 @@ child, a ReLU and what it was given, in the surrogate) are asked once.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -65,6 +66,7 @@ SCALES = (1, 2, 4)        # input sizes tried, times the model's, while every ce
 WORK = 128 * 224 * 224    # a larger input is tried while (cells measured x its pixels) stay under
 MEMORY = 256 * 2 ** 20    # bytes one chunk of the batch may take (estimated from one image)
 MAX_CHUNK = 64
+BAR_DELAY = 3.0            # seconds before the measuring shows a progress bar
 
 
 @dataclass
@@ -247,14 +249,21 @@ def _measure(twin, layers: dict[str, _Layer], channels, hw, device, chunk) -> di
 def _supports(twin, layers, jobs, channels, hw, device, chunk) -> dict[str, list]:
     """Per layer, ``(y, x, (lo_y, hi_y), (lo_x, hi_x))`` of the input-gradient support of each
     cell in `jobs` (``(layer, y, x)``); ``None`` extents for an empty support."""
+    from tqdm.auto import tqdm
+
     jobs = sorted(jobs, key=lambda j: layers[j[0]].order)
     found: dict[str, list] = defaultdict(list)
-    for start in range(0, len(jobs), chunk):
-        part = jobs[start:start + chunk]
-        grad = _gradient(twin, layers, part, channels, hw, device)
-        nz = grad.abs().sum(1) > 0
-        for k, (name, y, x) in enumerate(part):
-            found[name].append((y, x, _extent(nz[k].any(1)), _extent(nz[k].any(0))))
+    # on a large transformer this takes a minute: a bar, shown only after BAR_DELAY seconds
+    with tqdm(total=len(jobs), desc=f"receptive fields from input gradients, {hw[0]}x{hw[1]}",
+              unit="cell", delay=BAR_DELAY, leave=False, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start:start + chunk]
+            grad = _gradient(twin, layers, part, channels, hw, device)
+            nz = grad.abs().sum(1) > 0
+            for k, (name, y, x) in enumerate(part):
+                found[name].append((y, x, _extent(nz[k].any(1)), _extent(nz[k].any(0))))
+            bar.update(len(part))
     return found
 
 
