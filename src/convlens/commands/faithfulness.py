@@ -38,11 +38,16 @@ def _fractions(s: str) -> list[float]:
 
 
 def _opts(p: argparse.ArgumentParser) -> None:
-    from ..techniques.faithfulness.faithfulness import DEFAULT_METRICS, METHODS, METRICS
+    from ..techniques.faithfulness.faithfulness import (
+        DEFAULT_METRICS,
+        METHODS,
+        METRICS,
+        PASS_BATCH,
+    )
 
     model_options(p)
     data_options(p, batch_help="perturbed images per forward pass (default 64); the pass "
-                               "takes 8 images at a time")
+                               f"takes {PASS_BATCH} images at a time")
     g = p.add_argument_group("faithfulness")
     g.add_argument("--methods", type=_names, default=None, metavar="M1,M2,...",
                    help="maps to score (default all: " + ", ".join(METHODS) + ")")
@@ -58,7 +63,7 @@ def _opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sensitivity-samples", type=positive_int, default=4,
                    help="noise draws per image for max-sensitivity, each a new map "
                         "(default 4)")
-    engine_options(p, checkpoint_every=1)  # a batch: 8 images, minutes each on a large net
+    engine_options(p, checkpoint_every=1)  # a batch: PASS_BATCH images, minutes each
     output_options(p, "faithfulness")
 
 
